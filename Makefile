@@ -1,0 +1,35 @@
+# `make run` and `make test` both set up .venv first; a second run on an existing .venv is quick
+# because the install step only reruns when pyproject.toml changes.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.railsight-installed
+
+.PHONY: setup run test lint demo clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch and torchvision are pinned here because they come from local disk; a range would download GBs.
+	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(BIN)/railsight serve --host 127.0.0.1 --port 8000
+
+demo: setup
+	$(BIN)/railsight demo
+
+test: setup
+	$(BIN)/ruff check service kernels models bench tests
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check service kernels models bench tests
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) var build dist *.egg-info

@@ -1,0 +1,60 @@
+"""The model interface the pipeline relies on.
+
+A model is a ``torch.nn.Module`` that takes a batch of normalised RGB tiles, ``(B, 3, H, W)`` float
+(H and W multiples of 32), and returns one tensor of raw logits ``(B, 6, H, W)``:
+
+    channels 0..3  semantic classes, softmax over them: background, railcar, tarped_cargo, track
+    channel  4     railcar *core*: the car footprint shrunk by about 1.5 m at each end and side
+    channel  5     tarped-cargo core, the same idea
+
+Why cores: coupled cars stand about 1 m apart, one or two pixels at 0.5 m, so the semantic mask of a
+train is one blob. Shrunk cores of neighbouring cars are several pixels apart, so their connected
+components are one seed per car; each seed then grows back over its class mask (see
+``kernels.instances``). Track pixels are a band about 1.5 m wide around each track's centre line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+SEMANTIC_CLASSES = ("background", "railcar", "tarped_cargo", "track")
+OBJECT_CLASSES = ("railcar", "tarped_cargo")  # classes with a core channel, in channel order
+OUTPUT_CHANNELS = len(SEMANTIC_CLASSES) + len(OBJECT_CLASSES)
+CLASS_INDEX = {name: i for i, name in enumerate(SEMANTIC_CLASSES)}
+CORE_CHANNEL = {name: len(SEMANTIC_CLASSES) + i for i, name in enumerate(OBJECT_CLASSES)}
+
+# Ground size the shipped model works at; scenes are resampled to it window by window.
+DEFAULT_PIXEL_SIZE_M = 0.5
+# Largest object the model must see whole (a 22 m car is 44 px at 0.5 m; cargo clusters more).
+MAX_OBJECT_M = 30.0
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """What travels with the weights."""
+
+    name: str = "railsight-unet"
+    version: str = "0.0.0"
+    arch: str = "unet"
+    arch_args: dict = field(default_factory=dict)
+    classes: tuple[str, ...] = SEMANTIC_CLASSES
+    pixel_size_m: float = DEFAULT_PIXEL_SIZE_M
+    mean: tuple[float, float, float] = (0.45, 0.45, 0.45)
+    std: tuple[float, float, float] = (0.25, 0.25, 0.25)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def halo_px(self) -> int:
+        """Halo in model pixels: at least the largest object, rounded up to a multiple of 16."""
+        px = MAX_OBJECT_M / self.pixel_size_m
+        return int(-(-px // 16) * 16)
+
+
+def split_output(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class probabilities ``(B, 4, H, W)`` and core probabilities ``(B, 2, H, W)`` from raw logits."""
+    if logits.ndim != 4 or logits.shape[1] != OUTPUT_CHANNELS:
+        raise ValueError(f"model output must be (B, {OUTPUT_CHANNELS}, H, W), got {tuple(logits.shape)}")
+    n = len(SEMANTIC_CLASSES)
+    return torch.softmax(logits[:, :n].float(), dim=1), torch.sigmoid(logits[:, n:].float())

@@ -1,0 +1,101 @@
+"""Loading a model: from a weights file (the shipped one by default) or, for tests, from a factory."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from models.interface import ModelMeta
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+SHIPPED_WEIGHTS = WEIGHTS_DIR / "railsight.pt"
+
+# Architecture name (stored in the weights' metadata) -> "module:callable" building it from arch_args.
+ARCHITECTURES = {"unet": "models.unet:build_unet"}
+
+
+class WeightsError(Exception):
+    """Weights that are missing, unreadable or for an architecture we do not know."""
+
+    code = "model_error"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where a model comes from; small and picklable so it can travel to Dask workers."""
+
+    weights: str | None = None
+    factory: str | None = None
+
+    def describe(self) -> str:
+        return self.factory or str(self.weights or SHIPPED_WEIGHTS)
+
+
+def import_callable(ref: str):
+    module_name, _, attr = ref.partition(":")
+    if not attr:
+        raise WeightsError(f"expected 'module:callable', got {ref!r}")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU. Asking for CUDA without one is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise WeightsError("--device cuda was asked for, but no CUDA device is available")
+    if device not in ("cpu", "cuda"):
+        raise WeightsError(f"unknown device {device!r}: use auto, cpu or cuda")
+    return torch.device(device)
+
+
+def read_weights(path: str | Path) -> tuple[ModelMeta, dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        meta_fields = {f.name for f in dataclasses.fields(ModelMeta)}
+        meta = ModelMeta(**{k: v for k, v in blob["meta"].items() if k in meta_fields})
+    except Exception as exc:  # any failure here means the file is not railsight weights
+        raise WeightsError(f"not a railsight weights file: {path} ({exc})") from exc
+    return _tuples(meta), blob["state_dict"]
+
+
+def _tuples(meta: ModelMeta) -> ModelMeta:
+    return dataclasses.replace(
+        meta, classes=tuple(meta.classes), mean=tuple(meta.mean), std=tuple(meta.std)  # type: ignore[arg-type]
+    )
+
+
+def save_weights(path: str | Path, module: torch.nn.Module, meta: ModelMeta) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    torch.save({"meta": dataclasses.asdict(meta), "state_dict": state}, tmp)
+    tmp.replace(path)
+    return path
+
+
+def build_model(meta: ModelMeta) -> torch.nn.Module:
+    if meta.arch not in ARCHITECTURES:
+        raise WeightsError(f"unknown architecture {meta.arch!r} in weights metadata")
+    return import_callable(ARCHITECTURES[meta.arch])(**meta.arch_args)
+
+
+def load_model(spec: ModelSpec, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, ModelMeta]:
+    """The model in eval mode on ``device``, and its metadata."""
+    if spec.factory:
+        module = import_callable(spec.factory)()
+        meta = getattr(module, "meta", ModelMeta())
+    else:
+        meta, state = read_weights(spec.weights or SHIPPED_WEIGHTS)
+        module = build_model(meta)
+        module.load_state_dict(state)
+    module.eval().to(device)
+    return module, meta

@@ -1,0 +1,44 @@
+"""The `railsight` command. Each subcommand lives in its own module under ``service.commands`` with
+``register(subparsers)``; errors a user can cause become one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from models.loading import WeightsError
+from service.errors import RailsightError
+
+# Subcommand modules, in the order `railsight --help` lists them.
+COMMANDS = ("detect",)
+
+USER_ERRORS = (RailsightError, WeightsError)
+EXIT_USER_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="railsight", description="Find, count and map railcars, tarped cargo and tracks in scenes."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"service.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as exc:
+        print(f"railsight: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("railsight: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,338 @@
+"""The one module that opens rasters. Everything else gets arrays, windows and transforms.
+
+Scenes are read in a *model grid*: the scene's own grid rescaled so one pixel is the model's pixel
+size in metres. When the scene is already close to that size the grid is the scene's own and
+windows are whole pixels; otherwise each window is resampled on read (bilinear), and the model-grid
+transform maps results straight back to the scene CRS.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from pyproj import CRS, Geod, Transformer
+from rasterio.enums import ColorInterp, Resampling
+from rasterio.errors import RasterioError, RasterioIOError
+from rasterio.windows import Window
+
+from service.errors import AllNoData, NoGeoreference, NotARaster, SceneError, SceneNotFound, SceneTooLarge
+from service.errors import BadOption, TooFewBands
+
+# Within this ratio of the model's pixel size a scene is used on its own grid, unresampled.
+RESAMPLE_TOLERANCE = 0.1
+# Longest side of the decimated read used for statistics (stretch and the no-data check).
+STATS_SIDE = 1024
+
+
+@dataclass(frozen=True)
+class SceneInfo:
+    """What the pipeline needs to know about a scene, small enough to ship to every Dask task."""
+
+    path: str
+    width: int
+    height: int
+    band_count: int
+    dtype: str
+    crs_wkt: str | None
+    transform: tuple[float, ...]
+    rgb_bands: tuple[int, int, int]
+    pixel_size_m: tuple[float, float]
+    model_pixel_size_m: float
+    grid_scale: tuple[float, float]
+    stretch: tuple[tuple[float, float], ...] | None
+    nodata: float | None
+
+    @property
+    def affine(self) -> Affine:
+        return Affine(*self.transform[:6])
+
+    @property
+    def grid_width(self) -> int:
+        return max(1, round(self.width * self.grid_scale[0]))
+
+    @property
+    def grid_height(self) -> int:
+        return max(1, round(self.height * self.grid_scale[1]))
+
+    @property
+    def grid_transform(self) -> Affine:
+        """Model-grid pixel (col, row) -> scene CRS."""
+        return self.affine * Affine.scale(self.width / self.grid_width, self.height / self.grid_height)
+
+    @property
+    def resampled(self) -> bool:
+        return (self.grid_width, self.grid_height) != (self.width, self.height)
+
+
+def _open(path: str):
+    if not os.path.exists(path) and "://" not in path and not path.startswith("/vsi"):
+        raise SceneNotFound(f"scene not found: {path}")
+    try:
+        return rasterio.open(path)
+    except RasterioIOError as exc:
+        raise NotARaster(f"not a readable raster: {path} ({_first_line(exc)})") from exc
+    except RasterioError as exc:
+        raise NotARaster(f"not a readable raster: {path} ({_first_line(exc)})") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def pick_rgb_bands(colorinterp: tuple[ColorInterp, ...], count: int, bands: tuple[int, ...] | None) -> tuple[int, int, int]:
+    """1-based red, green, blue band indexes: ``bands`` if given, else by colour interpretation,
+    else the first three."""
+    if bands is not None:
+        if len(bands) != 3:
+            raise BadOption(f"--bands needs exactly three band numbers, got {len(bands)}")
+        bad = [b for b in bands if not 1 <= b <= count]
+        if bad:
+            raise BadOption(f"--bands {bad[0]} is out of range: the scene has bands 1..{count}")
+        return (bands[0], bands[1], bands[2])
+    wanted = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
+    if all(c in colorinterp for c in wanted):
+        return tuple(colorinterp.index(c) + 1 for c in wanted)  # type: ignore[return-value]
+    return (1, 2, 3)
+
+
+def ground_pixel_size(crs: CRS, transform: Affine, width: int, height: int) -> tuple[float, float]:
+    """Ground size in metres of one pixel step along columns and rows, measured geodesically at the
+    scene centre, so it is right for UTM, EPSG:4326 and Web Mercator alike."""
+    cx, cy = width / 2.0, height / 2.0
+    to_lonlat = Transformer.from_crs(crs, CRS.from_epsg(4326), always_xy=True)
+    geod = Geod(ellps="WGS84")
+    pts = [transform * (cx, cy), transform * (cx + 1, cy), transform * (cx, cy + 1)]
+    lon, lat = to_lonlat.transform([p[0] for p in pts], [p[1] for p in pts])
+    _, _, dx = geod.inv(lon[0], lat[0], lon[1], lat[1])
+    _, _, dy = geod.inv(lon[0], lat[0], lon[2], lat[2])
+    return float(dx), float(dy)
+
+
+def inspect_scene(
+    path: str | Path,
+    *,
+    model_pixel_size_m: float,
+    bands: tuple[int, ...] | None = None,
+    allow_pixel_coords: bool = False,
+    max_pixels: int | None = None,
+) -> SceneInfo:
+    """Open a scene once, check it can be used, and describe it. Raises a SceneError naming what is
+    wrong: missing, not a raster, too few bands, no georeferencing, too large, all no-data."""
+    path = str(path)
+    with _open(path) as src:
+        if src.count < 3:
+            raise TooFewBands(f"scene has {src.count} band(s); railsight needs at least 3 (RGB): {path}")
+        if max_pixels is not None and src.width * src.height > max_pixels:
+            raise SceneTooLarge(
+                f"scene is {src.width} x {src.height} px, over the limit of {max_pixels:,} pixels: {path}"
+            )
+        rgb = pick_rgb_bands(tuple(src.colorinterp), src.count, bands)
+        georeferenced = src.crs is not None and not src.transform.is_identity
+        if georeferenced:
+            pixel_size = ground_pixel_size(CRS.from_user_input(src.crs), src.transform, src.width, src.height)
+            crs_wkt: str | None = src.crs.to_wkt()
+        elif allow_pixel_coords:
+            pixel_size = (model_pixel_size_m, model_pixel_size_m)
+            crs_wkt = None
+        else:
+            raise NoGeoreference(
+                f"scene has no georeferencing (CRS and transform): {path}; pass --allow-pixel-coords to run anyway"
+            )
+        scale = tuple(_grid_scale(p, model_pixel_size_m) for p in pixel_size)
+        sample, valid = _decimated_read(src, rgb, path)
+        if not valid.any():
+            raise AllNoData(f"scene has no valid pixels (all no-data): {path}")
+        stretch = None if src.dtypes[rgb[0] - 1] == "uint8" else _stretch_from(sample, valid)
+        return SceneInfo(
+            path=path,
+            width=src.width,
+            height=src.height,
+            band_count=src.count,
+            dtype=src.dtypes[rgb[0] - 1],
+            crs_wkt=crs_wkt,
+            transform=tuple(src.transform)[:6],
+            rgb_bands=rgb,
+            pixel_size_m=(float(pixel_size[0]), float(pixel_size[1])),
+            model_pixel_size_m=model_pixel_size_m,
+            grid_scale=(scale[0], scale[1]),
+            stretch=stretch,
+            nodata=src.nodata,
+        )
+
+
+def _grid_scale(pixel_size_m: float, model_pixel_size_m: float) -> float:
+    ratio = pixel_size_m / model_pixel_size_m
+    return 1.0 if abs(ratio - 1.0) <= RESAMPLE_TOLERANCE else ratio
+
+
+def _decimated_read(src, rgb: tuple[int, int, int], path: str) -> tuple[np.ndarray, np.ndarray]:
+    """A small read of the whole scene (GDAL uses overviews when present): statistics and the
+    no-data check without holding the scene in memory. Also the first place a truncated file shows."""
+    factor = max(1, math.ceil(max(src.width, src.height) / STATS_SIDE))
+    shape = (max(1, src.height // factor), max(1, src.width // factor))
+    try:
+        data = src.read(list(rgb), out_shape=(3, *shape), resampling=Resampling.nearest)
+        mask = src.dataset_mask(out_shape=shape, resampling=Resampling.nearest)
+    except RasterioError as exc:
+        raise SceneError(f"scene could not be read (truncated or corrupt?): {path} ({_first_line(exc)})") from exc
+    return data, mask > 0
+
+
+def _stretch_from(sample: np.ndarray, valid: np.ndarray) -> tuple[tuple[float, float], ...]:
+    """Per-band 2nd..98th percentile, the linear stretch that maps non-8-bit data to 0..255."""
+    out = []
+    for band in sample:
+        values = band[valid].astype(np.float64)
+        lo, hi = np.percentile(values, [2.0, 98.0]) if values.size else (0.0, 1.0)
+        out.append((float(lo), float(hi if hi > lo else lo + 1.0)))
+    return tuple(out)
+
+
+class SceneReader:
+    """Reads model-grid windows of one scene as uint8 RGB plus a validity mask."""
+
+    def __init__(self, info: SceneInfo, src) -> None:
+        self.info = info
+        self._src = src
+
+    def read(self, col: int, row: int, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+        """Window in model-grid pixels, may reach past the scene (padded as invalid).
+        Returns ``rgb`` (3, height, width) uint8 and ``valid`` (height, width) bool."""
+        info = self.info
+        rgb = np.zeros((3, height, width), dtype=np.uint8)
+        valid = np.zeros((height, width), dtype=bool)
+        c0, r0 = max(col, 0), max(row, 0)
+        c1, r1 = min(col + width, info.grid_width), min(row + height, info.grid_height)
+        if c1 <= c0 or r1 <= r0:
+            return rgb, valid
+        out_shape = (r1 - r0, c1 - c0)
+        fx = info.width / info.grid_width
+        fy = info.height / info.grid_height
+        window = Window(c0 * fx, r0 * fy, (c1 - c0) * fx, (r1 - r0) * fy)
+        if not info.resampled:
+            window = Window(c0, r0, c1 - c0, r1 - r0)
+        try:
+            data = self._src.read(
+                list(info.rgb_bands), window=window, out_shape=(3, *out_shape), resampling=Resampling.bilinear
+            )
+            mask = self._src.dataset_mask(window=window, out_shape=out_shape, resampling=Resampling.nearest)
+        except RasterioError as exc:
+            raise SceneError(
+                f"scene could not be read (truncated or corrupt?): {info.path} ({_first_line(exc)})"
+            ) from exc
+        dst = (slice(r0 - row, r1 - row), slice(c0 - col, c1 - col))
+        rgb[:, dst[0], dst[1]] = _to_uint8(data, info.stretch)
+        valid[dst] = mask > 0
+        rgb[:, ~valid] = 0
+        return rgb, valid
+
+
+def _to_uint8(data: np.ndarray, stretch: tuple[tuple[float, float], ...] | None) -> np.ndarray:
+    if stretch is None:
+        return data.astype(np.uint8, copy=False)
+    out = np.empty(data.shape, dtype=np.uint8)
+    for i, (lo, hi) in enumerate(stretch):
+        scaled = (data[i].astype(np.float32) - lo) * (255.0 / (hi - lo))
+        out[i] = np.clip(scaled, 0, 255).astype(np.uint8)
+    return out
+
+
+@contextmanager
+def open_scene(info: SceneInfo) -> Iterator[SceneReader]:
+    """Open a described scene for window reads (one per Dask task or per worker thread)."""
+    with _open(info.path) as src:
+        yield SceneReader(info, src)
+
+
+def write_geotiff(
+    path: str | Path,
+    data: np.ndarray,
+    *,
+    transform: Affine | None,
+    crs: str | CRS | None,
+    nodata: float | None = None,
+    mask: np.ndarray | None = None,
+    tiled: bool = True,
+    compress: str | None = "deflate",
+    photometric_rgb: bool = True,
+) -> Path:
+    """Write a (bands, rows, cols) array as a GeoTIFF, atomically (temporary name, then rename).
+    ``mask`` (rows, cols, bool, True = valid) becomes an internal dataset mask."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bands, height, width = data.shape
+    profile: dict = {
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": bands,
+        "dtype": data.dtype.name,
+        "crs": crs,
+        "transform": transform if transform is not None else Affine.identity(),
+        "nodata": nodata,
+    }
+    if tiled and width >= 256 and height >= 256:
+        profile.update(tiled=True, blockxsize=256, blockysize=256)
+    if compress:
+        profile["compress"] = compress
+    if photometric_rgb and bands == 3 and data.dtype == np.uint8:
+        profile["photometric"] = "RGB"
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(data)
+        if mask is not None:
+            dst.write_mask(np.where(mask, 255, 0).astype(np.uint8))
+    os.replace(tmp, path)
+    return path
+
+
+class ClassRasterWriter:
+    """Streams per-tile class labels into a tiled GeoTIFF, then converts it to a COG on close, so the
+    whole-scene mask is never held in memory."""
+
+    def __init__(self, path: str | Path, info: SceneInfo) -> None:
+        self.path = Path(path)
+        self._tmp = self.path.with_name(f".{self.path.name}.stripes-{os.getpid()}.tif")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._dst = rasterio.open(
+            self._tmp,
+            "w",
+            driver="GTiff",
+            width=info.grid_width,
+            height=info.grid_height,
+            count=1,
+            dtype="uint8",
+            crs=info.crs_wkt,
+            transform=info.grid_transform,
+            nodata=255,
+            tiled=True,
+            blockxsize=256,
+            blockysize=256,
+            compress="deflate",
+        )
+
+    def write(self, col: int, row: int, labels: np.ndarray) -> None:
+        self._dst.write(labels[np.newaxis], window=Window(col, row, labels.shape[1], labels.shape[0]))
+
+    def close(self) -> Path:
+        self._dst.close()
+        final_tmp = self.path.with_name(f".{self.path.name}.cog-{os.getpid()}")
+        rasterio.shutil.copy(self._tmp, final_tmp, driver="COG", compress="deflate")
+        os.replace(final_tmp, self.path)
+        os.remove(self._tmp)
+        return self.path
+
+    def abort(self) -> None:
+        self._dst.close()
+        for p in (self._tmp,):
+            if p.exists():
+                p.unlink()

@@ -39,7 +39,10 @@ def import_callable(ref: str):
     module_name, _, attr = ref.partition(":")
     if not attr:
         raise WeightsError(f"expected 'module:callable', got {ref!r}")
-    return getattr(importlib.import_module(module_name), attr)
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise WeightsError(f"cannot import model factory {ref!r}: {exc}") from exc
 
 
 def resolve_device(device: str) -> torch.device:

@@ -23,8 +23,16 @@ from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.windows import Window
 
-from service.errors import AllNoData, NoGeoreference, NotARaster, SceneError, SceneNotFound, SceneTooLarge
-from service.errors import BadOption, TooFewBands
+from service.errors import (
+    AllNoData,
+    BadOption,
+    NoGeoreference,
+    NotARaster,
+    SceneError,
+    SceneNotFound,
+    SceneTooLarge,
+    TooFewBands,
+)
 
 # Within this ratio of the model's pixel size a scene is used on its own grid, unresampled.
 RESAMPLE_TOLERANCE = 0.1

@@ -1,0 +1,152 @@
+"""One tile's model output -> objects and track lines in *grid pixel* coordinates.
+
+Each object is kept only by the tile whose core holds its centroid, so an object cut by a tile
+boundary comes out once and whole (the halo shows it whole). Track lines are clipped to the core,
+so neighbouring tiles' pieces meet on the boundary and are joined later (``join_tracks``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+from affine import Affine
+from rasterio import features
+from shapely.geometry import LineString, Polygon, shape
+
+from kernels.instances import instance_stats, label_instances
+from kernels.skeleton import centre_lines
+from kernels.tiling import Tile
+
+# Smallest objects kept, in square metres: below this it is noise, not a car or a tarp.
+MIN_AREA_M2 = {"railcar": 10.0, "tarped_cargo": 2.0}
+
+
+@dataclass(frozen=True)
+class PixelObject:
+    cls: str
+    polygon: Polygon  # grid pixel coordinates
+    confidence: float
+
+
+@dataclass(frozen=True)
+class PixelLine:
+    line: LineString  # grid pixel coordinates
+    confidence: float
+
+
+def vectorise_tile(
+    probs: np.ndarray,
+    cores: np.ndarray,
+    valid: np.ndarray,
+    tile: Tile,
+    *,
+    classes: tuple[str, ...],
+    semantic_classes: tuple[str, ...],
+    object_classes: tuple[str, ...],
+    pixel_size_m: float,
+) -> tuple[list[PixelObject], list[PixelLine]]:
+    """``probs`` (C, S, S) class probabilities, ``cores`` (K, S, S) core probabilities, ``valid``
+    (S, S) bool, for one tile's read window."""
+    winner = np.argmax(probs, axis=0)
+    objects: list[PixelObject] = []
+    for k, cls in enumerate(object_classes):
+        if cls not in classes:
+            continue
+        c = semantic_classes.index(cls)
+        class_mask = (winner == c) & valid
+        if not class_mask.any():
+            continue
+        labels, count = label_instances(class_mask, cores[k] > 0.5)
+        objects.extend(_owned_objects(labels, count, probs[c], tile, cls, pixel_size_m))
+    lines: list[PixelLine] = []
+    if "track" in classes:
+        c = semantic_classes.index("track")
+        band = (winner == c) & valid
+        if band.any():
+            lines = _track_lines(band, probs[c], tile)
+    return objects, lines
+
+
+def _owned_objects(labels, count, score, tile: Tile, cls: str, pixel_size_m: float) -> list[PixelObject]:
+    stats = instance_stats(labels, count, score)
+    min_px = MIN_AREA_M2[cls] / pixel_size_m**2
+    keep = [
+        i + 1
+        for i in range(count)
+        if stats["area_px"][i] >= min_px and tile.owns(stats["cx"][i] + tile.col, stats["cy"][i] + tile.row)
+    ]
+    if not keep:
+        return []
+    owned = np.where(np.isin(labels, keep), labels, 0).astype(np.int32)
+    to_grid = Affine.translation(tile.col, tile.row)
+    parts: dict[int, list[Polygon]] = {}
+    for geom, value in features.shapes(owned, mask=owned > 0, connectivity=8, transform=to_grid):
+        parts.setdefault(int(value), []).append(shape(geom))
+    out = []
+    for label, polys in parts.items():
+        outline = max(polys, key=lambda p: p.area) if len(polys) > 1 else polys[0]
+        polygon = outline.minimum_rotated_rectangle if cls == "railcar" else _tidy(outline)
+        out.append(PixelObject(cls, polygon, float(stats["score"][label - 1])))
+    return out
+
+
+def _tidy(polygon: Polygon) -> Polygon:
+    """Stair-stepped pixel outline -> a simpler polygon with the same footprint (holes dropped)."""
+    simple = Polygon(polygon.exterior).simplify(0.7, preserve_topology=True)
+    return simple if simple.is_valid and not simple.is_empty else polygon
+
+
+def _track_lines(band: np.ndarray, score: np.ndarray, tile: Tile) -> list[PixelLine]:
+    confidence = float(score[band].mean())
+    x0, y0 = tile.core_col, tile.core_row
+    core_box = (x0, y0, x0 + tile.core_width, y0 + tile.core_height)
+    out = []
+    for pts in centre_lines(band):
+        line = LineString(pts + (tile.col, tile.row)).simplify(0.75)
+        clipped = shapely.clip_by_rect(line, *core_box)
+        for part in getattr(clipped, "geoms", [clipped]):
+            if isinstance(part, LineString) and not part.is_empty and part.length >= 2:
+                out.append(PixelLine(part, confidence))
+    return out
+
+
+def oriented_box_attributes(polygon: Polygon, pixel_size_m: float) -> dict[str, float]:
+    """Length, width (metres) and heading (degrees clockwise from grid-up, 0..180) of a rectangle."""
+    xs, ys = polygon.exterior.coords.xy
+    edges = [(xs[i + 1] - xs[i], ys[i + 1] - ys[i]) for i in range(min(4, len(xs) - 1))]
+    lengths = [math.hypot(dx, dy) for dx, dy in edges]
+    if not lengths:
+        return {"length_m": 0.0, "width_m": 0.0, "heading_deg": 0.0}
+    i = int(np.argmax(lengths))
+    dx, dy = edges[i]
+    heading = math.degrees(math.atan2(dx, -dy)) % 180.0
+    return {
+        "length_m": round(max(lengths) * pixel_size_m, 2),
+        "width_m": round(min(lengths) * pixel_size_m, 2),
+        "heading_deg": round(heading, 1),
+    }
+
+
+def join_tracks(lines: list[LineString], snap_px: float = 2.5) -> list[LineString]:
+    """Join per-tile track pieces into continuous centre lines: endpoints of different pieces within
+    ``snap_px`` of each other are moved to their midpoint, then pieces meeting end to end merge."""
+    if not lines:
+        return []
+    ends = np.array([pt for ln in lines for pt in (ln.coords[0], ln.coords[-1])], dtype=np.float64)
+    tree = shapely.STRtree(shapely.points(ends))
+    a, b = tree.query(shapely.points(ends), predicate="dwithin", distance=snap_px)
+    moved = ends.copy()
+    pair = (a < b) & (a // 2 != b // 2)
+    for i, j in zip(a[pair], b[pair], strict=True):
+        mid = (ends[i] + ends[j]) / 2.0
+        moved[i] = moved[j] = mid
+    snapped = []
+    for k, ln in enumerate(lines):
+        coords = np.array(ln.coords)
+        coords[0], coords[-1] = moved[2 * k], moved[2 * k + 1]
+        snapped.append(LineString(coords))
+    merged = shapely.line_merge(shapely.MultiLineString(snapped))
+    return [g for g in getattr(merged, "geoms", [merged]) if not g.is_empty]

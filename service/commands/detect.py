@@ -1,0 +1,94 @@
+"""`railsight detect SCENE -o OUT`: one scene to GeoJSON, no server."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tqdm import tqdm
+
+from service.cluster import dask_client
+from service.errors import BadOption
+from service.geojson import write_geojson
+from service.pipeline import ALL_CLASSES, detect_scene, model_spec_from_settings, options_from_settings
+from service.settings import PipelineSettings
+
+
+def band_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(b) for b in text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected band numbers like 3,2,1, got {text!r}") from exc
+
+
+def class_list(text: str) -> tuple[str, ...]:
+    classes = tuple(c.strip() for c in text.split(",") if c.strip())
+    bad = [c for c in classes if c not in ALL_CLASSES]
+    if bad or not classes:
+        raise argparse.ArgumentTypeError(f"unknown class {bad[0] if bad else text!r}: use {','.join(ALL_CLASSES)}")
+    return classes
+
+
+def add_scene_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by `detect` and `batch`."""
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="model device (default: auto)")
+    parser.add_argument("--tile", type=int, help="tile core size in model pixels, a multiple of 32 (default 512)")
+    parser.add_argument("--batch-size", type=int, help="tiles per model call (default: 32 on CUDA, 4 on CPU)")
+    parser.add_argument("--workers", type=int, help="LocalCluster worker processes")
+    parser.add_argument("--bands", type=band_list, help="1-based red,green,blue band numbers, e.g. 3,2,1")
+    parser.add_argument("--classes", type=class_list, help=f"comma list of {','.join(ALL_CLASSES)} (default: all)")
+    parser.add_argument("--min-confidence", type=float, help="drop features below this confidence (0..1)")
+    parser.add_argument("--allow-pixel-coords", action="store_true", help="run on scenes with no georeferencing")
+    parser.add_argument("--max-pixels", type=int, help="refuse scenes with more pixels than this")
+    parser.add_argument("--weights", help="weights file (default: the shipped model)")
+
+
+def settings_from_args(args: argparse.Namespace) -> PipelineSettings:
+    settings = PipelineSettings()
+    updates = {k: getattr(args, k) for k in ("device", "workers", "weights") if getattr(args, k, None) is not None}
+    return settings.model_copy(update=updates)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("detect", help="detect railcars, tarped cargo and tracks in one scene")
+    p.add_argument("scene", help="GeoTIFF, COG, VRT or anything GDAL reads with 3+ bands")
+    p.add_argument("-o", "--output", required=True, help="GeoJSON file to write")
+    p.add_argument("--class-raster", help="also write a class COG (0 background, 1 railcar, 2 cargo, 3 track)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_scene_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    options = options_from_settings(
+        settings,
+        tile=args.tile,
+        batch_size=args.batch_size,
+        bands=args.bands,
+        classes=args.classes,
+        min_confidence=args.min_confidence,
+        allow_pixel_coords=args.allow_pixel_coords or None,
+        max_pixels=args.max_pixels,
+        class_raster=args.class_raster,
+    )
+    if options.min_confidence > 1 or options.min_confidence < 0:
+        raise BadOption(f"--min-confidence must be between 0 and 1, got {options.min_confidence}")
+    options.check()
+    bar = tqdm(total=0, unit="tile", desc="tiles", disable=args.quiet or None, file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    with dask_client(settings) as client:
+        try:
+            collection = detect_scene(args.scene, options, model_spec_from_settings(settings), client, progress=progress)
+        finally:
+            bar.close()
+    write_geojson(collection, args.output)
+    summary = collection["summary"]
+    counts = ", ".join(f"{n} {cls}" for cls, n in summary["counts"].items())
+    print(f"{args.output}: {counts} ({summary['timings']['total_s']:.1f} s, {summary['device']})")
+    return 0

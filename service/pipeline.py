@@ -1,0 +1,265 @@
+"""One scene, end to end: check it, plan tiles, run batches on Dask, merge, return GeoJSON.
+
+The same function runs behind `railsight detect`, `railsight batch` and the job service.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import shapely
+from distributed import Client, wait
+from pyproj import CRS
+from shapely.geometry import LineString, box
+
+from kernels.tiling import SIZE_MULTIPLE, batches, plan_tiles
+from kernels.vectorise import PixelLine, PixelObject, join_tracks, oriented_box_attributes
+from models.interface import OBJECT_CLASSES, ModelMeta
+from models.loading import SHIPPED_WEIGHTS, ModelSpec, load_model, read_weights
+from service.errors import BadOption, Cancelled
+from service.geojson import GeometryMapper, feature, feature_collection
+from service.model_plugin import ModelPlugin
+from service.rasters import ClassRasterWriter, SceneInfo, inspect_scene
+from service.settings import PipelineSettings
+from service.tile_tasks import BatchResult, TaskOptions, grid_pixel_size_m, run_batch
+
+ALL_CLASSES = ("railcar", "tarped_cargo", "track")
+DEFAULT_BATCH = {"cuda": 32, "cpu": 4}
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    tile: int = 512
+    batch_size: int | None = None
+    device: str = "auto"
+    min_confidence: float = 0.0
+    classes: tuple[str, ...] = ALL_CLASSES
+    bands: tuple[int, ...] | None = None
+    allow_pixel_coords: bool = False
+    max_pixels: int | None = None
+    class_raster: str | None = None  # path of a class COG to stream, if wanted
+
+    def check(self) -> None:
+        if self.tile % SIZE_MULTIPLE or self.tile < 64:
+            raise BadOption(f"tile size must be a multiple of {SIZE_MULTIPLE} and at least 64, got {self.tile}")
+        unknown = [c for c in self.classes if c not in ALL_CLASSES]
+        if unknown or not self.classes:
+            raise BadOption(f"unknown class {unknown[0] if unknown else '(none)'}: use {', '.join(ALL_CLASSES)}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise BadOption(f"unknown device {self.device!r}: use auto, cpu or cuda")
+
+
+def options_from_settings(settings: PipelineSettings, **overrides: Any) -> DetectOptions:
+    base = {
+        "tile": settings.tile,
+        "batch_size": settings.batch_size,
+        "device": settings.device,
+        "min_confidence": settings.min_confidence,
+        "max_pixels": settings.max_scene_pixels,
+    }
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return DetectOptions(**base)
+
+
+def model_spec_from_settings(settings: PipelineSettings) -> ModelSpec:
+    return ModelSpec(weights=str(settings.weights) if settings.weights else None, factory=settings.model_factory)
+
+
+@lru_cache(maxsize=8)
+def model_meta(spec: ModelSpec) -> ModelMeta:
+    """The model's metadata on the client side (pixel size, halo, name) without a GPU."""
+    if spec.factory:
+        return load_model(spec, "cpu")[1]
+    return read_weights(spec.weights or SHIPPED_WEIGHTS)[0]
+
+
+def _device_kind(device: str) -> str:
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def detect_scene(
+    scene: str | Path,
+    options: DetectOptions,
+    model: ModelSpec,
+    client: Client,
+    *,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> dict[str, Any]:
+    """Run the whole pipeline on one scene; returns the GeoJSON FeatureCollection (with ``summary``).
+    Raises a RailsightError for a scene or option a user got wrong, Cancelled when ``cancel`` is set."""
+    started = time.perf_counter()
+    options.check()
+    meta = model_meta(model)
+    info = inspect_scene(
+        scene,
+        model_pixel_size_m=meta.pixel_size_m,
+        bands=options.bands,
+        allow_pixel_coords=options.allow_pixel_coords,
+        max_pixels=options.max_pixels,
+    )
+    inspected = time.perf_counter()
+    tiles = plan_tiles(info.grid_width, info.grid_height, options.tile, meta.halo_px)
+    kind = _device_kind(options.device)
+    groups = batches(tiles, options.batch_size or DEFAULT_BATCH[kind])
+    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+    threads = None if kind == "cuda" else max(1, _cores() // n_workers)
+    client.register_plugin(ModelPlugin(model, options.device, threads))
+    task = TaskOptions(model, options.device, tuple(options.classes), want_labels=bool(options.class_raster))
+    writer = ClassRasterWriter(options.class_raster, info) if options.class_raster else None
+    merged = _Accumulator()
+    try:
+        futures = [client.submit(run_batch, info, group, task, pure=False) for group in groups]
+        pending = set(futures)
+        if progress:
+            progress(0, len(tiles))
+        while pending:
+            if cancel is not None and cancel.is_set():
+                client.cancel(list(pending))
+                raise Cancelled("job was cancelled")
+            try:
+                done, pending = wait(list(pending), timeout=0.5, return_when="FIRST_COMPLETED")
+            except TimeoutError:  # nothing finished within the poll interval: look at `cancel` again
+                continue
+            for fut in done:
+                result: BatchResult = fut.result()
+                merged.add(result)
+                if writer:
+                    for tr in result.tiles:
+                        writer.write(tr.tile.core_col, tr.tile.core_row, tr.labels)
+                fut.release()
+            if progress and done:
+                progress(merged.tiles_done, len(tiles))
+        if writer:
+            writer.close()
+            writer = None
+    except BaseException:
+        if writer:
+            writer.abort()
+        raise
+    return _assemble(info, meta, options, merged, tiles_total=len(tiles), device=kind,
+                     started=started, inspected=inspected)
+
+
+def _cores() -> int:
+    import os
+
+    return os.cpu_count() or 1
+
+
+class _Accumulator:
+    """Small per-tile results gathered on the client as batches finish."""
+
+    def __init__(self) -> None:
+        self.objects: list[PixelObject] = []
+        self.lines: list[PixelLine] = []
+        self.valid_px = 0
+        self.tiles_done = 0
+        self.read_s = self.model_s = self.vectorise_s = 0.0
+
+    def add(self, result: BatchResult) -> None:
+        for tr in result.tiles:
+            self.objects.extend(tr.objects)
+            self.lines.extend(tr.lines)
+            self.valid_px += tr.valid_px
+            self.tiles_done += 1
+        self.read_s += result.read_s
+        self.model_s += result.model_s
+        self.vectorise_s += result.vectorise_s
+
+
+def _assemble(
+    info: SceneInfo, meta: ModelMeta, options: DetectOptions, acc: _Accumulator, *, tiles_total: int,
+    device: str, started: float, inspected: float,
+) -> dict[str, Any]:
+    merge_start = time.perf_counter()
+    mapper = GeometryMapper(info.grid_transform, info.crs_wkt)
+    px = grid_pixel_size_m(info)
+    scene_box = box(0, 0, info.grid_width, info.grid_height)
+    features: list[dict] = []
+    counts = dict.fromkeys(options.classes, 0)
+    kept = [o for o in acc.objects if o.confidence >= options.min_confidence]
+    kept.sort(key=lambda o: (OBJECT_CLASSES.index(o.cls), o.polygon.centroid.y, o.polygon.centroid.x))
+    for obj in kept:
+        polygon = obj.polygon.intersection(scene_box)  # a fitted rectangle may poke past the edge
+        if polygon.is_empty or polygon.geom_type != "Polygon":
+            continue
+        counts[obj.cls] += 1
+        props: dict[str, Any] = {"class": obj.cls, "confidence": round(obj.confidence, 4)}
+        if obj.cls == "railcar":
+            props.update(oriented_box_attributes(obj.polygon, px))
+        props["area_m2"] = round(polygon.area * px * px, 2)
+        fid = f"{obj.cls}-{counts[obj.cls]}"
+        features.append(feature(fid, mapper.to_output(polygon), {"id": fid, **props}))
+    if "track" in options.classes:
+        for line, confidence in _joined_tracks(acc.lines):
+            if confidence < options.min_confidence:
+                continue
+            counts["track"] += 1
+            fid = f"track-{counts['track']}"
+            props = {"id": fid, "class": "track", "confidence": round(confidence, 4),
+                     "length_m": round(line.length * px, 1)}
+            features.append(feature(fid, mapper.to_output(line), props))
+    finished = time.perf_counter()
+    summary = {
+        "counts": counts,
+        "crs": _crs_name(info.crs_wkt),
+        "pixel_size_m": [round(v, 4) for v in info.pixel_size_m],
+        "model_pixel_size_m": meta.pixel_size_m,
+        "resampled": info.resampled,
+        "valid_fraction": round(acc.valid_px / float(info.grid_width * info.grid_height), 6),
+        "model": {"name": meta.name, "version": meta.version},
+        "scene": {"name": Path(info.path).name, "width": info.width, "height": info.height,
+                  "bands": list(info.rgb_bands), "dtype": info.dtype},
+        "tiles": tiles_total,
+        "tile_size": options.tile,
+        "halo": meta.halo_px,
+        "device": device,
+        "timings": {
+            "inspect_s": round(inspected - started, 3),
+            "read_s": round(acc.read_s, 3),
+            "model_s": round(acc.model_s, 3),
+            "vectorise_s": round(acc.vectorise_s, 3),
+            "merge_s": round(finished - merge_start, 3),
+            "total_s": round(finished - started, 3),
+        },
+    }
+    if info.crs_wkt is None:
+        summary["coordinates"] = "scene pixels (no georeferencing; --allow-pixel-coords)"
+    return feature_collection(features, summary)
+
+
+def _joined_tracks(pieces: list[PixelLine]) -> list[tuple[LineString, float]]:
+    """Join per-tile pieces; each joined line's confidence is the length-weighted mean of its pieces."""
+    lines = join_tracks([p.line for p in pieces])
+    if not lines:
+        return []
+    tree = shapely.STRtree(lines)
+    mids = shapely.points([p.line.interpolate(0.5, normalized=True).coords[0] for p in pieces])
+    owner = tree.query_nearest(mids, return_distance=False)
+    weight = np.zeros(len(lines))
+    total = np.zeros(len(lines))
+    for (_, j), piece in zip(owner.T, pieces, strict=True):
+        weight[j] += piece.line.length
+        total[j] += piece.line.length * piece.confidence
+    return [(ln, float(total[i] / weight[i]) if weight[i] else 0.0) for i, ln in enumerate(lines)]
+
+
+def _crs_name(wkt: str | None) -> str | None:
+    if wkt is None:
+        return None
+    crs = CRS.from_wkt(wkt)
+    auth = crs.to_authority()
+    return f"{auth[0]}:{auth[1]}" if auth else crs.name

@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.railsight-installed
 
-.PHONY: setup run test lint demo clean
+.PHONY: setup run test lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,9 +19,6 @@ setup: $(STAMP)
 
 run: setup
 	$(BIN)/railsight serve --host 127.0.0.1 --port 8000
-
-demo: setup
-	$(BIN)/railsight demo
 
 test: setup
 	$(BIN)/ruff check service kernels models bench tests

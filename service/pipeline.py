@@ -89,8 +89,31 @@ def _device_kind(device: str) -> str:
     return device
 
 
+@dataclass(frozen=True)
+class PreparedScene:
+    """A scene checked and described, with the model metadata it will be run with."""
+
+    info: SceneInfo
+    meta: ModelMeta
+
+
+def prepare_scene(scene: str | Path, options: DetectOptions, model: ModelSpec) -> PreparedScene:
+    """Every check that needs no cluster: options, weights, and the scene itself. Callers run this
+    first so a bad input fails in a second, before any worker starts."""
+    options.check()
+    meta = model_meta(model)
+    info = inspect_scene(
+        scene,
+        model_pixel_size_m=meta.pixel_size_m,
+        bands=options.bands,
+        allow_pixel_coords=options.allow_pixel_coords,
+        max_pixels=options.max_pixels,
+    )
+    return PreparedScene(info, meta)
+
+
 def detect_scene(
-    scene: str | Path,
+    scene: str | Path | PreparedScene,
     options: DetectOptions,
     model: ModelSpec,
     client: Client,
@@ -101,15 +124,8 @@ def detect_scene(
     """Run the whole pipeline on one scene; returns the GeoJSON FeatureCollection (with ``summary``).
     Raises a RailsightError for a scene or option a user got wrong, Cancelled when ``cancel`` is set."""
     started = time.perf_counter()
-    options.check()
-    meta = model_meta(model)
-    info = inspect_scene(
-        scene,
-        model_pixel_size_m=meta.pixel_size_m,
-        bands=options.bands,
-        allow_pixel_coords=options.allow_pixel_coords,
-        max_pixels=options.max_pixels,
-    )
+    prepared = scene if isinstance(scene, PreparedScene) else prepare_scene(scene, options, model)
+    info, meta = prepared.info, prepared.meta
     inspected = time.perf_counter()
     tiles = plan_tiles(info.grid_width, info.grid_height, options.tile, meta.halo_px)
     kind = _device_kind(options.device)

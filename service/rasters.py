@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import rasterio.shutil
 from affine import Affine
 from pyproj import CRS, Geod, Transformer
 from rasterio.enums import ColorInterp, Resampling
@@ -73,7 +74,7 @@ class SceneInfo:
     @property
     def grid_transform(self) -> Affine:
         """Model-grid pixel (col, row) -> scene CRS."""
-        return self.affine * Affine.scale(self.width / self.grid_width, self.height / self.grid_height)
+        return self.affine @ Affine.scale(self.width / self.grid_width, self.height / self.grid_height)
 
     @property
     def resampled(self) -> bool:
@@ -118,7 +119,7 @@ def ground_pixel_size(crs: CRS, transform: Affine, width: int, height: int) -> t
     cx, cy = width / 2.0, height / 2.0
     to_lonlat = Transformer.from_crs(crs, CRS.from_epsg(4326), always_xy=True)
     geod = Geod(ellps="WGS84")
-    pts = [transform * (cx, cy), transform * (cx + 1, cy), transform * (cx, cy + 1)]
+    pts = [transform @ (cx, cy), transform @ (cx + 1, cy), transform @ (cx, cy + 1)]
     lon, lat = to_lonlat.transform([p[0] for p in pts], [p[1] for p in pts])
     _, _, dx = geod.inv(lon[0], lat[0], lon[1], lat[1])
     _, _, dy = geod.inv(lon[0], lat[0], lon[2], lat[2])
@@ -344,3 +345,30 @@ class ClassRasterWriter:
         for p in (self._tmp,):
             if p.exists():
                 p.unlink()
+
+
+def resample_to_model_grid(
+    image: np.ndarray,
+    valid: np.ndarray,
+    *,
+    transform: Affine,
+    crs: str | CRS,
+    model_pixel_size_m: float,
+) -> tuple[np.ndarray, np.ndarray, Affine]:
+    """An in-memory scene (uint8 (3, H, W) and valid (H, W)) read on the model grid exactly as the
+    pipeline reads a file: written to GDAL's memory file system, described by ``inspect_scene`` and
+    read whole by ``SceneReader`` (bilinear). For training on rendered scenes.
+    Returns (rgb (3, h, w) uint8, valid (h, w) bool, grid transform)."""
+    from rasterio.io import MemoryFile
+
+    bands, height, width = image.shape
+    profile = {"driver": "GTiff", "width": width, "height": height, "count": bands, "dtype": "uint8",
+               "crs": crs, "transform": transform, "photometric": "RGB"}
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), MemoryFile() as mem:
+        with mem.open(**profile) as dst:
+            dst.write(image.astype(np.uint8, copy=False))
+            dst.write_mask(np.where(valid, 255, 0).astype(np.uint8))
+        info = inspect_scene(mem.name, model_pixel_size_m=model_pixel_size_m)
+        with open_scene(info) as reader:
+            rgb, ok = reader.read(0, 0, info.grid_width, info.grid_height)
+    return rgb, ok, info.grid_transform

@@ -10,7 +10,13 @@ from tqdm import tqdm
 from service.cluster import dask_client
 from service.errors import BadOption
 from service.geojson import write_geojson
-from service.pipeline import ALL_CLASSES, detect_scene, model_spec_from_settings, options_from_settings
+from service.pipeline import (
+    ALL_CLASSES,
+    detect_scene,
+    model_spec_from_settings,
+    options_from_settings,
+    prepare_scene,
+)
 from service.settings import PipelineSettings
 
 
@@ -74,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if options.min_confidence > 1 or options.min_confidence < 0:
         raise BadOption(f"--min-confidence must be between 0 and 1, got {options.min_confidence}")
-    options.check()
+    spec = model_spec_from_settings(settings)
+    prepared = prepare_scene(args.scene, options, spec)  # bad input fails here, before any worker starts
     bar = tqdm(total=0, unit="tile", desc="tiles", disable=args.quiet or None, file=sys.stderr)
 
     def progress(done: int, total: int) -> None:
@@ -84,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
     with dask_client(settings) as client:
         try:
-            collection = detect_scene(args.scene, options, model_spec_from_settings(settings), client, progress=progress)
+            collection = detect_scene(prepared, options, spec, client, progress=progress)
         finally:
             bar.close()
     write_geojson(collection, args.output)

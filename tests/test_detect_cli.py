@@ -1,0 +1,101 @@
+"""`railsight detect` as a user runs it: a subprocess, exit codes, one-line errors, no partial files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests import scenes
+
+
+def detect(env, *args):
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", "detect", *map(str, args)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+
+
+def assert_refused(proc, out, *words):
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr  # one clear line, never a traceback
+    for w in words:
+        assert w in lines[0], lines[0]
+    assert not out.exists()
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}")]
+
+
+def test_detect_writes_geojson_and_prints_counts(tmp_path, cli_env):
+    img = scenes.blank(600, 600)
+    scenes.train_of_cars(img, 50, 280, 12)
+    scene = scenes.write(tmp_path / "scene.tif", img)
+    out = tmp_path / "out" / "detections.geojson"
+    proc = detect(cli_env, scene, "-o", out, "--tile", 256, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "12 railcar" in proc.stdout
+    fc = json.loads(out.read_text())
+    assert fc["summary"]["counts"]["railcar"] == 12
+
+
+def bad_scenes(tmp):
+    """name -> (path, words the error line must contain)"""
+    made = {}
+    made["missing"] = (tmp / "nope.tif", ["not found", "nope.tif"])
+    text = tmp / "notes.tif"
+    text.write_text("this is not a raster\n")
+    made["not_a_raster"] = (text, ["not a readable raster"])
+    full = scenes.write(tmp / "full.tif", np.random.default_rng(0).integers(0, 255, (3, 600, 600), dtype=np.uint8))
+    truncated = tmp / "truncated.tif"
+    truncated.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    made["truncated"] = (truncated, ["truncated.tif"])
+    two = scenes.write(tmp / "two.tif", np.zeros((2, 64, 64), np.uint8))
+    made["two_bands"] = (two, ["2 band", "at least 3"])
+    plain = scenes.write(tmp / "plain.tif", scenes.blank(64, 64), crs=None)
+    made["no_georef"] = (plain, ["no georeferencing", "--allow-pixel-coords"])
+    empty = scenes.write(tmp / "empty.tif", scenes.blank(64, 64), mask=np.zeros((64, 64), bool))
+    made["all_nodata"] = (empty, ["no valid pixels"])
+    return made
+
+
+@pytest.mark.parametrize("case", ["missing", "not_a_raster", "truncated", "two_bands", "no_georef", "all_nodata"])
+def test_bad_scenes_exit_2_with_one_line(tmp_path, cli_env, case):
+    path, words = bad_scenes(tmp_path)[case]
+    out = tmp_path / "out.geojson"
+    assert_refused(detect(cli_env, path, "-o", out), out, *words)
+
+
+def test_scene_over_the_size_limit(tmp_path, cli_env):
+    scene = scenes.write(tmp_path / "big.tif", scenes.blank(300, 300))
+    out = tmp_path / "out.geojson"
+    assert_refused(detect(cli_env, scene, "-o", out, "--max-pixels", 50_000), out, "over the limit")
+    env = dict(cli_env, RAILSIGHT_MAX_SCENE_PIXELS="50000")
+    assert_refused(detect(env, scene, "-o", out), out, "over the limit")
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--tile", "300"], ["multiple of 32"]),
+    (["--bands", "1,2,9"], ["out of range"]),
+    (["--bands", "x"], ["band numbers"]),
+    (["--classes", "boats"], ["unknown class"]),
+])
+def test_bad_options_exit_2_with_one_line(tmp_path, cli_env, args, words):
+    scene = scenes.write(tmp_path / "s.tif", scenes.blank(128, 128))
+    out = tmp_path / "out.geojson"
+    assert_refused(detect(cli_env, scene, "-o", out, *args), out, *words)
+
+
+def test_pixel_coords_allowed_on_request(tmp_path, cli_env):
+    img = scenes.blank(300, 300)
+    scenes.train_of_cars(img, 20, 100, 3)
+    scene = scenes.write(tmp_path / "plain.tif", img, crs=None)
+    out = tmp_path / "out.geojson"
+    proc = detect(cli_env, scene, "-o", out, "--allow-pixel-coords", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    fc = json.loads(out.read_text())
+    assert fc["summary"]["crs"] is None and fc["summary"]["counts"]["railcar"] == 3
+    x, y = fc["features"][0]["geometry"]["coordinates"][0][0]
+    assert 0 <= x <= 300 and 0 <= y <= 300

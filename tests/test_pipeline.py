@@ -1,0 +1,187 @@
+"""The scene pipeline end to end on a real multi-process Dask cluster, with the test-only model."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from pyproj import Transformer
+from shapely.geometry import shape
+
+from service.errors import Cancelled
+from service.pipeline import DetectOptions, detect_scene
+from tests import scenes
+
+CPU = DetectOptions(device="cpu")
+
+
+def railcars(fc):
+    return [f for f in fc["features"] if f["properties"]["class"] == "railcar"]
+
+
+def expected_lonlat(crs, pixel_size_m, boxes):
+    t = scenes.transform_for(crs, pixel_size_m)
+    to_ll = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    pts = [t @ (c + w / 2, r + h / 2) for c, r, w, h in boxes]
+    return np.array([to_ll.transform(x, y) for x, y in pts])
+
+
+@pytest.fixture()
+def yard(tmp_path):
+    """1500 x 1100 px at 0.5 m: trains crossing the 256/512/1024 tile boundaries, a track across all."""
+    img = scenes.blank(1500, 1100)
+    boxes = []
+    boxes += scenes.train_of_cars(img, 180, 250, 20)  # crosses x=256, 512, 768, 1024
+    boxes += scenes.train_of_cars(img, 20, 509, 12)  # straddles y=512
+    boxes += scenes.train_of_cars(img, 900, 1020, 15)  # crosses x=1024, near the bottom edge
+    scenes.paint(img, "track", 0, 700, 1500, 3)
+    return scenes.write(tmp_path / "yard.tif", img), boxes
+
+
+@pytest.mark.parametrize("tile", [256, 512, 1024])
+def test_seams_no_railcar_split_or_counted_twice(yard, dask_client, oracle_spec, tile):
+    path, boxes = yard
+    fc = detect_scene(path, DetectOptions(device="cpu", tile=tile), oracle_spec, dask_client)
+    cars = railcars(fc)
+    assert fc["summary"]["counts"]["railcar"] == len(boxes) == len(cars)
+    # Every painted car matched by exactly one feature of the right size: whole, not split.
+    want = expected_lonlat("EPSG:32652", 0.5, boxes)
+    got = np.array([shape(f["geometry"]).centroid.coords[0] for f in cars])
+    d = np.hypot(*(want[:, None, :] - got[None, :, :]).transpose(2, 0, 1))
+    assert (d.min(axis=1) < 1e-5).all() and len(set(d.argmin(axis=1))) == len(boxes)
+    lengths = sorted(f["properties"]["length_m"] for f in cars)
+    assert lengths[0] == pytest.approx(14.0, abs=0.6) and lengths[-1] == pytest.approx(14.0, abs=0.6)
+    tracks = [f for f in fc["features"] if f["properties"]["class"] == "track"]
+    assert len(tracks) == 1, "the track must be joined across tiles into one line"
+    assert tracks[0]["properties"]["length_m"] == pytest.approx(750, rel=0.02)
+
+
+@pytest.mark.parametrize("crs", ["EPSG:32652", "EPSG:4326", "EPSG:3857"])
+def test_crs_round_trip_lands_on_the_painted_cars(tmp_path, dask_client, oracle_spec, crs):
+    img = scenes.blank(700, 600)
+    boxes = scenes.train_of_cars(img, 60, 300, 8)
+    path = scenes.write(tmp_path / "scene.tif", img, crs=crs)
+    fc = detect_scene(path, CPU, oracle_spec, dask_client)
+    got = np.array([shape(f["geometry"]).centroid.coords[0] for f in railcars(fc)])
+    want = expected_lonlat(crs, 0.5, boxes)
+    assert len(got) == len(want)
+    d = np.hypot(*(want[:, None, :] - got[None, :, :]).transpose(2, 0, 1)).min(axis=1)
+    assert (d < 1e-5).all()  # about a metre
+    assert fc["summary"]["pixel_size_m"] == pytest.approx([0.5, 0.5], abs=0.01)
+    assert not fc["summary"]["resampled"]
+
+
+@pytest.mark.parametrize("pixel_size", [0.3, 0.75])
+def test_other_pixel_sizes_are_resampled_and_mapped_back(tmp_path, dask_client, oracle_spec, pixel_size):
+    length, width, gap = (round(m / pixel_size) for m in (14.0, 3.0, 1.5))
+    img = scenes.blank(round(500 / pixel_size), round(300 / pixel_size))
+    boxes = scenes.train_of_cars(img, 20, 100, 10, length=length, width=width, gap=gap)
+    path = scenes.write(tmp_path / "scene.tif", img, pixel_size_m=pixel_size)
+    fc = detect_scene(path, CPU, oracle_spec, dask_client)
+    assert fc["summary"]["resampled"]
+    cars = railcars(fc)
+    assert len(cars) == len(boxes)
+    for f in cars:
+        assert f["properties"]["length_m"] == pytest.approx(14.0, abs=1.2)
+    got = np.array([shape(f["geometry"]).centroid.coords[0] for f in cars])
+    want = expected_lonlat("EPSG:32652", pixel_size, boxes)
+    assert (np.hypot(*(want[:, None, :] - got[None, :, :]).transpose(2, 0, 1)).min(axis=1) < 2e-5).all()
+
+
+def test_nodata_is_not_detected_on_and_counts_against_valid_share(tmp_path, dask_client, oracle_spec):
+    img = scenes.blank(800, 800)
+    visible = scenes.train_of_cars(img, 400, 100, 5)
+    scenes.train_of_cars(img, 20, 700, 5)  # painted, then hidden under the no-data wedge
+    rows, cols = np.mgrid[0:800, 0:800]
+    valid = ~(cols + rows < 400) & ~((rows > 600) & (cols < 500))  # a wedge and a block of no-data
+    path = scenes.write(tmp_path / "wedge.tif", img, mask=valid)
+    fc = detect_scene(path, CPU, oracle_spec, dask_client)
+    assert len(railcars(fc)) == len(visible)
+    assert fc["summary"]["valid_fraction"] == pytest.approx(valid.mean(), abs=0.002)
+
+
+def test_nodata_value_without_mask(tmp_path, dask_client, oracle_spec):
+    img = scenes.blank(512, 512)
+    img[:, :, :256] = 0
+    scenes.train_of_cars(img, 300, 200, 3)
+    path = scenes.write(tmp_path / "nodata.tif", img, nodata=0)
+    fc = detect_scene(path, CPU, oracle_spec, dask_client)
+    assert fc["summary"]["valid_fraction"] == pytest.approx(0.5, abs=0.01)
+    assert len(railcars(fc)) == 3
+
+
+def test_output_follows_rfc7946(yard, dask_client, oracle_spec):
+    path, _ = yard
+    fc = detect_scene(path, CPU, oracle_spec, dask_client)
+    assert fc["type"] == "FeatureCollection" and "crs" not in fc
+    ids = [f["id"] for f in fc["features"]]
+    assert len(ids) == len(set(ids))
+    for f in fc["features"]:
+        g = shape(f["geometry"])
+        assert g.is_valid
+        lon, lat = g.centroid.coords[0]
+        assert 130 < lon < 131 and 42 < lat < 43  # lon/lat order
+        if g.geom_type == "Polygon":
+            assert g.exterior.is_ccw, "exterior rings follow the right-hand rule"
+        assert 0 <= f["properties"]["confidence"] <= 1
+    s = fc["summary"]
+    for key in ("counts", "crs", "pixel_size_m", "valid_fraction", "model", "timings"):
+        assert key in s
+    assert s["crs"] == "EPSG:32652" and s["model"]["name"] == "colour-oracle"
+
+
+def test_bands_by_colour_interpretation_and_by_option(tmp_path, dask_client, oracle_spec):
+    img = scenes.blank(400, 400)
+    scenes.train_of_cars(img, 40, 100, 4)
+    bgr = img[::-1].copy()  # stored blue, green, red with no colour interpretation: --bands 3,2,1 fixes it
+    path = scenes.write(tmp_path / "bgr.tif", bgr)
+    assert len(railcars(detect_scene(path, CPU, oracle_spec, dask_client))) == 0
+    fc = detect_scene(path, DetectOptions(device="cpu", bands=(3, 2, 1)), oracle_spec, dask_client)
+    assert len(railcars(fc)) == 4
+
+
+def test_uint16_is_stretched_per_scene(tmp_path, dask_client, oracle_spec):
+    img = scenes.blank(400, 400).astype(np.uint16) * 4
+    scenes.train_of_cars(img, 40, 100, 4)
+    img[img == 255] = 1020  # 10-bit-ish sensor values
+    path = scenes.write(tmp_path / "u16.tif", img)
+    fc = detect_scene(path, CPU, oracle_spec, dask_client)
+    assert fc["summary"]["scene"]["dtype"] == "uint16"
+    assert len(railcars(fc)) == 4
+
+
+def test_class_raster_is_streamed_to_a_cog(yard, tmp_path, dask_client, oracle_spec):
+    import rasterio  # reading the product back to check it; the pipeline itself opens rasters in one module
+
+    path, boxes = yard
+    out = tmp_path / "classes.tif"
+    detect_scene(path, DetectOptions(device="cpu", class_raster=str(out)), oracle_spec, dask_client)
+    with rasterio.open(out) as src:
+        assert src.profile["driver"] == "GTiff" and src.block_shapes[0][0] > 1  # tiled, not strips
+        labels = src.read(1)
+    c, r, w, h = boxes[0]
+    assert (labels[r : r + h, c : c + w] == 1).all()
+    assert labels[0, 0] == 0
+
+
+def test_cancel_stops_the_run(yard, dask_client, oracle_spec):
+    path, _ = yard
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled):
+        detect_scene(path, CPU, oracle_spec, dask_client, cancel=cancel)
+
+
+def test_model_is_loaded_once_per_worker(yard, dask_client, oracle_spec):
+    path, _ = yard
+    for tile in (256, 512):
+        detect_scene(path, DetectOptions(device="cpu", tile=tile), oracle_spec, dask_client)
+
+    def loads():
+        from service import model_plugin
+
+        return model_plugin.loaded_models()
+
+    counts = dask_client.run(loads)
+    assert len(counts) == 2 and all(n == 1 for n in counts.values())

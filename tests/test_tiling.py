@@ -1,0 +1,51 @@
+import pytest
+
+from kernels.tiling import Tile, batches, effective_tile_size, plan_tiles
+
+
+def test_cores_cover_the_grid_exactly_once():
+    tiles = plan_tiles(1100, 700, 512, 64)
+    covered = [[0] * 1100 for _ in range(700)]
+    for t in tiles:
+        for r in range(t.core_row, t.core_row + t.core_height):
+            for c in range(t.core_col, t.core_col + t.core_width):
+                covered[r][c] += 1
+    assert all(v == 1 for row in covered for v in row)
+    assert len(tiles) == 3 * 2
+
+
+def test_read_window_is_core_plus_halo_and_fixed_size():
+    tiles = plan_tiles(1100, 700, 512, 64)
+    assert {t.size for t in tiles} == {640}
+    last = tiles[-1]
+    assert (last.core_col, last.core_row, last.core_width, last.core_height) == (1024, 512, 76, 188)
+    assert (last.col, last.row) == (960, 448)
+    rows, cols = last.core_slices()
+    assert (rows.start, rows.stop, cols.start, cols.stop) == (64, 64 + 188, 64, 64 + 76)
+
+
+def test_each_point_has_exactly_one_owner():
+    tiles = plan_tiles(1000, 1000, 256, 32)
+    for x, y in [(0, 0), (255.99, 256.0), (256.0, 255.5), (999.9, 999.9), (511.5, 768.0)]:
+        assert sum(t.owns(x, y) for t in tiles) == 1
+    assert not any(t.owns(1000.0, 5.0) for t in tiles)
+
+
+def test_small_scene_shrinks_the_tile():
+    assert effective_tile_size(512, 100, 90) == 128
+    tiles = plan_tiles(100, 90, 512, 64)
+    assert len(tiles) == 1 and tiles[0].size == 128 + 128
+
+
+@pytest.mark.parametrize("tile,halo", [(500, 64), (512, 10), (512, -16)])
+def test_bad_sizes_are_refused(tile, halo):
+    with pytest.raises(ValueError):
+        plan_tiles(1000, 1000, tile, halo)
+
+
+def test_batches_keep_order_and_size():
+    tiles = plan_tiles(2048, 1024, 512, 64)
+    groups = batches(tiles, 3)
+    assert [len(g) for g in groups] == [3, 3, 2]
+    assert [t.index for g in groups for t in g] == list(range(8))
+    assert isinstance(groups[0][0], Tile)

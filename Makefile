@@ -9,7 +9,6 @@ STAMP := $(VENV)/.railsight-installed
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
 	# torch and torchvision are pinned here because they come from local disk; a range would download GBs.
 	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(BIN)/python -m pip install -q -e '.[dev]'

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -372,3 +372,40 @@ def resample_to_model_grid(
         with open_scene(info) as reader:
             rgb, ok = reader.read(0, 0, info.grid_width, info.grid_height)
     return rgb, ok, info.grid_transform
+
+
+@contextmanager
+def geotiff_writer(
+    path: str | Path,
+    *,
+    width: int,
+    height: int,
+    count: int,
+    dtype: str,
+    transform: Affine,
+    crs: str | CRS | None,
+    compress: str | None = "deflate",
+    block: int = 512,
+) -> Iterator[Callable[[np.ndarray, int, int], None]]:
+    """A tiled GeoTIFF written window by window (scenes larger than memory); yields
+    ``write(array (bands, h, w), col, row)``. Renamed into place only when the block exits cleanly."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    profile = dict(driver="GTiff", width=width, height=height, count=count, dtype=dtype, crs=crs,
+                   transform=transform, tiled=True, blockxsize=block, blockysize=block, BIGTIFF="IF_SAFER")
+    if compress:
+        profile["compress"] = compress
+    if count == 3 and dtype == "uint8":
+        profile["photometric"] = "RGB"
+    try:
+        with rasterio.open(tmp, "w", **profile) as dst:
+
+            def write(array: np.ndarray, col: int, row: int) -> None:
+                dst.write(array, window=Window(col, row, array.shape[2], array.shape[1]))
+
+            yield write
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

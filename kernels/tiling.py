@@ -9,7 +9,8 @@ cores are cut short by the grid's edge):
 Every tile is *read* with a halo of ``h`` pixels on each side, a fixed ``(t + 2h)`` square starting
 at ``(j*t - h, i*t - h)``, so tiles stack into batches; parts outside the grid are padding. An object
 belongs to the one tile whose core holds its centroid, and is seen whole as long as
-``h >= half the largest object's extent`` (we ask for the full extent, to be safe with shadows).
+``h >= half the largest object's extent``. The halo is overhead, ``((t + 2h) / t)^2`` times the
+pixels: 1.27 at t = 512, h = 32, and 1.13 at t = 1024.
 """
 
 from __future__ import annotations

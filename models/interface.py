@@ -47,8 +47,9 @@ class ModelMeta:
 
     @property
     def halo_px(self) -> int:
-        """Halo in model pixels: at least the largest object, rounded up to a multiple of 16."""
-        px = MAX_OBJECT_M / self.pixel_size_m
+        """Halo in model pixels: half the largest object (an owned object's centroid is in the core, so
+        at most half of it reaches past the core), rounded up to a multiple of 16."""
+        px = MAX_OBJECT_M / 2 / self.pixel_size_m
         return int(-(-px // 16) * 16)
 
 

@@ -1,0 +1,108 @@
+"""Instance extraction, centre lines and track joining: small arrays with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from shapely.geometry import LineString
+
+from kernels.instances import instance_stats, label_instances
+from kernels.normalise import normalise
+from kernels.skeleton import centre_lines
+from kernels.tiling import plan_tiles
+from kernels.vectorise import join_tracks, oriented_box_attributes, vectorise_tile
+from models.interface import OBJECT_CLASSES, SEMANTIC_CLASSES
+
+
+def coupled_train(n=4, length=28, width=6, gap=2, erode=2):
+    mask = np.zeros((40, n * (length + gap) + 20), bool)
+    core = np.zeros_like(mask)
+    for i in range(n):
+        c = 10 + i * (length + gap)
+        mask[10 : 10 + width, c : c + length] = True
+        core[10 + erode : 10 + width - erode, c + erode : c + length - erode] = True
+    return mask, core
+
+
+def test_coupled_cars_become_one_instance_each():
+    mask, core = coupled_train()
+    mask[10:16, :] |= mask[10:16, :].any(axis=0)  # close the 2 px gaps: the semantic mask is one blob
+    labels, n = label_instances(mask, core)
+    assert n == 4
+    assert set(np.unique(labels)) == {0, 1, 2, 3, 4}
+    assert (labels[mask] > 0).all() and (labels[~mask] == 0).all()
+    sizes = np.bincount(labels.ravel())[1:]
+    assert sizes.min() >= 6 * 26  # every car keeps about its own footprint
+
+
+def test_blob_without_a_core_is_kept():
+    mask, core = coupled_train(n=2)
+    core[:, :40] = False  # the model missed the first car's core
+    labels, n = label_instances(mask, core)
+    assert n == 2
+
+
+def test_instance_stats_centroid_and_score():
+    labels = np.zeros((10, 10), np.int32)
+    labels[2:4, 2:6] = 1
+    stats = instance_stats(labels, 1, np.full((10, 10), 0.75, np.float32))
+    assert stats["area_px"][0] == 8
+    assert (stats["cx"][0], stats["cy"][0]) == pytest.approx((4.0, 3.0))
+    assert stats["score"][0] == pytest.approx(0.75)
+
+
+def test_centre_line_of_a_band():
+    band = np.zeros((50, 200), bool)
+    band[20:23, 10:190] = True
+    lines = centre_lines(band)
+    assert len(lines) == 1
+    xs, ys = lines[0][:, 0], lines[0][:, 1]
+    assert ys.min() >= 20.5 and ys.max() <= 22.5
+    assert xs.max() - xs.min() > 170
+
+
+def test_join_tracks_snaps_pieces_across_a_boundary():
+    a = LineString([(0, 10.0), (100, 10.0)])
+    b = LineString([(100, 11.0), (200, 11.5)])  # the neighbour's skeleton is a pixel off
+    c = LineString([(0, 50.0), (200, 50.0)])
+    joined = join_tracks([a, b, c])
+    assert len(joined) == 2
+    assert max(j.length for j in joined) == pytest.approx(200, abs=2)
+
+
+def test_oriented_box_attributes():
+    from shapely.geometry import Polygon
+
+    rect = Polygon([(0, 0), (0, 28), (6, 28), (6, 0)])  # 28 px tall: a car along grid-up
+    attrs = oriented_box_attributes(rect, 0.5)
+    assert attrs["length_m"] == 14.0 and attrs["width_m"] == 3.0
+    assert attrs["heading_deg"] in (0.0, 180.0) or attrs["heading_deg"] == pytest.approx(0, abs=0.1)
+
+
+def test_vectorise_keeps_only_objects_owned_by_the_tile():
+    tiles = plan_tiles(512, 256, 256, 32)
+    size = tiles[0].size
+    probs = np.zeros((4, size, size), np.float32)
+    probs[0] = 1
+    cores = np.zeros((2, size, size), np.float32)
+    # A car whose centroid is at grid x = 250 (tile 0's core) and one at x = 270 (tile 1's core).
+    for x0 in (236, 256):
+        sl = (slice(32 + 100, 32 + 106), slice(32 + x0, 32 + x0 + 28))  # grid x0 .. x0 + 28
+        probs[0][sl] = 0
+        probs[1][sl] = 1
+        cores[0][32 + 102 : 32 + 104, 32 + x0 + 2 : 32 + x0 + 26] = 1
+    valid = np.ones((size, size), bool)
+    objs, _ = vectorise_tile(probs, cores, valid, tiles[0], classes=("railcar",), semantic_classes=SEMANTIC_CLASSES,
+                             object_classes=OBJECT_CLASSES, pixel_size_m=0.5)
+    assert len(objs) == 1
+    assert objs[0].polygon.centroid.x == pytest.approx(250, abs=0.5)
+
+
+def test_normalise_matches_the_formula():
+    batch = torch.arange(0, 256, dtype=torch.uint8).repeat(3, 1).view(1, 3, 16, 16)
+    out = normalise(batch, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    assert out.dtype == torch.float32
+    assert out[0, 0, 0, 0].item() == pytest.approx(-2.0) and out[0, 0, -1, -1].item() == pytest.approx(2.0)
+    with pytest.raises(ValueError):
+        normalise(batch.float(), (0.5,) * 3, (0.25,) * 3)

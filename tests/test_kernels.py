@@ -86,8 +86,8 @@ def test_vectorise_keeps_only_objects_owned_by_the_tile():
     probs = np.zeros((4, size, size), np.float32)
     probs[0] = 1
     cores = np.zeros((2, size, size), np.float32)
-    # A car whose centroid is at grid x = 250 (tile 0's core) and one at x = 270 (tile 1's core).
-    for x0 in (236, 256):
+    # Coupled cars with centroids at grid x = 234 (tile 0's core) and x = 264 (tile 1's core).
+    for x0 in (220, 250):
         sl = (slice(32 + 100, 32 + 106), slice(32 + x0, 32 + x0 + 28))  # grid x0 .. x0 + 28
         probs[0][sl] = 0
         probs[1][sl] = 1
@@ -96,7 +96,7 @@ def test_vectorise_keeps_only_objects_owned_by_the_tile():
     objs, _ = vectorise_tile(probs, cores, valid, tiles[0], classes=("railcar",), semantic_classes=SEMANTIC_CLASSES,
                              object_classes=OBJECT_CLASSES, pixel_size_m=0.5)
     assert len(objs) == 1
-    assert objs[0].polygon.centroid.x == pytest.approx(250, abs=0.5)
+    assert objs[0].polygon.centroid.x == pytest.approx(234, abs=0.5)
 
 
 def test_normalise_matches_the_formula():

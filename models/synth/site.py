@@ -1,0 +1,199 @@
+"""Land use around the track field: hardstands with cargo, containers and trucks, warehouses, roads
+with traffic, fields, houses and trees.
+
+Both sides of the yard (in yard coordinates, beyond the band the tracks occupy) get a land use:
+industrial (a hardstand next to the tracks, warehouses, an access road), a road corridor, or
+countryside. Hardstands are packed in rows along the tracks, so nothing overlaps by construction.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from shapely.geometry import Polygon
+
+from models.synth import distractors as dx
+from models.synth.cargo import Cargo, cargo_cluster
+from models.synth.layout import Layout, YardFrame
+from models.synth.prims import Prim, Surface
+
+
+@dataclass
+class Site:
+    surfaces: list[Surface] = field(default_factory=list)
+    prims: list[Prim] = field(default_factory=list)
+    cargo: list[Cargo] = field(default_factory=list)
+    solid: list[Polygon] = field(default_factory=list)  # footprints trees and cars keep off
+    overhead: list[Prim] = field(default_factory=list)  # masts and portal beams, painted over everything
+    view: float = 1e9  # half-size of the square (local metres) worth filling; things beyond are skipped
+
+    def sees(self, frame: YardFrame, u0: float, u1: float, v0: float, v1: float) -> bool:
+        """Does the yard-coordinate box reach into the scene (plus a margin)?"""
+        x, y = frame.warp([u0, u1, u0, u1, (u0 + u1) / 2], [v0, v0, v1, v1, (v0 + v1) / 2])
+        return bool(x.max() > -self.view and x.min() < self.view and y.max() > -self.view and y.min() < self.view)
+
+
+def build_site(rng: np.random.Generator, layout: Layout, cond: dict, extent_m: float) -> Site:
+    site = Site(view=extent_m / 2 + 30.0)
+    frame, half = layout.frame, layout.half_domain
+    season = cond["season"]
+    lo, hi = layout.occupied_v
+    # the track band itself: trees and buildings keep off
+    site.solid.append(frame.area(-half, half, lo, hi))
+    for side, edge in ((1.0, hi), (-1.0, lo)):
+        use = str(rng.choice(["industrial", "road", "country"], p=(0.6, 0.2, 0.2)))
+        v = edge + side * float(rng.uniform(1.0, 8.0))
+        if use == "industrial":
+            v = _industrial(rng, site, frame, half, v, side, season)
+        if use in ("industrial", "road") or rng.random() < 0.4:
+            v = _road(rng, site, frame, half, v + side * float(rng.uniform(2.0, 20.0)), side)
+        _country(rng, site, frame, half, v, side, season)
+    _yard_extras(rng, site, layout, season)
+    return site
+
+
+def _span(rng: np.random.Generator, half: float, min_len: float) -> tuple[float, float]:
+    length = float(rng.uniform(min_len, 2 * half))
+    u0 = float(rng.uniform(-half, half - length))
+    return u0, u0 + length
+
+
+def _industrial(rng, site: Site, frame: YardFrame, half: float, v: float, side: float, season: str) -> float:
+    """A hardstand packed in rows (cargo, containers, trucks, parked cars), a warehouse behind it."""
+    depth = float(rng.uniform(25.0, 110.0))
+    u0, u1 = _span(rng, half, min(2 * half, 120.0))
+    va, vb = sorted((v, v + side * depth))
+    site.surfaces.append(Surface(frame.area(u0, u1, va, vb), "concrete", float(rng.uniform(-1, 1)),
+                                 frame.angle(0.0), float(rng.choice([0.0, 5.0, 6.0]))))  # fmt: skip
+    # rows from the track side outwards
+    pos = v + side * float(rng.uniform(1.0, 4.0))
+    limit = v + side * depth * (0.6 if rng.random() < 0.6 else 1.0)
+    while side * (limit - pos) > 4.0:
+        kind = str(rng.choice(["cargo", "containers", "trucks", "cars", "empty"], p=(0.45, 0.22, 0.13, 0.1, 0.1)))
+        row_depth = {"cargo": rng.uniform(4.0, 14.0), "containers": rng.uniform(2.6, 13.0), "trucks": 17.5,
+                     "cars": 5.0, "empty": rng.uniform(3.0, 10.0)}[kind]  # fmt: skip
+        row_depth = float(min(row_depth, side * (limit - pos)))
+        a, b = sorted((pos, pos + side * row_depth))
+        _fill_row(rng, site, frame, u0, u1, a, b, kind)
+        pos += side * (row_depth + float(rng.uniform(2.5, 9.0)))
+    if side * (v + side * depth - limit) > 15.0:  # warehouse(s) at the back
+        wa, wb = sorted((limit + side * 2.0, v + side * depth - side * 2.0))
+        u = u0 + float(rng.uniform(0, 10))
+        while u < u1 - 30:
+            length = float(min(rng.uniform(40.0, 220.0), u1 - u))
+            cx, cy, angle = frame.rigid(u + length / 2, (wa + wb) / 2)
+            site.prims += dx.building(rng, cx, cy, angle, length, wb - wa, "warehouse", season == "snow")
+            site.solid.append(frame.area(u, u + length, wa, wb))
+            u += length + float(rng.uniform(6.0, 40.0))
+    site.solid.append(frame.area(u0, u1, va, vb))
+    return v + side * depth
+
+
+def _fill_row(rng, site: Site, frame: YardFrame, u0: float, u1: float, a: float, b: float, kind: str) -> None:
+    u = u0 + float(rng.uniform(0.0, 10.0))
+    while u < u1 - 5.0:
+        seg = float(rng.uniform(8.0, 70.0))
+        seg = min(seg, u1 - u)
+        if not site.sees(frame, u, u + seg, a, b):
+            pass
+        elif kind == "cargo":
+            site.cargo += cargo_cluster(rng, frame, u, u + seg, a, b)
+        elif kind == "containers":
+            site.prims += dx.container_block(rng, frame, u, u + seg, a, b)
+        elif kind == "trucks":
+            for uu in np.arange(u + 2.0, u + seg - 2.0, float(rng.uniform(3.5, 5.0))):
+                if rng.random() < 0.6:
+                    cx, cy, angle = frame.rigid(float(uu), (a + b) / 2, math.pi / 2 + float(rng.normal(0, 0.03)))
+                    site.prims += dx.truck(rng, cx, cy, angle + (math.pi if rng.random() < 0.5 else 0.0))
+        elif kind == "cars":
+            for uu in np.arange(u + 1.5, u + seg - 1.5, float(rng.uniform(2.4, 2.8))):
+                if rng.random() < 0.7:
+                    cx, cy, angle = frame.rigid(float(uu), (a + b) / 2, math.pi / 2 + float(rng.normal(0, 0.04)))
+                    site.prims.append(dx.vehicle(rng, cx, cy, angle))
+        u += seg + float(rng.uniform(3.0, 25.0))
+
+
+def _road(rng, site: Site, frame: YardFrame, half: float, v: float, side: float) -> float:
+    width = float(rng.uniform(5.5, 10.0))
+    va, vb = sorted((v, v + side * width))
+    site.surfaces.append(Surface(frame.area(-half, half, va, vb), "asphalt", float(rng.uniform(-1, 1))))
+    if rng.random() < 0.7:  # dashed centre line
+        vc = (va + vb) / 2
+        dash, gap = float(rng.uniform(3.0, 6.0)), float(rng.uniform(3.0, 9.0))
+        for u in np.arange(-half, half, dash + gap):
+            if not site.sees(frame, float(u), float(u) + dash, vc, vc):
+                continue
+            site.surfaces.append(Surface(frame.area(float(u), float(u) + dash, vc - 0.07, vc + 0.07), "marking"))
+    for u in rng.uniform(-half, half, size=int(rng.poisson(half / 60))):
+        if not site.sees(frame, float(u) - 8, float(u) + 8, va, vb):
+            continue
+        lane = (va + vb) / 2 + float(rng.choice([-1, 1])) * width / 4
+        cx, cy, angle = frame.rigid(float(u), lane, float(rng.choice([0.0, math.pi])))
+        if rng.random() < 0.25:
+            site.prims += dx.truck(rng, cx, cy, angle)
+        else:
+            site.prims.append(dx.vehicle(rng, cx, cy, angle))
+    site.solid.append(frame.area(-half, half, va, vb))
+    return v + side * width
+
+
+def _country(rng, site: Site, frame: YardFrame, half: float, v: float, side: float, season: str) -> None:
+    """Fields, grass, a few houses and trees from ``v`` to the edge of the domain."""
+    far = side * half
+    blocked = dx.blocker(site.solid)
+    pos = v + side * float(rng.uniform(2.0, 10.0))
+    while side * (far - pos) > 10.0:
+        depth = float(rng.uniform(30.0, 200.0))
+        a, b = sorted((pos, pos + side * depth))
+        use = str(rng.choice(["field", "houses", "grass", "trees"], p=(0.35, 0.2, 0.3, 0.15)))
+        if not site.sees(frame, -half, half, a, b):
+            use = "grass"
+        if use == "field":
+            for u0 in np.arange(-half, half, float(rng.uniform(60.0, 250.0))):
+                u1 = u0 + float(rng.uniform(50.0, 240.0))
+                site.surfaces.append(Surface(frame.area(float(u0), u1, a, b), "field", float(rng.uniform(-1, 1)),
+                                             frame.angle(0.0) + float(rng.choice([0.0, math.pi / 2])),
+                                             float(rng.uniform(1.0, 4.0))))  # fmt: skip
+        elif use == "houses":
+            for u in np.arange(-half, half, float(rng.uniform(18.0, 35.0))):
+                if rng.random() < 0.3 or not site.sees(frame, float(u) - 10, float(u) + 10, a, b):
+                    continue
+                length, width = float(rng.uniform(8.0, 16.0)), float(rng.uniform(7.0, 11.0))
+                cx, cy, angle = frame.rigid(float(u), (a + b) / 2 + float(rng.normal(0, depth / 6)),
+                                            float(rng.choice([0.0, math.pi / 2])) + float(rng.normal(0, 0.05)))  # fmt: skip
+                prims = dx.building(rng, cx, cy, angle, length, width, "house", season == "snow")
+                if not blocked(prims[0].polygon):
+                    site.prims += prims
+                    site.solid.append(prims[0].polygon)
+                if rng.random() < 0.6:
+                    x, y = frame.warp(float(u) + rng.uniform(-8, 8), (a + b) / 2 + float(rng.normal(0, depth / 4)))
+                    site.prims += dx.tree_cluster(rng, float(x), float(y), 4.0, season, blocked)
+        elif use == "trees":
+            for _ in range(int(rng.integers(3, 15))):
+                x, y = frame.warp(float(rng.uniform(-half, half)), float(rng.uniform(a, b)))
+                if max(abs(float(x)), abs(float(y))) > site.view + 20:
+                    continue
+                site.prims += dx.tree_cluster(rng, float(x), float(y), float(rng.uniform(3.0, 12.0)), season, blocked)
+        pos += side * depth
+
+
+def _yard_extras(rng, site: Site, layout: Layout, season: str) -> None:
+    """Masts, portals, the odd shed and tree line beside the tracks."""
+    for x, y, h in layout.masts:
+        site.overhead.append(dx.mast(x, y, h, float(rng.uniform(0.35, 0.6))))
+    for beam, h in layout.portals:
+        site.overhead.append(dx.portal_beam(beam, h))
+    frame, half = layout.frame, layout.half_domain
+    lo, hi = layout.occupied_v
+    blocked = dx.blocker(site.solid[1:])
+    for _ in range(int(rng.integers(0, 4))):
+        side_v = hi + 4.0 if rng.random() < 0.5 else lo - 4.0
+        length, width = float(rng.uniform(4.0, 16.0)), float(rng.uniform(3.0, 8.0))
+        vc = side_v + (width / 2 if side_v > hi else -width / 2)
+        cx, cy, angle = frame.rigid(float(rng.uniform(-half, half)), vc)
+        prims = dx.building(rng, cx, cy, angle, length, width, "shed", season == "snow")
+        if not blocked(prims[0].polygon):
+            site.prims += prims
+            site.solid.append(prims[0].polygon)

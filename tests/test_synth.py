@@ -1,0 +1,194 @@
+"""The synthetic data engine: labels match pixels, cores, determinism, ranges, CRSs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from affine import Affine
+from scipy import ndimage
+
+from models.interface import CLASS_INDEX
+from models.synth import core_polygon, rasterize_labels, render_scene, truth_geojson
+from models.synth.conditions import PIXEL_SIZE_RANGE_M, sample_conditions
+from models.synth.labels import to_metres
+
+
+@pytest.fixture(scope="module")
+def yard():
+    """A small, clean (no sensor effects) scene with trains, cargo allowed and a no-data wedge,
+    and the same scene with railcars and cargo left out."""
+    kw = dict(size_px=320, pixel_size_m=0.4, min_railcars=12, clean=True, nodata=True, season="summer")
+    return render_scene(21, **kw), render_scene(21, hide_objects=True, **kw)
+
+
+def test_labels_match_pixels(yard):
+    scene, empty = yard
+    semantic, cores, instances = rasterize_labels(scene, scene.transform, scene.valid.shape)
+    diff = scene.image.astype(int) - empty.image.astype(int)
+    changed = np.abs(diff).sum(axis=0) > 0
+    objects = (semantic == CLASS_INDEX["railcar"]) | (semantic == CLASS_INDEX["tarped_cargo"])
+    assert (semantic == CLASS_INDEX["railcar"]).sum() > 500
+    # every labelled object pixel is painted as the object (a portal beam may cross a car)
+    assert (changed & objects).sum() >= 0.99 * objects.sum()
+    # what changed outside the labels is only the objects' shadows: darker, never brighter
+    outside = changed & ~objects
+    assert (diff.sum(axis=0)[outside] < 0).all()
+    # no-data: black pixels, background labels
+    assert not scene.valid.all() and (scene.image[:, ~scene.valid] == 0).all()
+    assert (semantic[~scene.valid] == 0).all() and (instances[~scene.valid] == 0).all()
+
+
+def test_cores_one_per_car_inside_footprint(yard):
+    scene, _ = yard
+    semantic, cores, instances = rasterize_labels(scene, scene.transform, scene.valid.shape)
+    car_core, cargo_core = cores
+    assert not (car_core & (semantic != CLASS_INDEX["railcar"])).any()
+    assert not (cargo_core & (semantic != CLASS_INDEX["tarped_cargo"])).any()
+    cars = [o["id"] for o in scene.objects if o["class"] == "railcar"]
+    assert len(cars) >= 12 and len(set(cars)) == len(cars)
+    ids_with_pixels = set(np.unique(instances[semantic == CLASS_INDEX["railcar"]]).tolist()) - {0}
+    assert ids_with_pixels == set(cars)
+    # each car's core is non-empty and is one connected blob (8-connected) that no other car shares
+    blobs, n_blobs = ndimage.label(car_core, structure=np.ones((3, 3)))
+    assert n_blobs == len(cars)
+    for blob in range(1, n_blobs + 1):
+        owners = np.unique(instances[blobs == blob])
+        assert len(owners) == 1 and owners[0] in cars
+
+
+def test_core_rule():
+    from models.synth.prims import rect
+
+    car = rect(0.0, 0.0, 0.3, 14.0, 2.8)
+    core = core_polygon(car)
+    assert core.within(car)
+    assert core.area == pytest.approx((14.0 - 3.0) * (2.8 - 2 * 0.84), rel=1e-6)
+    crate = rect(5.0, 5.0, 1.0, 2.0, 1.6)
+    small = core_polygon(crate)
+    assert not small.is_empty and small.within(crate)
+    assert small.area == pytest.approx((2.0 - 1.2) * (1.6 - 0.96), rel=1e-6)
+
+
+def test_deterministic_by_seed():
+    a = render_scene(5, size_px=160)
+    b = render_scene(5, size_px=160)
+    c = render_scene(6, size_px=160)
+    assert np.array_equal(a.image, b.image) and a.transform == b.transform
+    assert a.conditions == b.conditions
+    assert [o["polygon"].wkb for o in a.objects] == [o["polygon"].wkb for o in b.objects]
+    assert not np.array_equal(a.image, c.image)
+
+
+def test_pixel_size_range_and_override():
+    drawn = [sample_conditions(np.random.default_rng(s))["pixel_size_m"] for s in range(300)]
+    lo, hi = PIXEL_SIZE_RANGE_M
+    assert lo <= min(drawn) < lo + 0.05 and hi - 0.05 < max(drawn) <= hi
+    scene = render_scene(3, size_px=64)
+    assert lo <= scene.pixel_size_m <= hi
+    fixed = render_scene(3, size_px=64, pixel_size_m=0.6)
+    assert fixed.pixel_size_m == 0.6 and fixed.conditions["pixel_size_m"] == 0.6
+    assert fixed.crs.startswith("EPSG:32")
+    # a UTM pixel is 0.6 ground metres up to the scale factor (under 0.1 %)
+    assert abs(fixed.transform.a) == pytest.approx(0.6, rel=1e-3)
+
+
+def test_overrides():
+    scene = render_scene(4, size_px=64, season="snow", haze=0.3, sun_elevation_deg=20.0)
+    assert scene.conditions["season"] == "snow" and scene.conditions["haze"] == 0.3
+    with pytest.raises(TypeError):
+        render_scene(4, size_px=64, not_a_knob=1)
+    with pytest.raises(ValueError):
+        render_scene(4, size_px=64, season="monsoon")
+
+
+@pytest.fixture(scope="module")
+def busy():
+    return render_scene(8, size_px=512, pixel_size_m=0.5, min_railcars=70)
+
+
+def test_many_railcars_and_real_car_sizes(busy):
+    cars = [o for o in busy.objects if o["class"] == "railcar"]
+    assert len(cars) >= 70
+    lengths = np.array([o["length_m"] for o in cars])
+    widths = np.array([o["width_m"] for o in cars])
+    assert lengths.min() >= 9.0 and lengths.max() <= 23.0 and 12.0 <= np.median(lengths) <= 17.0
+    assert widths.min() >= 2.4 and widths.max() <= 3.2
+    assert all(0.0 <= o["heading_deg"] < 180.0 for o in cars)
+
+
+def test_coupled_cars_stand_about_a_metre_apart(busy):
+    cars = [o for o in busy.objects if o["class"] == "railcar"]
+    centres = np.array([to_metres(o["footprint"], busy.local_to_crs).centroid.coords[0] for o in cars])
+    heading = np.radians([o["heading_deg"] for o in cars])
+    axis = np.column_stack([np.sin(heading), np.cos(heading)])  # compass bearing -> (east, north)
+    lengths = np.array([o["length_m"] for o in cars])
+    gaps = []
+    for i in range(len(cars)):
+        offset = centres - centres[i]
+        along = offset @ axis[i]
+        across = np.abs(offset @ np.array([-axis[i, 1], axis[i, 0]]))
+        behind = (along > 0) & (across < 0.3)
+        if behind.any():
+            j = np.flatnonzero(behind)[np.argmin(along[behind])]
+            gaps.append(along[j] - (lengths[i] + lengths[j]) / 2)
+    gaps = np.array(gaps)
+    coupled = gaps[gaps < 3.0]
+    assert len(coupled) > 0.5 * len(cars)  # most cars stand in trains
+    assert coupled.min() >= 0.5 and coupled.max() <= 1.5 and 0.8 <= np.median(coupled) <= 1.2
+
+
+@pytest.mark.parametrize("crs", ["EPSG:4326", "EPSG:3857"])
+def test_geographic_and_web_mercator(crs):
+    scene = render_scene(9, size_px=128, pixel_size_m=0.5, crs=crs, min_railcars=3)
+    assert scene.crs == crs
+    t = scene.transform
+    assert t.b == 0 and t.d == 0 and t.a > 0 and t.e < 0  # north-up
+    # labels on the scene grid agree with labels rasterised in the local metric frame
+    semantic, _, _ = rasterize_labels(scene, scene.transform, scene.valid.shape)
+    assert (semantic == CLASS_INDEX["railcar"]).sum() > 0
+    truth = truth_geojson(scene)
+    lon, lat = scene.conditions["lon"], scene.conditions["lat"]
+    for f in truth["features"]:
+        geom = f["geometry"]
+        xy = np.array(geom["coordinates"][0] if geom["type"] == "Polygon" else geom["coordinates"])
+        assert np.abs(xy[:, 0] - lon).max() < 0.02 and np.abs(xy[:, 1] - lat).max() < 0.02
+
+
+def test_labels_on_another_grid():
+    """Training resamples to 0.5 m: labels drawn on that grid keep every car and its area."""
+    scene = render_scene(12, size_px=256, pixel_size_m=0.3, min_railcars=8, nodata=False)
+    t = scene.transform
+    scale = 0.5 / 0.3
+    grid = t @ Affine.scale(scale)
+    shape = (math.floor(256 / scale), math.floor(256 / scale))
+    semantic, cores, instances = rasterize_labels(scene, grid, shape)
+    cars = [o for o in scene.objects if o["class"] == "railcar"]
+    visible = [o for o in cars if o["polygon"].area > 0.9 * o["footprint"].area]
+    seen = set(np.unique(instances[cores[0]]).tolist())
+    assert {o["id"] for o in visible} <= seen
+    car_area = (semantic == CLASS_INDEX["railcar"]).sum() * 0.25
+    truth_area = sum(to_metres(o["polygon"], scene.local_to_crs).area for o in cars)
+    assert car_area == pytest.approx(truth_area, rel=0.1)
+
+
+def test_truth_geojson_contract():
+    scene = render_scene(13, size_px=192, pixel_size_m=0.5, min_railcars=4)
+    truth = truth_geojson(scene)
+    assert truth["type"] == "FeatureCollection" and "crs" not in truth
+    assert truth["conditions"]["season"] == scene.conditions["season"]
+    classes = {f["properties"]["class"] for f in truth["features"]}
+    assert {"railcar", "track"} <= classes <= {"railcar", "tarped_cargo", "track"}
+    for f in truth["features"]:
+        props = f["properties"]
+        assert isinstance(props["id"], int)
+        if props["class"] == "railcar":
+            assert {"length_m", "width_m", "heading_deg"} <= set(props)
+        if f["geometry"]["type"] == "Polygon":
+            ring = np.array(f["geometry"]["coordinates"][0])
+            x, y = ring[:, 0], ring[:, 1]
+            signed = 0.5 * np.sum(x[:-1] * y[1:] - x[1:] * y[:-1])
+            assert signed > 0  # right-hand rule: exterior ring anticlockwise
+            assert x.min() >= -180 and x.max() <= 180 and y.min() >= -90 and y.max() <= 90
+    assert truth["summary"]["counts"]["railcar"] == scene.conditions["n_railcars"]

@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# Development mode unless the environment says otherwise: with no RAILSIGHT_API_KEYS the service makes
+# one local key (kept in var/dev-api-key) and prints it in a ready-to-paste curl; it never runs open.
 run: setup
-	$(BIN)/railsight serve --host 127.0.0.1 --port 8000
+	RAILSIGHT_DEV_MODE=$${RAILSIGHT_DEV_MODE:-1} $(BIN)/railsight serve --host 127.0.0.1 --port 8000
 
 test: setup
 	$(BIN)/ruff check service kernels models bench tests

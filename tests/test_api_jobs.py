@@ -1,0 +1,288 @@
+"""The job API over real HTTP: uvicorn on loopback, the embedded runner on the session's
+multi-process Dask cluster, a SQLite store, GeoTIFFs written on the fly."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from tests.jobservice import (
+    KEY_A,
+    KEY_B,
+    SLOW,
+    auth,
+    car_scene,
+    live_api,
+    long_scene,
+    scheduler,  # noqa: F401  (fixture)
+    service_settings,
+    wait_for,
+    wait_job,
+)
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory, scheduler):  # noqa: F811
+    tmp = tmp_path_factory.mktemp("api")
+    settings = service_settings(tmp, scheduler=scheduler, max_upload_bytes=1024 * 1024)
+    with live_api(settings) as server:
+        server.data = tmp / "data"
+        yield server
+
+
+@pytest.fixture()
+def http(api):
+    with api.client() as c:
+        yield c
+
+
+def submit(http, scene, key=KEY_A, **body):
+    return http.post("/v1/jobs", json={"scene": str(scene), **body}, headers=auth(key))
+
+
+def test_submit_poll_and_stream_the_result(api, http):
+    scene = car_scene(api.data / "three.tif", 3)
+    r = submit(http, scene, site_id="tumangang", acquired_at="2023-10-05T02:14:00Z",
+               options={"min_confidence": 0.1})
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert job["status"] in ("queued", "running")
+    assert r.headers["location"] == job["url"] and job["url"].endswith(f"/v1/jobs/{job['id']}")
+    done = wait_job(http, job["id"])
+    assert done["status"] == "succeeded", done
+    assert done["counts"]["railcar"] == 3 and done["feature_count"] == 3
+    assert done["progress"]["tiles_done"] == done["progress"]["tiles_total"] >= 1
+    assert done["site_id"] == "tumangang" and done["acquired_at"] == "2023-10-05T02:14:00Z"
+    assert done["timings"]["total_s"] >= done["timings"]["run_s"] > 0
+    result = http.get(f"/v1/jobs/{job['id']}/result", headers=auth())
+    assert result.status_code == 200
+    assert result.headers["content-type"] == "application/geo+json"
+    fc = result.json()
+    assert fc["type"] == "FeatureCollection" and "crs" not in fc
+    cars = [f for f in fc["features"] if f["properties"]["class"] == "railcar"]
+    assert len(cars) == 3
+    lon, lat = cars[0]["geometry"]["coordinates"][0][0]
+    assert 130 < lon < 131 and 42 < lat < 43  # WGS 84, around Tumangang
+    assert done["links"]["result"].endswith("/result")
+
+
+def test_upload_a_scene_as_multipart(api, http):
+    scene = car_scene(api.data.parent / "upload-me.tif", 2)
+    with open(scene, "rb") as fh:
+        r = http.post("/v1/jobs", headers=auth(), files={"scene": ("upload-me.tif", fh, "image/tiff")},
+                      data={"site_id": "khasan", "options": json.dumps({"classes": ["railcar"]})})
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert job["source"] == "upload" and job["scene"] == "upload-me.tif"
+    done = wait_job(http, job["id"])
+    assert done["status"] == "succeeded", done
+    assert done["counts"] == {"railcar": 2}
+    assert not any(api.services.settings.uploads_path.iterdir())  # the upload is gone once the job is done
+
+
+def test_idempotency_key_returns_the_same_job(api, http):
+    scene = car_scene(api.data / "idem.tif", 1)
+    headers = {**auth(), "Idempotency-Key": "retry-me-1"}
+    first = http.post("/v1/jobs", json={"scene": str(scene)}, headers=headers)
+    again = http.post("/v1/jobs", json={"scene": str(scene)}, headers=headers)
+    assert first.status_code == again.status_code == 202
+    assert first.json()["id"] == again.json()["id"]
+    assert again.headers["idempotent-replayed"] == "true"
+    other = http.post("/v1/jobs", json={"scene": str(scene), "site_id": "elsewhere"}, headers=headers)
+    assert other.status_code == 409 and other.json()["error"]["code"] == "idempotency_conflict"
+    # The same key from another API key is another job: keys are per owner.
+    theirs = http.post("/v1/jobs", json={"scene": str(scene)}, headers={**auth(KEY_B), "Idempotency-Key": "retry-me-1"})
+    assert theirs.status_code == 202 and theirs.json()["id"] != first.json()["id"]
+
+
+def test_each_key_sees_only_its_own_jobs(api, http):
+    scene = car_scene(api.data / "mine.tif", 1)
+    job_id = submit(http, scene, KEY_A).json()["id"]
+    for method, path in (("GET", ""), ("GET", "/result"), ("DELETE", "")):
+        r = http.request(method, f"/v1/jobs/{job_id}{path}", headers=auth(KEY_B))
+        assert r.status_code == 404, (method, path, r.text)
+        assert r.json()["error"]["code"] == "job_not_found"
+    listed = http.get("/v1/jobs", headers=auth(KEY_B)).json()["jobs"]
+    assert job_id not in {j["id"] for j in listed}
+    assert job_id in {j["id"] for j in http.get("/v1/jobs", headers=auth(KEY_A)).json()["jobs"]}
+
+
+def test_missing_or_wrong_key_is_401(http):
+    for headers in ({}, {"Authorization": "Bearer not-a-key-at-all-123"}, {"Authorization": "Basic abc"}):
+        r = http.get("/v1/jobs", headers=headers)
+        assert r.status_code == 401
+        assert r.headers["www-authenticate"].startswith("Bearer")
+        assert r.json()["error"]["code"] == "unauthorized"
+    r = http.post("/v1/jobs", json={"scene": "x.tif"}, headers={"Authorization": "Bearer wrong-key-000000000"})
+    assert r.status_code == 401
+
+
+def test_paths_outside_the_data_roots_are_refused(api, http, tmp_path):
+    outside = car_scene(tmp_path / "outside.tif", 1)
+    link = api.data / "sneaky.tif"
+    if not link.exists():
+        os.symlink(outside, link)
+    cases = {
+        str(outside): (403, "scene_not_allowed"),
+        "/etc/passwd": (403, "scene_not_allowed"),
+        str(link): (403, "scene_not_allowed"),  # a symlink inside a root that points outside
+        f"{api.data}/../outside.tif": (400, "bad_scene_path"),
+        "../outside.tif": (400, "bad_scene_path"),
+        "/vsicurl/http://169.254.169.254/latest/meta-data": (400, "bad_scene_path"),
+        "file:///etc/passwd": (400, "bad_scene_path"),
+        "https://example.com/scene.tif": (403, "scene_not_allowed"),  # remote sources are off
+        "ftp://example.com/scene.tif": (400, "bad_scene_path"),
+    }
+    for scene, (status, code) in cases.items():
+        r = submit(http, scene)
+        assert (r.status_code, r.json()["error"]["code"]) == (status, code), (scene, r.text)
+    # A relative path is taken inside the roots.
+    car_scene(api.data / "relative.tif", 1)
+    assert submit(http, "relative.tif").status_code == 202
+
+
+def test_unusable_rasters_are_422_with_the_reason(api, http):
+    from tests.jobservice import two_band_scene
+    from tests.scenes import blank, write
+
+    (api.data / "notes.tif").write_text("not a raster")
+    two_band_scene(api.data / "two-band.tif")
+    write(api.data / "no-georef.tif", blank(64, 64), crs=None)
+    import numpy as np
+
+    write(api.data / "empty.tif", blank(64, 64), mask=np.zeros((64, 64), bool))
+    cases = {
+        "missing.tif": "scene_not_found",
+        "notes.tif": "not_a_raster",
+        "two-band.tif": "too_few_bands",
+        "no-georef.tif": "no_georeference",
+        "empty.tif": "all_nodata",
+    }
+    for name, code in cases.items():
+        r = submit(http, api.data / name)
+        assert r.status_code == 422, (name, r.text)
+        assert r.json()["error"]["code"] == code, (name, r.text)
+        assert name in r.json()["error"]["message"]
+    # An upload that is not a TIFF (a VRT could point anywhere) is refused the same way.
+    r = http.post("/v1/jobs", headers=auth(), files={"scene": ("x.vrt", b"<VRTDataset/>", "text/xml")})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "not_a_raster"
+    assert not any(api.services.settings.uploads_path.iterdir())
+
+
+def test_oversized_upload_is_413_and_the_service_stays_healthy(api, http):
+    big = b"II*\x00" + os.urandom(1024 * 1024 + 300 * 1024)
+    r = http.post("/v1/jobs", headers=auth(), files={"scene": ("big.tif", big, "image/tiff")})
+    assert r.status_code == 413, r.text
+    assert r.json()["error"]["code"] == "too_large"
+
+    # Without a Content-Length (chunked), the limit is enforced while reading.
+    def chunks():
+        boundary = b"--xyz\r\n"
+        yield boundary + b'Content-Disposition: form-data; name="scene"; filename="big.tif"\r\n\r\n'
+        for _ in range(20):
+            yield os.urandom(128 * 1024)
+        yield b"\r\n--xyz--\r\n"
+
+    r = http.post("/v1/jobs", headers={**auth(), "Content-Type": "multipart/form-data; boundary=xyz"}, content=chunks())
+    assert r.status_code == 413, r.text
+    assert http.get("/healthz").status_code == 200
+    assert not any(api.services.settings.uploads_path.iterdir())
+
+
+def test_request_errors_are_json(http):
+    r = http.post("/v1/jobs", json={"scene": "a.tif", "options": {"classes": ["locomotive"]}}, headers=auth())
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request"
+    assert "classes" in r.json()["error"]["message"]
+    r = http.post("/v1/jobs", json={"scene": "a.tif", "color": "red"}, headers=auth())
+    assert r.status_code == 400
+    r = http.post("/v1/jobs", content=b"{not json", headers={**auth(), "Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request"
+    r = http.post("/v1/jobs", content=b"scene=a.tif", headers={**auth(), "Content-Type": "text/plain"})
+    assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_media_type"
+    r = http.get("/v2/nothing")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    r = http.put("/v1/jobs", headers=auth())
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+    r = http.get("/v1/jobs", params={"status": "sleeping"}, headers=auth())
+    assert r.status_code == 400
+    r = http.get("/v1/jobs", params={"limit": 0}, headers=auth())
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request"
+    r = http.get("/v1/jobs", params={"cursor": "!!"}, headers=auth())
+    assert r.status_code == 400
+
+
+def test_list_is_paged_and_filtered(api, http):
+    scene = car_scene(api.data / "list.tif", 1)
+    ids = {submit(http, scene, KEY_B).json()["id"] for _ in range(5)}
+    for job_id in ids:
+        wait_job(http, job_id, key=KEY_B)
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = http.get("/v1/jobs", params=params, headers=auth(KEY_B)).json()
+        assert len(page["jobs"]) <= 2
+        seen += [j["id"] for j in page["jobs"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert ids <= set(seen) and len(seen) == len(set(seen))
+    succeeded = http.get("/v1/jobs", params={"status": "succeeded"}, headers=auth(KEY_B)).json()["jobs"]
+    assert {j["status"] for j in succeeded} == {"succeeded"}
+    none = http.get("/v1/jobs", params={"status": "queued,running"}, headers=auth(KEY_B)).json()["jobs"]
+    assert none == []
+
+
+def test_result_of_an_unfinished_or_failed_job_is_409(api, http):
+    scene = car_scene(api.data / "doomed.tif", 1)
+    job_id = submit(http, scene).json()["id"]
+    scene.unlink()  # gone before the runner gets to it: the job fails with the reason
+    done = wait_job(http, job_id)
+    if done["status"] == "succeeded":
+        pytest.skip("the runner was faster than the unlink")
+    assert done["status"] == "failed" and done["error"]["code"] == "scene_not_found"
+    r = http.get(f"/v1/jobs/{job_id}/result", headers=auth())
+    assert r.status_code == 409 and r.json()["error"]["code"] == "job_conflict"
+
+
+def test_health_readiness_and_metrics(http):
+    assert http.get("/healthz").json() == {"status": "ok"}
+    ready = http.get("/readyz")
+    assert ready.status_code == 200
+    checks = ready.json()["checks"]
+    assert checks["store"] == "ok" and checks["cluster"]["workers"] >= 1 and checks["runner"]["model_loaded_on_workers"]
+    text = http.get("/metrics").text
+    for name in ("railsight_jobs{", "railsight_queue_depth", "railsight_tiles_processed_total",
+                 "railsight_http_request_duration_seconds_bucket", "railsight_job_run_seconds"):
+        assert name in text, name
+    assert 'railsight_jobs{status="succeeded"}' in text
+    assert 'route="/v1/jobs/{job_id}"' in text  # latencies by route template, not by job id
+    docs = http.get("/openapi.json").json()
+    assert "/v1/jobs/{job_id}/result" in docs["paths"]
+
+
+def test_cancel_a_running_job_stops_it(tmp_path, scheduler):  # noqa: F811
+    settings = service_settings(tmp_path, scheduler=scheduler, model_factory=SLOW, tile=64, batch_size=1,
+                                max_concurrent_scenes=1)
+    scene = long_scene(tmp_path / "data" / "long.tif")
+    with live_api(settings) as server, server.client() as http:
+        job_id = submit(http, scene).json()["id"]
+        queued_id = submit(http, scene).json()["id"]
+        wait_for(lambda: http.get(f"/v1/jobs/{job_id}", headers=auth()).json()["progress"]["tiles_done"] > 0, 60,
+                 "the job never made progress")
+        # The second job waits behind the first (one scene at a time): cancelling it is immediate.
+        r = http.delete(f"/v1/jobs/{queued_id}", headers=auth())
+        assert r.status_code == 200 and r.json()["status"] == "cancelled"
+        r = http.delete(f"/v1/jobs/{job_id}", headers=auth())
+        assert r.status_code == 202 and r.json()["cancel_requested"]
+        done = wait_job(http, job_id, timeout=30)
+        assert done["status"] == "cancelled", done
+        # Its Dask work stopped too: nothing left running or waiting on the cluster.
+        from distributed import Client
+
+        with Client(scheduler, timeout="10s") as dask:
+            wait_for(lambda: not any(dask.processing().values()), 20, "Dask tasks still running after cancel")
+        assert done["progress"]["tiles_done"] < done["progress"]["tiles_total"]
+        assert http.delete(f"/v1/jobs/{job_id}", headers=auth()).status_code == 409
+        assert http.get(f"/v1/jobs/{queued_id}", headers=auth()).json()["started_at"] is None

@@ -72,9 +72,7 @@ def test_cli_renders_scenes(tmp_path):
 
 
 def test_cli_bad_argument_exits_2_with_one_line(tmp_path):
-    proc = subprocess.run(
-        [RAILSIGHT, "synth", str(tmp_path / "x"), "--n", "0"], capture_output=True, text=True, timeout=300
-    )
+    proc = subprocess.run([RAILSIGHT, "synth", str(tmp_path / "x"), "--n", "0"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "--n" in lines[0], proc.stderr

@@ -98,9 +98,10 @@ def _object(rng, frame: YardFrame, run, vc: float, colour, tilt_max: float) -> C
     cx, cy, angle = frame.rigid((a + b) / 2, vc + float(rng.normal(0.0, 0.2)), float(rng.uniform(-1, 1)) * tilt_max)
     overhang = float(rng.uniform(0.05, 0.3))
     length, width = b - a + 2 * overhang, width + 2 * overhang
-    if len(run) == 1 and rng.random() < 0.3:  # irregular machinery: a second box sticking out
-        extra = rect(cx, cy, angle, length * 0.5, width * 1.5)
-        base = rect(cx, cy, angle, length, width).union(extra).buffer(0.3, quad_segs=3)
+    if len(run) == 1 and length > 4.0 and rng.random() < 0.25:  # irregular machinery: a box sticking out
+        shift = float(rng.uniform(-0.3, 0.3)) * length
+        extra = rect(cx + math.cos(angle) * shift, cy + math.sin(angle) * shift, angle, length * 0.4, width * 1.35)
+        base = rect(cx, cy, angle, length, width).union(extra).buffer(0.15, quad_segs=2)
         shape = base.simplify(0.05)
     else:
         shape = tarp_outline(rng, cx, cy, angle, length, width)

@@ -55,7 +55,7 @@ def sample_conditions(rng: np.random.Generator, pixel_size_m: float | None = Non
         "noise": float(rng.uniform(0.5, 5.0)),
         "jpeg_quality": None if rng.random() < 0.5 else int(rng.integers(40, 96)),
         "pansharpen_px": 0.0 if rng.random() < 0.5 else float(rng.uniform(0.6, 1.8)),
-        "gains": [float(v) for v in rng.uniform(0.86, 1.14, size=3)],
+        "gains": [float(v) for v in rng.uniform(0.9, 1.1, size=3)],
         "gamma": float(rng.uniform(0.8, 1.25)),
         "contrast": float(rng.uniform(0.8, 1.2)),
         "brightness": float(rng.uniform(-0.06, 0.06)),

@@ -133,7 +133,18 @@ def building(
         ribs = (float(rng.uniform(0.3, 1.0)), 0.08, 0.0, 0.0)
         main = Prim(cx, cy, angle, length, width, colour, "long_ribs", height, ribs, 0.05)
     elif roof == "sawtooth":
-        main = Prim(cx, cy, angle, length, width, colour, "ribs", height, (float(rng.uniform(5.0, 10.0)), 0.35, 0, 0), 0.04)
+        main = Prim(
+            cx,
+            cy,
+            angle,
+            length,
+            width,
+            colour,
+            "ribs",
+            height,
+            (float(rng.uniform(5.0, 10.0)), float(rng.uniform(0.08, 0.22)), 0, 0),
+            0.04,
+        )
     else:
         main = Prim(cx, cy, angle, length, width, colour, "flat", height, dirt=float(rng.uniform(0.04, 0.15)))
     out = [main]

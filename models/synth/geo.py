@@ -33,9 +33,22 @@ def utm_epsg(lon: float, lat: float) -> str:
     return f"EPSG:{(32600 if lat >= 0 else 32700) + zone}"
 
 
-def sample_location(rng: np.random.Generator) -> tuple[float, float]:
-    """Somewhere plausible for a rail yard: near Tumangang a third of the time, else anywhere between
-    50 S and 65 N."""
+def sample_location(rng: np.random.Generator, crs: str | None = None) -> tuple[float, float]:
+    """Somewhere plausible for a rail yard: inside the area of use of ``crs`` when it has a small
+    one (a UTM zone, a national grid); else near Tumangang a third of the time, else anywhere
+    between 50 S and 65 N."""
+    area = None
+    if crs is not None:
+        try:
+            area = CRS.from_user_input(crs).area_of_use
+        except Exception:  # an unknown CRS fails later, in place(), with its own message
+            area = None
+    if area is not None and (area.east - area.west) < 90 and area.east > area.west:
+        south, north = max(area.south, -60.0), min(area.north, 70.0)
+        if north > south:
+            pad_x, pad_y = 0.1 * (area.east - area.west), 0.1 * (north - south)
+            lon = float(rng.uniform(area.west + pad_x, area.east - pad_x))
+            return lon, float(rng.uniform(south + pad_y, north - pad_y))
     if rng.random() < 1 / 3:
         return TUMANGANG[0] + rng.uniform(-2.0, 2.0), TUMANGANG[1] + rng.uniform(-1.5, 1.5)
     return float(rng.uniform(-179.0, 179.0)), float(rng.uniform(-50.0, 65.0))

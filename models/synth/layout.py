@@ -96,6 +96,7 @@ class Layout:
     masts: list[tuple[float, float, float]]  # x, y, height
     portals: list[tuple[LineString, float]]  # beam, height
     occupied_v: tuple[float, float]  # yard v range taken by tracks and their margins
+    branch_side: float = 0.0  # side (+1/-1 in v) a branch line curves away to, 0 for none
     siding_zones: list[tuple[float, float, float, float]] = field(default_factory=list)  # u0, u1, v0, v1
 
 
@@ -113,6 +114,7 @@ def _ladder_ends(
     end: float,
     ladders: list,
     p_ladder: float,
+    groups: list[np.ndarray],
     starts: np.ndarray | None = None,
     min_len: float = 120.0,
 ) -> np.ndarray:
@@ -120,14 +122,9 @@ def _ladder_ends(
     of 3-12; a group either runs off the domain or fans out of a ladder: a diagonal track at
     7-14 degrees from which each track of the group branches, its lead track running on. Stops
     keep every track at least ``min_len`` long after its ``starts``."""
-    n = len(v_tracks)
-    ends = np.full(n, end * half)
+    ends = np.full(len(v_tracks), end * half)
     base = float(rng.uniform(-0.9, 0.2)) * half * -end
-    k = 0
-    while k < n:
-        size = int(rng.integers(3, 13))
-        group = np.arange(k, min(n, k + size))
-        k += size
+    for group in groups:
         if group.size < 2 or rng.random() >= p_ladder:
             continue
         alpha = math.radians(rng.uniform(7.0, 14.0))
@@ -186,10 +183,12 @@ def build_layout(rng: np.random.Generator, extent_m: float, cond: dict, min_trac
     # --- ends of the field: groups of tracks fanning out of ladders (switches), stubs, or off-scene
     tracks: list[Track] = []
     ladders: list[list[tuple[float, float]]] = []
-    u_start = _ladder_ends(rng, v_tracks, half, -1.0, ladders, p_ladder=0.65)
+    cuts = np.cumsum(rng.integers(3, 13, size=n))
+    groups = [g for g in np.split(np.arange(n), cuts[cuts < n]) if g.size]
+    u_start = _ladder_ends(rng, v_tracks, half, -1.0, ladders, 0.65, groups)
     end_kind = rng.choice(["ladder", "stubs", "open"], p=(0.45, 0.25, 0.3))
     if end_kind == "ladder":
-        u_end = _ladder_ends(rng, v_tracks, half, 1.0, ladders, p_ladder=1.0, starts=u_start)
+        u_end = _ladder_ends(rng, v_tracks, half, 1.0, ladders, 1.0, groups, starts=u_start)
     elif end_kind == "stubs":
         u_end = np.maximum(rng.uniform(0.1, 1.0, size=n) * half, u_start + 120.0)
     else:
@@ -212,6 +211,7 @@ def build_layout(rng: np.random.Generator, extent_m: float, cond: dict, min_trac
     # --- main line(s) along one side, sometimes joined to the field by a crossover
     alpha = math.radians(rng.uniform(7.0, 14.0))
     main_side = float(rng.choice([-1.0, 1.0]))
+    branch_side = 0.0
     if rng.random() < 0.75:
         gap = float(rng.uniform(6.0, 14.0))
         v_edge = v_lo if main_side < 0 else v_hi
@@ -251,6 +251,7 @@ def build_layout(rng: np.random.Generator, extent_m: float, cond: dict, min_trac
             tracks.append(
                 Track(frame.line(np.column_stack([pu, pv])), gauges[n + 3], "branch", True, "concrete", electrified)
             )
+            branch_side = main_side
 
     # --- sidings on the other side, to a loading area
     side = -main_side
@@ -314,6 +315,8 @@ def build_layout(rng: np.random.Generator, extent_m: float, cond: dict, min_trac
     # --- ballast bed and service paths
     hw = float(rng.uniform(2.1, 2.8))
     ballast = shapely.union_all([t.line.buffer(hw, cap_style="flat", quad_segs=2) for t in tracks])
+    if rng.random() < 0.7:  # one continuous bed across the field: close gaps narrower than 3 m
+        ballast = ballast.buffer(1.5, quad_segs=2).buffer(-1.5, quad_segs=2)
     paths = []
     if rng.random() < 0.7:
         w = float(rng.uniform(2.5, 5.0))
@@ -330,4 +333,5 @@ def build_layout(rng: np.random.Generator, extent_m: float, cond: dict, min_trac
         portals=portals,
         occupied_v=(v_lo - 6.0, v_hi + 6.0),
         siding_zones=siding_zones,
+        branch_side=branch_side,
     )

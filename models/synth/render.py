@@ -99,6 +99,9 @@ def _paint_surfaces(rgb, surfaces: list[Surface], transform_m, p, colours, noise
         if surf.material == "field":
             t = min(max(0.5 + 0.5 * surf.tone, 0.0), 1.0)
             base[i] = a_field * (1 - t) + b_field * t
+        elif surf.material == "marking":  # a thin line drawn a pixel wide: its share of the pixel
+            share = 1.0 + min(surf.tone, 0.0)
+            base[i] = colours["marking"] * share + colours["asphalt"] * (1 - share)
         else:
             base[i] = colours[surf.material] * (1 + 0.05 * surf.tone)
         amp[i] = strength[surf.material]

@@ -113,7 +113,7 @@ def render_scene(
     p = float(cond["pixel_size_m"])
     extent = size_px * p
     half = extent / 2
-    lon, lat = sample_location(r_place)
+    lon, lat = sample_location(r_place, crs)
     placement = place(lon, lat, crs)
 
     min_tracks = 0

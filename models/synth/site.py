@@ -42,13 +42,17 @@ def build_site(rng: np.random.Generator, layout: Layout, cond: dict, extent_m: f
     lo, hi = layout.occupied_v
     # the track band itself: trees and buildings keep off
     site.solid.append(frame.area(-half, half, lo, hi))
+    branches = [t.line.buffer(4.0) for t in layout.tracks if t.role == "branch"]
     for side, edge in ((1.0, hi), (-1.0, lo)):
         use = str(rng.choice(["industrial", "road", "country"], p=(0.6, 0.2, 0.2)))
+        if side == layout.branch_side:  # a branch line curves away across this side: open country
+            use = "country"
+            site.solid += branches
         v = edge + side * float(rng.uniform(1.0, 8.0))
         if use == "industrial":
             v = _industrial(rng, site, frame, half, v, side, season)
         if use in ("industrial", "road") or rng.random() < 0.4:
-            v = _road(rng, site, frame, half, v + side * float(rng.uniform(2.0, 20.0)), side)
+            v = _road(rng, site, frame, half, v + side * float(rng.uniform(2.0, 20.0)), side, cond["pixel_size_m"])
         _country(rng, site, frame, half, v, side, season)
     _yard_extras(rng, site, layout, season)
     return site
@@ -115,17 +119,19 @@ def _fill_row(rng, site: Site, frame: YardFrame, u0: float, u1: float, a: float,
         u += seg + float(rng.uniform(3.0, 25.0))
 
 
-def _road(rng, site: Site, frame: YardFrame, half: float, v: float, side: float) -> float:
+def _road(rng, site: Site, frame: YardFrame, half: float, v: float, side: float, pixel_size: float) -> float:
     width = float(rng.uniform(5.5, 10.0))
     va, vb = sorted((v, v + side * width))
     site.surfaces.append(Surface(frame.area(-half, half, va, vb), "asphalt", float(rng.uniform(-1, 1))))
-    if rng.random() < 0.7:  # dashed centre line
+    if rng.random() < 0.7:  # dashed centre line, at least a pixel wide, fainter the wider it is drawn
         vc = (va + vb) / 2
+        mark = max(0.075, 0.55 * pixel_size)
+        tone = -min(0.9, (mark - 0.075) / mark)
         dash, gap = float(rng.uniform(3.0, 6.0)), float(rng.uniform(3.0, 9.0))
         for u in np.arange(-half, half, dash + gap):
             if not site.sees(frame, float(u), float(u) + dash, vc, vc):
                 continue
-            site.surfaces.append(Surface(frame.area(float(u), float(u) + dash, vc - 0.07, vc + 0.07), "marking"))
+            site.surfaces.append(Surface(frame.area(float(u), float(u) + dash, vc - mark, vc + mark), "marking", tone))
     for u in rng.uniform(-half, half, size=int(rng.poisson(half / 60))):
         if not site.sees(frame, float(u) - 8, float(u) + 8, va, vb):
             continue

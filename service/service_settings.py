@@ -83,6 +83,7 @@ class ServiceSettings(PipelineSettings):
     max_attempts: int = Field(default=3, ge=1, description="claims of one job before it fails for good")
     poll_seconds: float = Field(default=1.0, gt=0, description="how often an idle runner looks for work")
     metrics_port: int | None = Field(default=None, description="`worker`: serve Prometheus metrics on this port")
+    sample_scene: bool = Field(default=True, description="`serve`: make a sample scene and print a curl for it")
 
     @field_validator("api_keys", "data_roots", "remote_allow_list", mode="before")
     @classmethod

@@ -73,6 +73,7 @@ def service_env(tmp: Path, *, scheduler: str | None, **overrides: str) -> dict[s
         RAILSIGHT_MODEL_FACTORY=ORACLE,
         RAILSIGHT_LEASE_SECONDS="3",
         RAILSIGHT_POLL_SECONDS="0.2",
+        RAILSIGHT_SAMPLE_SCENE="0",
     )
     if scheduler:
         env["RAILSIGHT_DASK_SCHEDULER"] = scheduler

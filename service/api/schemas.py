@@ -21,7 +21,8 @@ class JobOptions(BaseModel):
     )
     min_confidence: float | None = Field(default=None, ge=0.0, le=1.0, description="drop features below this")
     outputs: list[OutputName] = Field(
-        default_factory=lambda: ["geojson"], description="GeoJSON always; add class_cog for a class raster (COG)"
+        default_factory=lambda: list[OutputName](["geojson"]),
+        description="GeoJSON always; add class_cog for a class raster (COG)",
     )
     bands: list[int] | None = Field(
         default=None, min_length=3, max_length=3, description="1-based red, green, blue band numbers"

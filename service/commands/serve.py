@@ -8,6 +8,7 @@ import argparse
 import json
 import logging
 import shlex
+import threading
 
 from service.service_settings import ServiceSettings
 
@@ -34,9 +35,15 @@ def run(args: argparse.Namespace) -> int:
     if args.no_runner:
         settings = settings.model_copy(update={"embedded_runner": False})
     keys, dev_key = settings.resolve_api_keys()  # refuses to start with no keys outside dev mode
-    sample = ensure_sample(settings.samples_path)
     app = create_app(settings)
-    print(banner(settings, args.host, args.port, sample=str(sample), key=keys[0] if dev_key else None), flush=True)
+
+    def announce() -> None:
+        """Make the sample scene (a few seconds, the first time) while the server starts, then
+        print where everything is and a curl that submits it."""
+        sample = str(ensure_sample(settings.samples_path)) if settings.sample_scene else None
+        print(banner(settings, args.host, args.port, sample=sample, key=keys[0] if dev_key else None), flush=True)
+
+    threading.Thread(target=announce, name="railsight-banner", daemon=True).start()
     uvicorn.run(
         app, host=args.host, port=args.port, log_level=args.log_level, proxy_headers=True,
         timeout_graceful_shutdown=30,
@@ -49,11 +56,12 @@ def configure_logging(level: str) -> None:
     logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
-def banner(settings: ServiceSettings, host: str, port: int, *, sample: str, key: str | None) -> str:
+def banner(settings: ServiceSettings, host: str, port: int, *, sample: str | None, key: str | None) -> str:
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     base = f"http://{shown}:{port}"
     auth = f"Authorization: Bearer {key}" if key else "Authorization: Bearer $RAILSIGHT_KEY"
-    body = json.dumps({"scene": sample, "site_id": "tumangang", "options": {"min_confidence": 0.5}})
+    scene = sample or f"{settings.allowed_roots()[0]}/<scene>.tif"
+    body = json.dumps({"scene": scene, "site_id": "sample-yard", "options": {"min_confidence": 0.5}})
     runner = f"embedded, {_cluster_name(settings)}" if settings.embedded_runner else "none (railsight worker)"
     lines = [
         "",
@@ -70,7 +78,7 @@ def banner(settings: ServiceSettings, host: str, port: int, *, sample: str, key:
         lines.append("  API keys:            RAILSIGHT_API_KEYS / RAILSIGHT_API_KEYS_FILE (export RAILSIGHT_KEY=<yours>)")
     lines += [
         "",
-        "Submit the sample scene:",
+        "Submit the sample scene:" if sample else "Submit a scene:",
         f"  curl -s -X POST {base}/v1/jobs -H {shlex.quote(auth)} -H 'Content-Type: application/json' \\",
         f"       -d {shlex.quote(body)}",
         "Then poll the job's url, and fetch its result:",

@@ -50,7 +50,7 @@ def resolve_host(host: str) -> list[str]:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise SceneNotFound(f"remote host {host!r} does not resolve ({exc.strerror})") from exc
-    return sorted({info[4][0] for info in infos})
+    return sorted({str(info[4][0]) for info in infos})
 
 
 def parse_scene(raw: str, settings: ServiceSettings, *, resolver: Resolver = resolve_host) -> SceneRef:

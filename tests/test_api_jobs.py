@@ -260,6 +260,7 @@ def test_health_readiness_and_metrics(http):
     assert 'route="/v1/jobs/{job_id}"' in text  # latencies by route template, not by job id
     docs = http.get("/openapi.json").json()
     assert "/v1/jobs/{job_id}/result" in docs["paths"]
+    assert docs["components"]["securitySchemes"]["APIKey"]["scheme"] == "bearer"  # /docs can authorize
 
 
 def test_cancel_a_running_job_stops_it(tmp_path, scheduler):  # noqa: F811
@@ -286,3 +287,15 @@ def test_cancel_a_running_job_stops_it(tmp_path, scheduler):  # noqa: F811
         assert done["progress"]["tiles_done"] < done["progress"]["tiles_total"]
         assert http.delete(f"/v1/jobs/{job_id}", headers=auth()).status_code == 409
         assert http.get(f"/v1/jobs/{queued_id}", headers=auth()).json()["started_at"] is None
+
+
+def test_a_store_outage_is_503_not_a_crash(api, http, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    def down(*args, **kwargs):
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(api.services.store, "get", down)
+    r = http.get("/v1/jobs/0123456789abcdef0123456789abcdef", headers=auth())
+    assert r.status_code == 503 and r.json()["error"]["code"] == "store_unavailable"
+    assert r.headers["retry-after"]

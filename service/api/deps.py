@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPBearer
 
 from service.api.errors import Unauthorized
 from service.jobs.metrics import Metrics
@@ -60,7 +61,12 @@ async def get_services(request: Request) -> Services:
     return request.app.state.services
 
 
-async def require_owner(request: Request) -> str:
+# Declares the Bearer scheme in the OpenAPI document, so /docs has an "Authorize" button; the
+# check itself is KeyRing's (auto_error=False: a missing key is our 401, in our error format).
+bearer_scheme = HTTPBearer(auto_error=False, scheme_name="APIKey", description="an API key: Authorization: Bearer <key>")
+
+
+async def require_owner(request: Request, _: Annotated[Any, Depends(bearer_scheme)] = None) -> str:
     """The caller's owner id (hash of its key). Async: pure CPU, no thread hop."""
     services: Services = request.app.state.services
     return services.keys.owner_for(request.headers.get("authorization"))

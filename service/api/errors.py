@@ -11,6 +11,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.loading import WeightsError
@@ -127,6 +128,12 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, message, dict(exc.headers) if exc.headers else None)
 
 
+async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.error("%s %s: job store unavailable: %s", request.method, request.url.path, exc)
+    return error_response(503, "store_unavailable", "the job store is not answering; retry shortly",
+                          {"Retry-After": "5"})
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal_error", "internal error (a bug); it has been logged")
@@ -137,4 +144,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(WeightsError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(OperationalError, _store_unavailable)  # database down, or locked too long
     app.add_exception_handler(Exception, _unexpected)

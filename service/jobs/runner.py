@@ -322,11 +322,14 @@ class Runner:
         job = claim.job
         log.error("job %s attempt %d failed: %s: %s", job.id, job.attempts, type(exc).__name__, exc, exc_info=exc)
         message = f"{type(exc).__name__}: {exc}"
-        if job.attempts < self.settings.max_attempts and not running.lost:
+        if running.lost:
+            return None
+        if running.stopping:  # e.g. the cluster client closing under the job: not the job's fault
+            self.store.release(claim)
+            return None
+        if job.attempts < self.settings.max_attempts:
             self.store.release(claim, count_attempt=True, error=f"attempt {job.attempts} failed: {message}")
             self.wake()
-            return None
-        if running.lost:
             return None
         return self._partial(running, FAILED, "internal_error", f"failed after {job.attempts} attempts: {message}")
 

@@ -15,7 +15,7 @@ import numpy as np
 import shapely
 from shapely.geometry import Polygon
 
-from models.synth.colours import TARP_PALETTE, jitter, pick
+from models.synth.colours import TARP_PALETTE, jitter, mix, pick
 from models.synth.layout import YardFrame
 from models.synth.prims import Prim, rect
 
@@ -60,10 +60,15 @@ def _item_size(rng: np.random.Generator, kind: str) -> tuple[float, float, float
     return float(rng.uniform(4.0, 14.0)), float(rng.uniform(2.2, 5.0)), float(rng.uniform(1.5, 3.5))
 
 
-def cargo_cluster(rng: np.random.Generator, frame: YardFrame, u0: float, u1: float, v0: float, v1: float) -> list[Cargo]:
-    """Fill the yard-coordinate slot ``[u0, u1] x [v0, v1]`` with one cluster of tarped cargo."""
+def cargo_cluster(
+    rng: np.random.Generator, frame: YardFrame, u0: float, u1: float, v0: float, v1: float, snow: bool = False
+) -> list[Cargo]:
+    """Fill the yard-coordinate slot ``[u0, u1] x [v0, v1]`` with one cluster of tarped cargo
+    (``snow``: a snowy season, so some clusters carry snow)."""
     out: list[Cargo] = []
     colour = pick(rng, TARP_PALETTE)
+    if snow and rng.random() < 0.5:
+        colour = mix(colour, (0.92, 0.93, 0.95), float(rng.uniform(0.3, 0.8)))
     same_colour = rng.random() < 0.6
     kind = str(rng.choice(["crate", "container", "equipment"], p=(0.55, 0.2, 0.25)))
     touching = rng.random() < 0.3

@@ -44,12 +44,14 @@ def sample_conditions(rng: np.random.Generator, pixel_size_m: float | None = Non
         if haze_draw < 0.9
         else float(rng.uniform(0.3, 0.55))
     )
-    conditions = {
+    conditions: dict = {
         "pixel_size_m": float(pixel_size_m) if pixel_size_m is not None else float(rng.uniform(lo, hi)),
         "season": season,
         "sun_elevation_deg": float(rng.uniform(12.0, 38.0) if cold else rng.uniform(18.0, 68.0)),
         "sun_azimuth_deg": azimuth,
         "haze": haze,
+        # share of the light that shadows lose: clear sun mostly, sometimes thin cloud
+        "shadow_depth": float(rng.uniform(0.5, 0.75) if rng.random() < 0.88 else rng.uniform(0.15, 0.35)),
         "haze_colour": [float(v) for v in rng.uniform([0.72, 0.75, 0.78], [0.9, 0.92, 0.97])],
         "blur_px": _blur(rng),
         "noise": float(rng.uniform(0.5, 5.0)),

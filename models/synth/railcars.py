@@ -131,7 +131,7 @@ def _flat_load(rng: np.random.Generator, length: float, load: str | None) -> lis
     """Items on a flat car as (start, end) along the body from its rear end, and a colour."""
     if load == "containers":
         usable = length - 0.8
-        sizes = []
+        sizes: list[float] = []
         while True:
             size = 12.19 if rng.random() < 0.45 else 6.06
             if sum(sizes) + size + 0.3 * len(sizes) > usable:
@@ -252,12 +252,13 @@ def place_trains(
     extent_m: float,
     obstacles: list[Polygon],
     min_cars: int = 0,
+    region: Polygon | None = None,
 ) -> list[Car]:
     """Trains of coupled cars on the parkable tracks inside the scene (plus a margin).
 
     Candidate cars are laid along each track; a candidate is dropped where it would foul another
     track (near switches), an obstacle, or a car laid before it. Extra passes at full occupancy
-    fill free track until ``min_cars`` cars stand inside the scene."""
+    fill free track until ``min_cars`` cars stand inside ``region`` (default: the scene)."""
     half = extent_m / 2.0
     clip = box(-half - 25, -half - 25, half + 25, half + 25)
     fixed = STRtree([t.line.buffer(1.7, cap_style="flat") for t in tracks] + list(obstacles))
@@ -268,11 +269,11 @@ def place_trains(
     cx, cy, angle = np.zeros(0), np.zeros(0), np.zeros(0)
     own = np.zeros(0, dtype=np.int64)
     kept = np.zeros(0, dtype=bool)
-    for attempt in range(5):
+    for attempt in range(6):
         new_specs, new_geo, new_own = [], [], []
         for k in rng.permutation(len(segments)):
             i, seg = segments[int(k)]
-            occ = float(np.clip((occupancy if attempt == 0 else 1.0) + rng.normal(0.0, 0.25), 0.0, 1.0))
+            occ = float(np.clip(occupancy + 0.25 * attempt + rng.normal(0.0, 0.25), 0.0, 1.0))
             if tracks[i].role in ("main", "branch"):
                 occ *= 0.5
             plan = _train_plan(rng, seg.length, occ, snow)
@@ -291,9 +292,10 @@ def place_trains(
             cx, cy, angle = np.append(cx, geo[:, 0]), np.append(cy, geo[:, 1]), np.append(angle, geo[:, 2])
             own = np.append(own, new_own)
         kept = _resolve(cx, cy, angle, specs, own, fixed)
-        if int((kept & (np.abs(cx) < half) & (np.abs(cy) < half)).sum()) >= min_cars:
+        inside = shapely.contains_xy(region, cx, cy) if region is not None else (np.abs(cx) < half) & (np.abs(cy) < half)
+        if int((kept & inside).sum()) >= min_cars:
             break
-    cars = []
+    cars: list[Car] = []
     if not specs:
         return cars
     lengths = np.array([sp.length for sp in specs])

@@ -254,17 +254,15 @@ def paint_overhead(rgb, prims: list[Prim], transform_m, cond: dict) -> np.ndarra
     return burn(moved, shape, transform_m, dtype="uint8") > 0
 
 
-def shadow_factor(heights, p: float, cond: dict, rng, extra: np.ndarray | None = None) -> np.ndarray:
-    """Per-channel multiplier (3, H, W): 1 in sun, darker and bluer in shadow."""
+def apply_shadows(rgb, heights, p: float, cond: dict, extra: np.ndarray | None = None) -> None:
+    """Darken (and tint towards the blue skylight) every pixel the sun does not reach."""
     mask = cast_shadows(heights, p, cond["sun_elevation_deg"], cond["sun_azimuth_deg"])
     if extra is not None:
         mask |= extra
-    depth = float(rng.uniform(0.5, 0.72))
     tint = np.array([1.0, 1.03, 1.15], np.float32)
-    shadow = np.clip((1 - depth) * tint, 0, 1)
-    factor = np.ones((3, *heights.shape), np.float32)
-    factor[:, mask] = shadow[:, None]
-    return factor
+    shadow = np.clip((1 - float(cond["shadow_depth"])) * tint, 0, 1)
+    rr, cc = np.nonzero(mask)
+    rgb[:, rr, cc] *= shadow[:, None]
 
 
 def paint_scene(
@@ -297,5 +295,5 @@ def paint_scene(
     sun = shading.sun_vector(cond["sun_elevation_deg"], cond["sun_azimuth_deg"])
     idx = paint_prims(rgb, heights, [q for q in prims if not q.floating], transform_m, p, sun, noise)
     overhead_shadow = paint_overhead(rgb, [q for q in prims if q.floating], transform_m, cond)
-    rgb *= shadow_factor(heights, p, cond, rng, overhead_shadow)
+    apply_shadows(rgb, heights, p, cond, overhead_shadow)
     return rgb, idx

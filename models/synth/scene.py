@@ -116,6 +116,10 @@ def render_scene(
     lon, lat = sample_location(r_place, crs)
     placement = place(lon, lat, crs)
 
+    nodata = _nodata_area(r_nodata, half) if cond["nodata"] else None
+    scene_box = box(-half, -half, half, half)
+    visible = scene_box.difference(nodata) if nodata is not None else scene_box
+
     min_tracks = 0
     if min_railcars > 0:
         min_tracks = math.ceil(min_railcars * METRES_PER_CAR / (0.6 * extent)) + 1
@@ -123,17 +127,13 @@ def render_scene(
         layout = build_layout(r_layout, extent, cond, min_tracks)
         site = build_site(r_site, layout, cond, extent)
         obstacles = list(layout.platforms) + site.solid[1:]
-        cars = place_trains(r_cars, layout.tracks, cond, extent, obstacles, min_railcars)
-        n_inside = sum(1 for c in cars if abs(c.cx) < half and abs(c.cy) < half)
-        if n_inside >= min_railcars:
+        cars = place_trains(r_cars, layout.tracks, cond, extent, obstacles, min_railcars, visible)
+        centres = np.array([(c.cx, c.cy) for c in cars]).reshape(-1, 2)
+        if int(shapely.contains_xy(visible, centres[:, 0], centres[:, 1]).sum()) >= min_railcars:
             break
         min_tracks = max(min_tracks + 4, int(min_tracks * 1.5))
     else:
         raise ValueError(f"could not fit {min_railcars} railcars in a {extent:.0f} m scene; use a larger size")
-
-    nodata = _nodata_area(r_nodata, half) if cond["nodata"] else None
-    scene_box = box(-half, -half, half, half)
-    visible = scene_box.difference(nodata) if nodata is not None else scene_box
 
     prims = list(site.prims)
     if not cond["hide_objects"]:

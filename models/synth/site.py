@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from shapely.geometry import Polygon
+import shapely
+from shapely.geometry import LineString, Polygon
 
 from models.synth import distractors as dx
 from models.synth.cargo import Cargo, cargo_cluster
@@ -55,6 +56,7 @@ def build_site(rng: np.random.Generator, layout: Layout, cond: dict, extent_m: f
             v = _road(rng, site, frame, half, v + side * float(rng.uniform(2.0, 20.0)), side, cond["pixel_size_m"])
         _country(rng, site, frame, half, v, side, season)
     _yard_extras(rng, site, layout, season)
+    _crossing_paths(rng, site, extent_m, cond["pixel_size_m"])
     return site
 
 
@@ -80,7 +82,7 @@ def _industrial(rng, site: Site, frame: YardFrame, half: float, v: float, side: 
                      "cars": 5.0, "empty": rng.uniform(3.0, 10.0)}[kind]  # fmt: skip
         row_depth = float(min(row_depth, side * (limit - pos)))
         a, b = sorted((pos, pos + side * row_depth))
-        _fill_row(rng, site, frame, u0, u1, a, b, kind)
+        _fill_row(rng, site, frame, u0, u1, a, b, kind, season == "snow")
         pos += side * (row_depth + float(rng.uniform(2.5, 9.0)))
     if side * (v + side * depth - limit) > 15.0:  # warehouse(s) at the back
         wa, wb = sorted((limit + side * 2.0, v + side * depth - side * 2.0))
@@ -95,7 +97,7 @@ def _industrial(rng, site: Site, frame: YardFrame, half: float, v: float, side: 
     return v + side * depth
 
 
-def _fill_row(rng, site: Site, frame: YardFrame, u0: float, u1: float, a: float, b: float, kind: str) -> None:
+def _fill_row(rng, site: Site, frame: YardFrame, u0: float, u1: float, a: float, b: float, kind: str, snow: bool) -> None:
     u = u0 + float(rng.uniform(0.0, 10.0))
     while u < u1 - 5.0:
         seg = float(rng.uniform(8.0, 70.0))
@@ -103,7 +105,7 @@ def _fill_row(rng, site: Site, frame: YardFrame, u0: float, u1: float, a: float,
         if not site.sees(frame, u, u + seg, a, b):
             pass
         elif kind == "cargo":
-            site.cargo += cargo_cluster(rng, frame, u, u + seg, a, b)
+            site.cargo += cargo_cluster(rng, frame, u, u + seg, a, b, snow)
         elif kind == "containers":
             site.prims += dx.container_block(rng, frame, u, u + seg, a, b)
         elif kind == "trucks":
@@ -183,6 +185,29 @@ def _country(rng, site: Site, frame: YardFrame, half: float, v: float, side: flo
                     continue
                 site.prims += dx.tree_cluster(rng, float(x), float(y), float(rng.uniform(3.0, 12.0)), season, blocked)
         pos += side * depth
+
+
+def _crossing_paths(rng, site: Site, extent_m: float, pixel_size: float) -> None:
+    """Roads and dirt tracks at any angle across the countryside, stopping at the yard, hardstands
+    and buildings (no level crossings)."""
+    half = extent_m / 2
+    keep_out = shapely.union_all(site.solid).buffer(2.0, quad_segs=2)
+    for _ in range(int(rng.poisson(1.2))):
+        angle = float(rng.uniform(0, math.pi))
+        offset = float(rng.uniform(-half, half))
+        c, s = math.cos(angle), math.sin(angle)
+        far = 2 * extent_m
+        line = LineString([(-s * offset - c * far, c * offset - s * far), (-s * offset + c * far, c * offset + s * far)])
+        if rng.random() < 0.5:  # a dirt or gravel track, gently wandering
+            pts = np.asarray(shapely.segmentize(line, 40.0).coords)
+            pts += rng.normal(0.0, 4.0, size=pts.shape) * np.array([-s, c])
+            line = LineString(pts)
+            width, material = float(rng.uniform(2.5, 4.5)), "gravel"
+        else:
+            width, material = float(rng.uniform(5.0, 8.0)), "asphalt"
+        area = line.buffer(width / 2, cap_style="flat", quad_segs=2).difference(keep_out)
+        if not area.is_empty:
+            site.surfaces.append(Surface(area, material, float(rng.uniform(-1, 1))))
 
 
 def _yard_extras(rng, site: Site, layout: Layout, season: str) -> None:

@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 
 ClientFactory = Callable[[ServiceSettings], AbstractContextManager[Any]]
 RECONNECT_SECONDS = 5.0
+HEALTH_TIMEOUT_S = 2.0
 
 
 def default_client_factory(settings: ServiceSettings) -> AbstractContextManager[Any]:
@@ -88,6 +90,7 @@ class Runner:
         self._lock = threading.Lock()
         self._main: threading.Thread | None = None
         self._slots: list[threading.Thread] = []
+        self._health_pool: ThreadPoolExecutor | None = None
 
     # --- life cycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -109,6 +112,8 @@ class Runner:
                 running.cancel.set()
         if self._main is not None and self._main is not threading.current_thread():
             self._main.join(timeout)
+        if self._health_pool is not None:
+            self._health_pool.shutdown(wait=False, cancel_futures=True)
 
     def wake(self) -> None:
         """A job was submitted: look now instead of at the next poll."""
@@ -122,24 +127,33 @@ class Runner:
             running.cancel.set()
 
     def health(self) -> dict[str, Any]:
-        workers = 0
-        client = self.client
-        if client is not None:
-            try:
-                workers = len(client.scheduler_info().get("workers", {}))
-            except Exception:  # a client mid-reconnect
-                workers = 0
+        """For /readyz: never blocks longer than HEALTH_TIMEOUT_S, even with the scheduler gone."""
+        workers = self._worker_count()
         with self._lock:
             active = len(self._active)
         return {
             "runner_id": self.runner_id,
-            "cluster": client is not None and getattr(client, "status", "running") == "running" and workers > 0,
+            "cluster": workers > 0,
             "workers": workers,
             "model": self.model_ready,
             "active_jobs": active,
             "slots": self.settings.max_concurrent_scenes,
             "error": self.error,
         }
+
+    def _worker_count(self) -> int:
+        client = self.client
+        if client is None or getattr(client, "status", "running") != "running":
+            return 0
+        pool = self._health_pool
+        if pool is None:
+            pool = self._health_pool = ThreadPoolExecutor(1, thread_name_prefix="railsight-health")
+        future = pool.submit(lambda: client.scheduler_info(n_workers=1))
+        try:
+            info = future.result(timeout=HEALTH_TIMEOUT_S)
+        except Exception:  # timed out, or the scheduler went away: not ready
+            return 0
+        return int(info.get("n_workers", len(info.get("workers", {}))))
 
     # --- main thread ------------------------------------------------------------------------------
     def _main_loop(self) -> None:
@@ -174,7 +188,7 @@ class Runner:
         spec = model_spec_from_settings(self.settings)
         while not self._stop.is_set():
             try:
-                n = max(1, len(client.scheduler_info().get("workers", {})))
+                n = max(1, int(client.scheduler_info(n_workers=1).get("n_workers", 1)))
                 threads = None if self.settings.device == "cuda" else torch_threads_per_worker(n)
                 client.register_plugin(ModelPlugin(spec, self.settings.device, threads))
                 self.model_ready = True
@@ -364,6 +378,6 @@ class Runner:
 
 def _describe(client) -> str:
     try:
-        return f"{len(client.scheduler_info().get('workers', {}))} Dask worker(s) at {client.scheduler.address}"
+        return f"{client.scheduler_info(n_workers=1).get('n_workers')} Dask worker(s) at {client.scheduler.address}"
     except Exception:
         return "Dask cluster"

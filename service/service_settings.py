@@ -81,7 +81,9 @@ class ServiceSettings(PipelineSettings):
     lease_seconds: float = Field(default=30.0, gt=0, description="a job is claimed again this long after its last heartbeat")
     heartbeat_seconds: float | None = Field(default=None, gt=0, description="default min(lease/3, 2 s)")
     max_attempts: int = Field(default=3, ge=1, description="claims of one job before it fails for good")
-    poll_seconds: float = Field(default=1.0, gt=0, description="how often an idle runner looks for work")
+    poll_seconds: float = Field(
+        default=0.5, gt=0, description="how often an idle runner looks for work (PostgreSQL also wakes it at once)"
+    )
     metrics_port: int | None = Field(default=None, description="`worker`: serve Prometheus metrics on this port")
     sample_scene: bool = Field(default=True, description="`serve`: make a sample scene and print a curl for it")
 

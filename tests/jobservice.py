@@ -24,6 +24,7 @@ import pytest
 
 from tests import scenes
 
+PG_URL = os.environ.get("RAILSIGHT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ORACLE = "tests.oracle_model:build"
 SLOW = "tests.slow_model:build"
 KEY_A = "alice-key-0123456789abcdef"
@@ -197,6 +198,32 @@ def two_band_scene(path: Path) -> Path:
 
     data = np.full((2, 64, 64), 100, dtype=np.uint8)
     return write_geotiff(path, data, transform=scenes.transform_for(scenes.UTM, 0.5), crs=scenes.UTM)
+
+
+@contextlib.contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A URL to a fresh schema on the PostgreSQL server of the development and CI machines, dropped
+    afterwards; the test is skipped, saying why, when no server answers."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(PG_URL, connect_args={"connect_timeout": 3})
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # no server answering
+        admin.dispose()
+        pytest.skip(f"no PostgreSQL server answers at {PG_URL} ({type(exc).__name__}); PostgreSQL tests skipped")
+    schema = f"railsight_test_{uuid.uuid4().hex[:10]}"
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
 
 
 @pytest.fixture(scope="session")

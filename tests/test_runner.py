@@ -20,6 +20,7 @@ from tests.jobservice import (
     free_port,
     live_api,
     long_scene,
+    postgres_schema,
     scheduler,  # noqa: F401  (fixture)
     service_env,
     service_settings,
@@ -146,3 +147,15 @@ def test_queue_full_is_429_with_retry_after(tmp_path, scheduler):  # noqa: F811
         ready = http.get("/readyz").json()
         assert ready["ready"] and "external" in ready["checks"]["runner"]["mode"]
         assert "railsight_queue_depth 2.0" in http.get("/metrics").text
+
+
+def test_jobs_run_on_a_postgresql_store(tmp_path, scheduler):  # noqa: F811
+    scene = car_scene(tmp_path / "data" / "pg.tif", 4)
+    with postgres_schema() as url:
+        settings = service_settings(tmp_path, scheduler=scheduler, database_url=url, poll_seconds=30.0)
+        with live_api(settings) as api, api.client() as http:
+            ids = [http.post("/v1/jobs", json={"scene": str(scene)}, headers=auth()).json()["id"] for _ in range(3)]
+            # poll_seconds=30: only LISTEN/NOTIFY (and the API's own wake-up) can start these quickly
+            jobs = [wait_job(http, job_id, timeout=60) for job_id in ids]
+        assert [j["counts"]["railcar"] for j in jobs] == [4, 4, 4]
+        assert all(j["timings"]["queued_s"] < 10 for j in jobs)

@@ -3,19 +3,15 @@ machines (127.0.0.1:5432, trust auth, database `test`; each run uses its own sch
 
 from __future__ import annotations
 
-import os
 import threading
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from service.jobs.db import current_revision, make_engine, migrate
 from service.jobs.errors import IdempotencyConflict, JobConflict, JobNotFound, QueueFull
 from service.jobs.store import JobStore, NewJob, Outcome
-
-PG_URL = os.environ.get("RAILSIGHT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+from tests.jobservice import postgres_schema
 
 
 class FakeClock:
@@ -33,32 +29,13 @@ class FakeClock:
             self.now += seconds
 
 
-def _pg_schema_url():
-    """A fresh schema on the PostgreSQL server, or a skip naming why there is none."""
-    try:
-        admin = create_engine(PG_URL, connect_args={"connect_timeout": 3})
-        with admin.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:  # no server answering
-        pytest.skip(f"no PostgreSQL server answers at {PG_URL} ({type(exc).__name__}); PostgreSQL store tests skipped")
-    schema = f"railsight_test_{uuid.uuid4().hex[:10]}"
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    return admin, schema, f"{PG_URL}?options=-csearch_path%3D{schema}"
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'jobs.db'}"
         return
-    admin, schema, url = _pg_schema_url()
-    try:
+    with postgres_schema() as url:
         yield url
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.fixture()
@@ -250,3 +227,22 @@ def test_counts(store):
     submit(store)
     store.claim("r", lease_seconds=10, max_attempts=3)
     assert store.counts() == {"queued": 1, "running": 1, "succeeded": 0, "failed": 0, "cancelled": 0}
+
+
+def test_postgresql_runners_are_woken_by_submissions(store):
+    if store.is_sqlite():
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's; SQLite runners poll")
+    woken, stop = threading.Event(), threading.Event()
+    listener = threading.Thread(target=store.listen, args=(woken.set, stop), kwargs={"timeout": 0.2}, daemon=True)
+    listener.start()
+    try:
+        deadline = 50
+        while not woken.is_set() and deadline:  # submit until the listener (connecting) hears one
+            submit(store)
+            woken.wait(0.1)
+            deadline -= 1
+        assert woken.is_set()
+    finally:
+        stop.set()
+        listener.join(5)
+    assert not listener.is_alive()

@@ -200,6 +200,9 @@ class Runner:
                 self._stop.wait(10.0)
 
     def _run_slots(self) -> None:
+        if not self.store.is_sqlite():
+            threading.Thread(target=self.store.listen, args=(self.wake, self._stop), name="railsight-listen",
+                             daemon=True).start()
         self._slots = [
             threading.Thread(target=self._slot_loop, name=f"railsight-slot-{i}", daemon=True)
             for i in range(self.settings.max_concurrent_scenes)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -25,6 +27,8 @@ from sqlalchemy.exc import IntegrityError
 from service.jobs.db import is_sqlite, make_engine, migrate
 from service.jobs.errors import IdempotencyConflict, JobConflict, JobNotFound, QueueFull
 from service.jobs.schema import CANCELLED, FAILED, FINISHED, QUEUED, RUNNING, STATUSES, SUCCEEDED, jobs
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 
@@ -127,6 +131,8 @@ class Outcome:
     tiles_total: int | None = None
 
 
+NOTIFY_CHANNEL = "railsight_jobs"
+
 # Statements on the hot paths, built once (building a statement costs more than running it).
 _GET = select(jobs).where(jobs.c.id == bindparam("job_id"))
 _GET_OWNED = select(jobs).where(jobs.c.id == bindparam("job_id"), jobs.c.owner == bindparam("owner"))
@@ -224,6 +230,8 @@ class JobStore:
                         f"the queue is full ({queued} jobs waiting); retry later", retry_after=retry_after
                     )
                 created = conn.execute(insert(jobs).values(**row).returning(*jobs.c)).one()
+                if not is_sqlite(self.engine):  # runners LISTENing wake up when this commits
+                    conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
         except IntegrityError:
             # Two requests with the same idempotency key raced; the other one won.
             existing = None
@@ -448,6 +456,23 @@ class JobStore:
 
     def is_sqlite(self) -> bool:
         return is_sqlite(self.engine)
+
+    def listen(self, on_job: Callable[[], None], stop: threading.Event, *, timeout: float = 5.0) -> None:
+        """PostgreSQL only: call ``on_job`` whenever a job is submitted (LISTEN/NOTIFY), until
+        ``stop`` is set; reconnects after errors. Runners still poll, so this only cuts latency."""
+        import psycopg
+
+        conninfo = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        while not stop.is_set():
+            try:
+                with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    while not stop.is_set():
+                        for _ in conn.notifies(timeout=timeout, stop_after=1):
+                            on_job()
+            except Exception:  # the database restarted or the network blinked: listen again shortly
+                log.warning("LISTEN %s failed; retrying", NOTIFY_CHANNEL, exc_info=True)
+                stop.wait(timeout)
 
 
 __all__ = [

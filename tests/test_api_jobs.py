@@ -237,6 +237,9 @@ def test_list_is_paged_and_filtered(api, http):
     assert {j["status"] for j in succeeded} == {"succeeded"}
     none = http.get("/v1/jobs", params={"status": "queued,running"}, headers=auth(KEY_B)).json()["jobs"]
     assert none == []
+    site = submit(http, scene, KEY_B, site_id="khasan").json()["id"]
+    by_site = http.get("/v1/jobs", params={"site_id": "khasan"}, headers=auth(KEY_B)).json()["jobs"]
+    assert [j["id"] for j in by_site] == [site]
 
 
 def test_result_of_an_unfinished_or_failed_job_is_409(api, http):

@@ -64,9 +64,9 @@ def test_migrations_are_idempotent_and_match_the_code(store, store_url):
 
     from service.jobs.schema import metadata
 
-    assert current_revision(store.engine) == "0001"
+    assert current_revision(store.engine) == "0002"
     migrate(store.engine)  # a second start changes nothing
-    assert current_revision(store.engine) == "0001"
+    assert current_revision(store.engine) == "0002"
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), metadata)
     assert diff == []
@@ -76,9 +76,27 @@ def test_concurrent_first_starts_migrate_once(store_url):
     engines = [make_engine(store_url) for _ in range(3)]
     with ThreadPoolExecutor(3) as pool:
         list(pool.map(migrate, engines))
-    assert {current_revision(e) for e in engines} == {"0001"}
+    assert {current_revision(e) for e in engines} == {"0002"}
     for e in engines:
         e.dispose()
+
+
+def test_an_older_schema_is_upgraded_in_place(store_url):
+    from alembic import command
+
+    from service.jobs.db import alembic_config
+
+    engine = make_engine(store_url)
+    with engine.connect() as conn:
+        command.upgrade(alembic_config(engine, conn), "0001")
+        conn.commit()
+    old = JobStore(engine)
+    kept = old.submit(new(), queue_limit=10, retry_after=1)[0]
+    upgraded = JobStore.open(store_url)
+    assert current_revision(upgraded.engine) == "0002"
+    assert upgraded.get(kept.id).status == "queued"
+    upgraded.close()
+    engine.dispose()
 
 
 def test_submit_get_list_and_owner_isolation(store):

@@ -226,6 +226,7 @@ async def list_jobs(
     owner: Owner,
     services: ServicesDep,
     status: Annotated[list[str] | None, Query(description="filter: one or more statuses (repeat, or comma list)")] = None,
+    site_id: Annotated[str | None, Query(max_length=128, description="only jobs of this site")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> JSONBody:
@@ -239,7 +240,9 @@ async def list_jobs(
             decode_cursor(cursor)
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from exc
-    page = await run_in_threadpool(services.store.list, owner, statuses=wanted, limit=limit, cursor=cursor)
+    page = await run_in_threadpool(
+        services.store.list, owner, statuses=wanted, site_id=site_id, limit=limit, cursor=cursor
+    )
     nxt = None
     if page.next_cursor:
         nxt = str(request.url.include_query_params(cursor=page.next_cursor))

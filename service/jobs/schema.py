@@ -49,4 +49,5 @@ jobs = Table(
     UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_idempotency_key"),
     Index("ix_jobs_status_created_at", "status", "created_at"),
     Index("ix_jobs_owner_created_at", "owner", "created_at"),
+    Index("ix_jobs_owner_site_created_at", "owner", "site_id", "created_at"),
 )

@@ -264,11 +264,14 @@ class JobStore:
             raise JobNotFound(f"no job {job_id}")
         return Job.from_row(row)
 
-    def list(self, owner: str, *, statuses: Sequence[str] = (), limit: int = 50, cursor: str | None = None) -> Page:
+    def list(self, owner: str, *, statuses: Sequence[str] = (), site_id: str | None = None, limit: int = 50,
+             cursor: str | None = None) -> Page:
         """Newest first, ``limit`` at a time; ``cursor`` is ``next_cursor`` of the page before."""
         query = select(jobs).where(jobs.c.owner == owner)
         if statuses:
             query = query.where(jobs.c.status.in_(list(statuses)))
+        if site_id is not None:
+            query = query.where(jobs.c.site_id == site_id)
         if cursor:
             created, job_id = decode_cursor(cursor)
             query = query.where(

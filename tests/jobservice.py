@@ -227,6 +227,13 @@ def postgres_schema() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def scheduler(dask_cluster) -> str:
-    """Address of the session's multi-process Dask cluster, shared by every API and worker."""
-    return dask_cluster.scheduler_address
+def scheduler():
+    """Address of the job-service tests' own multi-process Dask cluster (two worker processes),
+    shared by every API, runner and `railsight worker` of the session. Its own, not the pipeline
+    tests' cluster: the service tests load other models on it (the slow one), which those tests
+    would see in their per-worker load counts."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit=0,
+                      silence_logs=40) as cluster:
+        yield cluster.scheduler_address

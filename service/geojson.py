@@ -64,14 +64,17 @@ def feature_collection(features: list[dict], summary: dict[str, Any]) -> dict[st
     return {"type": "FeatureCollection", "features": features, "summary": summary}
 
 
-def write_geojson(collection: dict[str, Any], path: str | Path) -> Path:
-    """Write to a temporary name beside ``path``, then rename: never a half-written result."""
+def write_json(data: dict[str, Any], path: str | Path, *, indent: int | None = None) -> Path:
+    """Write to a temporary name beside ``path``, fsync, then rename: readers see the old file or the
+    new one, never a half-written result."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(collection, fh, separators=(",", ":"))
+            json.dump(data, fh, indent=indent, separators=None if indent else (",", ":"))
+            if indent:
+                fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -79,3 +82,7 @@ def write_geojson(collection: dict[str, Any], path: str | Path) -> Path:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def write_geojson(collection: dict[str, Any], path: str | Path) -> Path:
+    return write_json(collection, path)

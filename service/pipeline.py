@@ -53,6 +53,8 @@ class DetectOptions:
         unknown = [c for c in self.classes if c not in ALL_CLASSES]
         if unknown or not self.classes:
             raise BadOption(f"unknown class {unknown[0] if unknown else '(none)'}: use {', '.join(ALL_CLASSES)}")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise BadOption(f"minimum confidence must be between 0 and 1, got {self.min_confidence}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise BadOption(f"unknown device {self.device!r}: use auto, cpu or cuda")
 

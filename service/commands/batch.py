@@ -49,11 +49,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from tqdm import tqdm
 
 from models.loading import ModelSpec, WeightsError
+from service import geojson
 from service.cluster import dask_client
-from service.commands.detect import add_scene_options, settings_from_args
+from service.commands.detect import add_scene_options, scene_options_from_args, settings_from_args
 from service.errors import BadOption, Cancelled, RailsightError
 from service.geojson import write_geojson
-from service.pipeline import DetectOptions, detect_scene, model_meta, model_spec_from_settings, options_from_settings
+from service.pipeline import DetectOptions, detect_scene, model_meta, model_spec_from_settings
 
 STATE_DIR = ".batch"
 SUMMARY = "summary.json"
@@ -167,18 +168,7 @@ class Layout:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Temporary name beside ``path``, fsync, rename: readers see the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    geojson.write_json(data, path, indent=2)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -443,18 +433,7 @@ def run(args: argparse.Namespace) -> int:
     index = args.index if args.index is not None else job_index()
     selected = select(entries, index)
     settings = settings_from_args(args)
-    options = options_from_settings(
-        settings,
-        tile=args.tile,
-        batch_size=args.batch_size,
-        bands=args.bands,
-        classes=args.classes,
-        min_confidence=args.min_confidence,
-        allow_pixel_coords=args.allow_pixel_coords or None,
-        max_pixels=args.max_pixels,
-    )
-    if not 0 <= options.min_confidence <= 1:
-        raise BadOption(f"--min-confidence must be between 0 and 1, got {options.min_confidence}")
+    options = scene_options_from_args(args, settings)
     single = len(selected) == 1
     try:
         outcome = process(

@@ -8,10 +8,10 @@ import sys
 from tqdm import tqdm
 
 from service.cluster import dask_client
-from service.errors import BadOption
 from service.geojson import write_geojson
 from service.pipeline import (
     ALL_CLASSES,
+    DetectOptions,
     detect_scene,
     model_spec_from_settings,
     options_from_settings,
@@ -55,6 +55,23 @@ def settings_from_args(args: argparse.Namespace) -> PipelineSettings:
     return settings.model_copy(update=updates)
 
 
+def scene_options_from_args(args: argparse.Namespace, settings: PipelineSettings, **extra) -> DetectOptions:
+    """The DetectOptions that `add_scene_options` flags ask for, checked."""
+    options = options_from_settings(
+        settings,
+        tile=args.tile,
+        batch_size=args.batch_size,
+        bands=args.bands,
+        classes=args.classes,
+        min_confidence=args.min_confidence,
+        allow_pixel_coords=args.allow_pixel_coords or None,
+        max_pixels=args.max_pixels,
+        **extra,
+    )
+    options.check()
+    return options
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("detect", help="detect railcars, tarped cargo and tracks in one scene")
     p.add_argument("scene", help="GeoTIFF, COG, VRT or anything GDAL reads with 3+ bands")
@@ -67,19 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    options = options_from_settings(
-        settings,
-        tile=args.tile,
-        batch_size=args.batch_size,
-        bands=args.bands,
-        classes=args.classes,
-        min_confidence=args.min_confidence,
-        allow_pixel_coords=args.allow_pixel_coords or None,
-        max_pixels=args.max_pixels,
-        class_raster=args.class_raster,
-    )
-    if options.min_confidence > 1 or options.min_confidence < 0:
-        raise BadOption(f"--min-confidence must be between 0 and 1, got {options.min_confidence}")
+    options = scene_options_from_args(args, settings, class_raster=args.class_raster)
     spec = model_spec_from_settings(settings)
     prepared = prepare_scene(args.scene, options, spec)  # bad input fails here, before any worker starts
     bar = tqdm(total=0, unit="tile", desc="tiles", disable=args.quiet or None, file=sys.stderr)

@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.railsight-installed
 
-.PHONY: setup run test lint clean
+.PHONY: setup run test lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,16 @@ run: setup
 test: setup
 	$(BIN)/ruff check service kernels models bench tests
 	$(BIN)/python -m pytest -q
+
+# The scene-pipeline benchmark (bench/): one JSON line per size; BENCH_ARGS adds options, e.g.
+# make bench BENCH_ARGS="--sizes 2000,5000". torchgeo 0.8 imports requests without declaring it.
+BENCH_STAMP := $(VENV)/.railsight-bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[bench]' requests
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench --device cpu $(BENCH_ARGS)
 
 lint: setup
 	$(BIN)/ruff check service kernels models bench tests

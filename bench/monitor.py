@@ -1,0 +1,147 @@
+"""Peak memory and the machine, for the JSON line."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import threading
+import time
+from typing import Any
+
+import psutil
+
+
+def _role(p: psutil.Process) -> str:
+    """A short name for a process in the tree: bench, dask-worker, dask-nanny, ..."""
+    try:
+        cmd = " ".join(p.cmdline())
+    except psutil.Error:
+        return "gone"
+    if p.pid == os.getpid():
+        return "bench"
+    if "resource_tracker" in cmd:
+        return "resource-tracker"
+    if "spawn_main" in cmd or "forkserver" in cmd or "multiprocessing" in cmd:
+        return "dask-worker"
+    return p.name()
+
+
+def tree(proc: psutil.Process) -> list[psutil.Process]:
+    procs = [proc]
+    with contextlib.suppress(psutil.Error):
+        procs += proc.children(recursive=True)
+    return procs
+
+
+def tree_rss(proc: psutil.Process) -> tuple[int, list[tuple[psutil.Process, int]]]:
+    """RSS of ``proc`` plus all its descendants (Dask nannies and workers included), in bytes, and
+    each process's share. Pages shared between processes (torch's libraries) count once per
+    process, so this errs on the high side; ``tree_pss`` does not."""
+    each = []
+    for p in tree(proc):
+        try:
+            each.append((p, p.memory_info().rss))
+        except psutil.Error:  # a process that ended between listing and reading
+            continue
+    return sum(rss for _, rss in each), [(p, rss) for p, rss in each]
+
+
+def tree_pss(proc: psutil.Process) -> int:
+    """Proportional set size of the tree: shared pages split between the processes sharing them."""
+    total = 0
+    for p in tree(proc):
+        try:
+            total += p.memory_full_info().pss
+        except (psutil.Error, AttributeError):
+            continue
+    return total
+
+
+class PeakRSS:
+    """Samples the memory of this process tree on a thread: RSS every ``interval`` seconds, PSS
+    (slower to read) every ``pss_interval`` seconds.
+
+    ``with PeakRSS() as peak: ...`` then ``peak.peak_bytes`` (summed RSS), ``peak.peak_pss_bytes``,
+    ``peak.start_bytes`` (the first RSS sample) and ``peak.at_peak`` (RSS per process at the peak)."""
+
+    def __init__(self, interval: float = 0.05, pss_interval: float = 0.5) -> None:
+        self.interval = interval
+        self.pss_interval = pss_interval
+        self.peak_bytes = 0
+        self.peak_pss_bytes = 0
+        self.start_bytes = 0
+        self.samples = 0
+        self._peak_procs: list[tuple[psutil.Process, int]] = []
+        self._roles: dict[int, str] = {}
+        self._last_pss = 0.0
+        self._stop = threading.Event()
+        self._proc = psutil.Process()
+        self._thread = threading.Thread(target=self._run, name="bench-peak-rss", daemon=True)
+
+    def _sample(self, pss: bool = False) -> None:
+        rss, each = tree_rss(self._proc)
+        for p, _ in each:
+            if p.pid not in self._roles:
+                self._roles[p.pid] = _role(p)
+        if rss > self.peak_bytes:
+            self.peak_bytes, self._peak_procs = rss, each
+        now = time.monotonic()
+        if pss or now - self._last_pss >= self.pss_interval:
+            self._last_pss = now
+            self.peak_pss_bytes = max(self.peak_pss_bytes, tree_pss(self._proc))
+        self.samples += 1
+
+    @property
+    def at_peak(self) -> list[tuple[str, int]]:
+        """(role, RSS) of each process at the peak, largest first."""
+        return sorted(((self._roles.get(p.pid, "?"), rss) for p, rss in self._peak_procs), key=lambda r: -r[1])
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> PeakRSS:
+        self.start_bytes = tree_rss(self._proc)[0]
+        self._sample(pss=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample(pss=True)
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(device: str) -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "gpu": None,
+    }
+    if device == "cuda" and torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        info["gpu"] = props.name
+        info["gpu_memory_gb"] = round(props.total_memory / 2**30, 1)
+    return info
+
+

@@ -1,0 +1,325 @@
+"""``python -m bench``: the scene pipeline, file in -> GeoJSON out, against its ceilings and baselines.
+
+One JSON line per scene size on stdout (progress goes to stderr). With more than one size, each
+size runs in a fresh child process, so one size's leftovers never count in the next one's peak RSS.
+
+What each field means:
+
+- ``e2e_s`` / ``e2e_mpx_s``: ``prepare_scene`` + ``detect_scene`` + ``write_geojson`` on a
+  LocalCluster already started and warm, as the service keeps it (``cluster``: its start-up
+  ``start_s``, the workers' model load ``model_load_s`` and this process's model metadata
+  ``client_model_meta_s`` are not in ``e2e_s``); Mpx/s are scene megapixels (``size**2 / 1e6``)
+  per second.
+- ``model_only_mpx_s``: the scene's tile count times the model's seconds per tile, measured on
+  uint8 batches already on the device, at the pipeline's read window (tile + 2 halo) and batch.
+- ``read_ceiling_mpx_s``: every pixel of the file decoded once by a thread pool, nothing else.
+- ``baselines``: ``naive`` and ``torchgeo`` (see ``bench.baselines``); ``e2e_over_naive`` and
+  ``e2e_over_torchgeo`` are ``e2e_mpx_s / baseline mpx_s``.
+- ``peak_rss_mb``: the peak, over the end-to-end run, of the summed RSS of this process and every
+  child process (Dask nanny and worker processes included), sampled every 50 ms.
+- ``gpu_peak_mb``: ``torch.cuda.max_memory_allocated`` in each Dask worker during the end-to-end run
+  (CUDA only), and in this process for model-only.
+- ``time_share``: the pipeline's summed task timings (read, model, vectorise) over the worker
+  capacity of the end-to-end run (``workers * e2e_s``); ``other`` is the rest (scheduling, idle
+  workers, merge, writing).
+- ``peak_rss_ratio_20k_10k``: on the 20,000 px line when the 10,000 px size ran in the same invocation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from bench import baselines as bl
+from bench.model import choose_spec
+from bench.monitor import PeakRSS, machine
+from bench.scene import RENDERERS, ensure_scene
+
+BASELINES = ("naive", "torchgeo")
+DEFAULT_SIZES = (5000, 10000, 20000)
+# On a CPU a baseline at 10,000 px and above takes the better part of an hour on two cores.
+DEFAULT_BASELINE_MAX = {"cpu": 5000, "cuda": 10**9}
+MODEL_ONLY_BUDGET_S = {"cpu": 20.0, "cuda": 10.0}
+MB = 1e6
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when present, else cpu")
+    p.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="scene sides in px, comma separated")
+    p.add_argument("--tile", type=int, default=512, help="tile core size (the pipeline's --tile)")
+    p.add_argument("--batch", type=int, default=None, help="tiles per model call (default: the pipeline's)")
+    p.add_argument("--workers", type=int, default=None, help="LocalCluster workers (default: the pipeline's)")
+    p.add_argument("--baselines", default=",".join(BASELINES), help="naive,torchgeo, or none")
+    p.add_argument("--baseline-max-size", type=int, default=None,
+                   help="skip baselines above this size (default: 5000 on cpu, no limit on cuda)")
+    p.add_argument("--force-baselines", action="store_true", help="run the baselines at every size")
+    p.add_argument("--torchgeo-workers", type=int, default=None, help="DataLoader workers of the torchgeo baseline")
+    p.add_argument("--weights", default=None, help="weights file (default: the shipped one, else an untrained UNet)")
+    p.add_argument("--factory", default=None,
+                   help="'module:callable' building the model instead (e.g. bench.model:tiny_unet)")
+    p.add_argument("--model-only-seconds", type=float, default=None, help="time budget of the model-only measure")
+    p.add_argument("--out", type=Path, default=None, help="also append the JSON lines to this file")
+    p.add_argument("--cache-dir", type=Path, default=Path("var/bench"), help="rendered scenes are cached here")
+    p.add_argument("--renderer", choices=RENDERERS, default="synth")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--chunk", type=int, default=2048, help="side of one rendered yard in the mosaic")
+    p.add_argument("--pool", type=int, default=8, help="distinct yards rendered per scene")
+    p.add_argument("--in-process", action="store_true", help="run every size in this process (no child per size)")
+    args = p.parse_args(argv)
+    if args.device is None:
+        import torch
+
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    args.size_list = [int(s) for s in str(args.sizes).split(",") if s.strip()]
+    if not args.size_list or min(args.size_list) < 64:
+        p.error("--sizes needs sizes of at least 64 px")
+    names = [] if args.baselines.strip() in ("", "none") else [b.strip() for b in args.baselines.split(",")]
+    unknown = [b for b in names if b not in BASELINES]
+    if unknown:
+        p.error(f"unknown baseline {unknown[0]!r}: use {', '.join(BASELINES)} or none")
+    args.baseline_list = names
+    if args.baseline_max_size is None:
+        args.baseline_max_size = DEFAULT_BASELINE_MAX[args.device]
+    return args
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _sig(x: float | None, digits: int = 6) -> float | None:
+    return None if x is None else float(f"{x:.{digits}g}")
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else _sig(a / b)
+
+
+def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
+    import torch
+
+    from service.cluster import dask_client, local_worker_count
+    from service.geojson import write_geojson
+    from service.model_plugin import ModelPlugin
+    from service.pipeline import DEFAULT_BATCH, DetectOptions, detect_scene, model_meta, prepare_scene
+    from service.settings import PipelineSettings
+
+    device = args.device
+    spec, model_info = choose_spec(args.weights, args.factory)
+    scene_path, scene_info = ensure_scene(args.cache_dir, size, seed=args.seed, chunk=args.chunk, pool=args.pool,
+                                          renderer=args.renderer)
+    batch = args.batch or DEFAULT_BATCH[device]
+    options = DetectOptions(device=device, tile=args.tile, batch_size=batch)
+    line: dict[str, Any] = {"bench": "scene-pipeline", "machine": machine(device), "device": device, "size": size,
+                            "megapixels": size * size / MB, "scene": scene_info, "model": model_info}
+    workdir = Path(tempfile.mkdtemp(prefix="run-", dir=args.cache_dir))
+    try:
+        settings = PipelineSettings(device=device, workers=args.workers)
+        with ExitStack() as stack:
+            log(f"{size} px: starting the Dask cluster")
+            t0 = time.perf_counter()
+            client = stack.enter_context(dask_client(settings, workers=args.workers))
+            n_workers = len(client.scheduler_info().get("workers", {}))
+            line["cluster"] = {"start_s": round(time.perf_counter() - t0, 3), "workers": n_workers,
+                               "external": bool(settings.dask_scheduler),
+                               "default_workers": local_worker_count(device, None)}
+            # the service keeps its workers warm: import torch and load the model before timing
+            t0 = time.perf_counter()
+            threads = None if device == "cuda" else max(1, (os.cpu_count() or 1) // max(1, n_workers))
+            client.register_plugin(ModelPlugin(spec, device, threads))
+            line["cluster"]["model_load_s"] = round(time.perf_counter() - t0, 3)
+            # ... and so does this process: the model's metadata (a factory builds the model to get it)
+            t0 = time.perf_counter()
+            model_meta(spec)
+            line["cluster"]["client_model_meta_s"] = round(time.perf_counter() - t0, 3)
+            if device == "cuda":
+                client.run(_reset_gpu_peak)
+            log(f"{size} px: end to end ({scene_path.name})")
+            first: list[float] = []
+            out = workdir / "detections.geojson"
+            with PeakRSS() as rss:
+                started = time.perf_counter()
+
+                def progress(done: int, total: int) -> None:
+                    if done > 0 and not first:
+                        first.append(time.perf_counter() - started)
+
+                prepared = prepare_scene(scene_path, options, spec)
+                t_prepared = time.perf_counter()
+                collection = detect_scene(prepared, options, spec, client, progress=progress)
+                t_detected = time.perf_counter()
+                write_geojson(collection, out)
+                e2e_s = time.perf_counter() - started
+            gpu_workers = client.run(_gpu_peak) if device == "cuda" else None
+        summary = collection["summary"]
+        timings = summary["timings"]
+        halo = int(summary["halo"])
+        tiles = int(summary["tiles"])
+        del collection
+        line.update(tile=args.tile, halo=halo, window_px=args.tile + 2 * halo, batch=batch, tiles=tiles)
+        e2e_mpx_s = size * size / e2e_s / MB
+        capacity = max(1, n_workers) * e2e_s
+        shares = {k: timings[f"{k}_s"] / capacity for k in ("read", "model", "vectorise")}
+        shares["other"] = 1.0 - sum(shares.values())
+        line.update(
+            e2e_s=_sig(e2e_s),
+            e2e_mpx_s=_sig(e2e_mpx_s),
+            time_to_first_result_s=_sig(first[0]) if first else None,
+            time_share={k: round(v, 4) for k, v in shares.items()},
+            timings=timings,
+            phases_s={"prepare": round(t_prepared - started, 3), "detect": round(t_detected - t_prepared, 3),
+                      "write_geojson": round(started + e2e_s - t_detected, 3)},
+            counts=summary["counts"],
+            geojson_mb=round(out.stat().st_size / MB, 2),
+            peak_rss_mb=round(rss.peak_bytes / MB, 1),
+            peak_pss_mb=round(rss.peak_pss_bytes / MB, 1),
+            rss_at_start_mb=round(rss.start_bytes / MB, 1),
+            rss_at_peak_by_process_mb=[[role, round(b / MB, 1)] for role, b in rss.at_peak],
+        )
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        log(f"{size} px: model only")
+        budget = args.model_only_seconds if args.model_only_seconds is not None else MODEL_ONLY_BUDGET_S[device]
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        mo = bl.model_only(spec, device, window=args.tile + 2 * halo, batch=batch, tiles=tiles, budget_s=budget)
+        model_only_mpx_s = size * size / (tiles * mo["s_per_tile"]) / MB
+        mo["s_per_tile"] = _sig(mo["s_per_tile"])
+        line.update(model_only_mpx_s=_sig(model_only_mpx_s), model_only=mo,
+                    e2e_over_model_only=_ratio(e2e_mpx_s, model_only_mpx_s))
+        line["gpu_peak_mb"] = None
+        if device == "cuda":
+            line["gpu_peak_mb"] = {"workers": [round(v / MB, 1) for v in (gpu_workers or {}).values()],
+                                   "model_only": round(torch.cuda.max_memory_allocated() / MB, 1)}
+
+        log(f"{size} px: read-only ceiling")
+        rc = bl.read_ceiling(scene_path, tile=args.tile, threads=os.cpu_count() or 1)
+        line.update(read_ceiling_mpx_s=_sig(rc["mpx_s"]), read_ceiling={"s": _sig(rc["s"]), "threads": rc["threads"],
+                                                                        "window_px": rc["window_px"]},
+                    e2e_over_read_ceiling=_ratio(e2e_mpx_s, rc["mpx_s"]))
+
+        line.update(_run_baselines(args, size, scene_path, spec, batch, workdir, e2e_mpx_s))
+        line["targets"] = _targets(line)
+        return line
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run_baselines(args, size: int, path: Path, spec, batch: int, workdir: Path, e2e_mpx_s: float) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    skipped: list[str] = []
+    for name in BASELINES:
+        if name not in args.baseline_list:
+            skipped.append(f"{name}: not asked for (--baselines)")
+            continue
+        if size > args.baseline_max_size and not args.force_baselines:
+            skipped.append(f"{name}: size {size} > {args.baseline_max_size} px on {args.device} "
+                           "(too slow for a default run; --force-baselines runs it)")
+            continue
+        if name == "torchgeo":
+            why = bl.torchgeo_available()
+            if why:
+                skipped.append(f"torchgeo: {why}")
+                continue
+        log(f"{size} px: baseline {name}")
+        with PeakRSS() as rss:
+            if name == "naive":
+                r = bl.naive(path, spec, args.device, tile=args.tile, out=workdir / "naive.geojson")
+            else:
+                workers = args.torchgeo_workers if args.torchgeo_workers is not None else bl.default_loader_workers()
+                r = bl.torchgeo_style(path, spec, args.device, tile=args.tile, batch=batch, workers=workers,
+                                      out=workdir / "torchgeo.geojson")
+        r["peak_rss_mb"] = round(rss.peak_bytes / MB, 1)
+        results[name] = {k: _sig(v) if isinstance(v, float) else v for k, v in r.items()}
+    out: dict[str, Any] = {"baselines": results}
+    for name in BASELINES:
+        out[f"e2e_over_{name}"] = _ratio(e2e_mpx_s, results[name]["mpx_s"]) if name in results else None
+    if skipped:
+        out["baselines_skipped"] = "; ".join(skipped)
+    return out
+
+
+def _targets(line: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets for this device, read off this line (None where a figure is missing)."""
+
+    def at_least(value, bound):
+        return None if value is None else bool(value >= bound)
+
+    if line["device"] == "cpu":
+        t = {"e2e_over_naive>=2": at_least(line.get("e2e_over_naive"), 2.0),
+             "e2e_over_model_only>=0.8": at_least(line.get("e2e_over_model_only"), 0.8)}
+        if line["size"] >= 20000:
+            t["peak_rss<=3GB"] = bool(line["peak_rss_mb"] <= 3000)
+        return t
+    return {"e2e_mpx_s>=250": at_least(line.get("e2e_mpx_s"), 250.0),
+            "e2e_over_naive>=10": at_least(line.get("e2e_over_naive"), 10.0),
+            "e2e_over_torchgeo>=10": at_least(line.get("e2e_over_torchgeo"), 10.0),
+            "e2e>=0.6*min(read_ceiling,model_only)": at_least(
+                line.get("e2e_mpx_s"), 0.6 * min(line["read_ceiling_mpx_s"], line["model_only_mpx_s"]))}
+
+
+def _reset_gpu_peak() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _gpu_peak() -> int:
+    import torch
+
+    return int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() else 0
+
+
+def _child(argv: list[str], size: int) -> dict[str, Any]:
+    """One size in a fresh ``python -m bench`` process (argparse keeps the last --sizes)."""
+    cmd = [sys.executable, "-m", "bench", *argv, "--sizes", str(size), "--in-process"]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode or not lines:
+        raise SystemExit(f"bench: the run at {size} px failed (exit {proc.returncode})")
+    return json.loads(lines[-1])
+
+
+def _without_out(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--out":
+            skip = True
+        elif not a.startswith("--out="):
+            out.append(a)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    args.cache_dir.mkdir(parents=True, exist_ok=True)
+    # the workers' process tree inherits this: they import bench (the untrained model) from here
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))
+    child_argv = _without_out(argv)  # the parent writes --out; children only print
+    results: dict[int, dict[str, Any]] = {}
+    for size in sorted(args.size_list):
+        line = run_size(args, size) if args.in_process or len(args.size_list) == 1 else _child(child_argv, size)
+        if size == 20000 and 10000 in results:
+            line["peak_rss_ratio_20k_10k"] = _ratio(line["peak_rss_mb"], results[10000]["peak_rss_mb"])
+        results[size] = line
+        text = json.dumps(line)
+        print(text, flush=True)
+        if args.out is not None:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            with open(args.out, "a", encoding="utf-8") as fh:
+                fh.write(text + "\n")
+    return 0

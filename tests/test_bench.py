@@ -1,0 +1,84 @@
+"""The benchmark runs end to end on a tiny scene and prints a sane JSON line. No timing is asserted:
+only that the rates are positive and the ratios are the ones the line's own numbers give."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.baselines import torchgeo_available
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _close(a: float, b: float, rel: float = 1e-3) -> bool:
+    return abs(a - b) <= rel * max(abs(a), abs(b))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_bench_prints_one_sane_line(tmp_path):
+    out = tmp_path / "bench.jsonl"
+    cmd = [
+        sys.executable, "-m", "bench", "--device", "cpu", "--sizes", "600", "--tile", "256", "--batch", "4",
+        "--workers", "1", "--factory", "bench.model:tiny_unet", "--renderer", "simple", "--force-baselines",
+        "--baselines", "naive,torchgeo", "--torchgeo-workers", "0", "--model-only-seconds", "0.5",
+        "--cache-dir", str(tmp_path / "cache"), "--out", str(out),
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "RAILSIGHT_DASK_SCHEDULER"}  # its own LocalCluster
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=280)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stdout
+    line = json.loads(lines[0])
+    assert [json.loads(x) for x in out.read_text().splitlines()] == [line]  # --out holds the same line
+
+    assert line["device"] == "cpu" and line["size"] == 600 and line["megapixels"] == pytest.approx(0.36)
+    assert line["machine"]["cores"] == os.cpu_count() and line["machine"]["cpu"]
+    assert line["model"] == {"source": "bench.model:tiny_unet", "untrained": True}
+    assert line["tiles"] == 9 and line["window_px"] == 256 + 2 * line["halo"]  # 600 px in 256 px cores: 3 x 3
+    assert line["cluster"]["workers"] == 1 and line["cluster"]["start_s"] > 0
+
+    for key in ("e2e_s", "e2e_mpx_s", "model_only_mpx_s", "read_ceiling_mpx_s", "peak_rss_mb", "peak_pss_mb"):
+        assert line[key] > 0, key
+    assert _close(line["e2e_mpx_s"], line["megapixels"] / line["e2e_s"])
+    assert 0 < line["time_to_first_result_s"] <= line["e2e_s"]
+    assert _close(line["e2e_over_model_only"], line["e2e_mpx_s"] / line["model_only_mpx_s"])
+    assert _close(line["e2e_over_read_ceiling"], line["e2e_mpx_s"] / line["read_ceiling_mpx_s"])
+    assert line["peak_rss_mb"] >= line["rss_at_start_mb"] > 0
+    assert line["gpu_peak_mb"] is None
+
+    shares = line["time_share"]
+    assert set(shares) == {"read", "model", "vectorise", "other"}
+    assert all(shares[k] >= 0 for k in ("read", "model", "vectorise"))
+    assert sum(shares.values()) == pytest.approx(1.0, abs=1e-3)
+    assert set(line["timings"]) >= {"read_s", "model_s", "vectorise_s", "total_s"}
+
+    naive = line["baselines"]["naive"]
+    assert naive["mpx_s"] > 0 and naive["batch"] == 1 and naive["dtype"] == "float32"
+    assert _close(line["e2e_over_naive"], line["e2e_mpx_s"] / naive["mpx_s"])
+    why_not = torchgeo_available()
+    if why_not is None:
+        tg = line["baselines"]["torchgeo"]
+        assert tg["mpx_s"] > 0 and tg["chips"] >= 4
+        assert _close(line["e2e_over_torchgeo"], line["e2e_mpx_s"] / tg["mpx_s"])
+    else:  # CI installs only the dev extra: the line says why the baseline is missing
+        assert line["e2e_over_torchgeo"] is None
+        assert "torchgeo" in line["baselines_skipped"]
+    assert set(line["targets"]) == {"e2e_over_naive>=2", "e2e_over_model_only>=0.8"}
+
+
+def test_baselines_are_skipped_above_the_cpu_default(tmp_path):
+    """Argument handling only: large sizes skip baselines on CPU unless forced."""
+    from bench.run import parse_args
+
+    args = parse_args(["--device", "cpu", "--sizes", "5000,20000"])
+    assert args.size_list == [5000, 20000] and args.baseline_max_size == 5000
+    assert parse_args(["--device", "cpu", "--baselines", "none"]).baseline_list == []
+    with pytest.raises(SystemExit):
+        parse_args(["--device", "cpu", "--baselines", "fast"])

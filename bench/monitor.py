@@ -63,9 +63,10 @@ class PeakRSS:
     (slower to read) every ``pss_interval`` seconds.
 
     ``with PeakRSS() as peak: ...`` then ``peak.peak_bytes`` (summed RSS), ``peak.peak_pss_bytes``,
-    ``peak.start_bytes`` (the first RSS sample) and ``peak.at_peak`` (RSS per process at the peak)."""
+    ``peak.start_bytes`` (the first RSS sample), ``peak.at_peak`` (RSS per process at the peak) and
+    ``peak.cpu_seconds`` (CPU time the tree spent in the block: robust to other load on the machine)."""
 
-    def __init__(self, interval: float = 0.05, pss_interval: float = 0.5) -> None:
+    def __init__(self, interval: float = 0.2, pss_interval: float = 2.0) -> None:
         self.interval = interval
         self.pss_interval = pss_interval
         self.peak_bytes = 0
@@ -74,6 +75,8 @@ class PeakRSS:
         self.samples = 0
         self._peak_procs: list[tuple[psutil.Process, int]] = []
         self._roles: dict[int, str] = {}
+        self._cpu_first: dict[int, float] = {}
+        self._cpu_last: dict[int, float] = {}
         self._last_pss = 0.0
         self._stop = threading.Event()
         self._proc = psutil.Process()
@@ -84,6 +87,9 @@ class PeakRSS:
         for p, _ in each:
             if p.pid not in self._roles:
                 self._roles[p.pid] = _role(p)
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                self._cpu_last[p.pid] = t.user + t.system
         if rss > self.peak_bytes:
             self.peak_bytes, self._peak_procs = rss, each
         now = time.monotonic()
@@ -101,9 +107,16 @@ class PeakRSS:
         while not self._stop.wait(self.interval):
             self._sample()
 
+    @property
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds the tree spent inside the block (processes that started inside
+        it count from zero; one that ended counts up to its last sample)."""
+        return sum(last - self._cpu_first.get(pid, 0.0) for pid, last in self._cpu_last.items())
+
     def __enter__(self) -> PeakRSS:
         self.start_bytes = tree_rss(self._proc)[0]
         self._sample(pss=True)
+        self._cpu_first = dict(self._cpu_last)
         self._thread.start()
         return self
 

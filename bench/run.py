@@ -16,12 +16,19 @@ What each field means:
 - ``baselines``: ``naive`` and ``torchgeo`` (see ``bench.baselines``); ``e2e_over_naive`` and
   ``e2e_over_torchgeo`` are ``e2e_mpx_s / baseline mpx_s``.
 - ``peak_rss_mb``: the peak, over the end-to-end run, of the summed RSS of this process and every
-  child process (Dask nanny and worker processes included), sampled every 50 ms.
+  child process (Dask worker processes included), sampled every 0.2 s (PSS every 2 s: the
+  same without counting shared library pages once per process, ``peak_pss_mb``). The sampler costs
+  about 1 % of one core.
 - ``gpu_peak_mb``: ``torch.cuda.max_memory_allocated`` in each Dask worker during the end-to-end run
   (CUDA only), and in this process for model-only.
 - ``time_share``: the pipeline's summed task timings (read, model, vectorise) over the worker
   capacity of the end-to-end run (``workers * e2e_s``); ``other`` is the rest (scheduling, idle
   workers, merge, writing).
+- ``*_cpu_s`` / ``*_mpx_per_cpu_s`` / ``*_cpu`` ratios: the same measures in CPU seconds (user +
+  system, summed over the process tree) instead of wall seconds. On a machine shared with other
+  jobs (see ``machine.load_avg_1m`` and ``load_avg_1m_end``) the phases run under different load,
+  so wall ratios across phases are skewed; CPU-second ratios compare the work done and hold up.
+  They do not see idle cores, so read both.
 - ``peak_rss_ratio_20k_10k``: on the 20,000 px line when the 10,000 px size ran in the same invocation.
 """
 
@@ -181,6 +188,8 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
                       "write_geojson": round(started + e2e_s - t_detected, 3)},
             counts=summary["counts"],
             geojson_mb=round(out.stat().st_size / MB, 2),
+            e2e_cpu_s=_sig(rss.cpu_seconds),
+            e2e_mpx_per_cpu_s=_sig(size * size / MB / rss.cpu_seconds) if rss.cpu_seconds else None,
             peak_rss_mb=round(rss.peak_bytes / MB, 1),
             peak_pss_mb=round(rss.peak_pss_bytes / MB, 1),
             rss_at_start_mb=round(rss.start_bytes / MB, 1),
@@ -194,9 +203,11 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
             torch.cuda.reset_peak_memory_stats()
         mo = bl.model_only(spec, device, window=args.tile + 2 * halo, batch=batch, tiles=tiles, budget_s=budget)
         model_only_mpx_s = size * size / (tiles * mo["s_per_tile"]) / MB
-        mo["s_per_tile"] = _sig(mo["s_per_tile"])
-        line.update(model_only_mpx_s=_sig(model_only_mpx_s), model_only=mo,
-                    e2e_over_model_only=_ratio(e2e_mpx_s, model_only_mpx_s))
+        model_only_per_cpu = size * size / (tiles * mo["cpu_s_per_tile"]) / MB if mo["cpu_s_per_tile"] else None
+        mo.update(s_per_tile=_sig(mo["s_per_tile"]), cpu_s_per_tile=_sig(mo["cpu_s_per_tile"]))
+        line.update(model_only_mpx_s=_sig(model_only_mpx_s), model_only_mpx_per_cpu_s=_sig(model_only_per_cpu),
+                    model_only=mo, e2e_over_model_only=_ratio(e2e_mpx_s, model_only_mpx_s),
+                    e2e_over_model_only_cpu=_ratio(line["e2e_mpx_per_cpu_s"], model_only_per_cpu))
         line["gpu_peak_mb"] = None
         if device == "cuda":
             line["gpu_peak_mb"] = {"workers": [round(v / MB, 1) for v in (gpu_workers or {}).values()],
@@ -208,14 +219,17 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
                                                                         "window_px": rc["window_px"]},
                     e2e_over_read_ceiling=_ratio(e2e_mpx_s, rc["mpx_s"]))
 
-        line.update(_run_baselines(args, size, scene_path, spec, batch, workdir, e2e_mpx_s))
+        line.update(_run_baselines(args, size, scene_path, spec, batch, workdir, e2e_mpx_s, line["e2e_mpx_per_cpu_s"]))
+        line["machine"]["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
         line["targets"] = _targets(line)
         return line
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _run_baselines(args, size: int, path: Path, spec, batch: int, workdir: Path, e2e_mpx_s: float) -> dict[str, Any]:
+def _run_baselines(
+    args, size: int, path: Path, spec, batch: int, workdir: Path, e2e_mpx_s: float, e2e_mpx_per_cpu_s: float | None
+) -> dict[str, Any]:
     results: dict[str, Any] = {}
     skipped: list[str] = []
     for name in BASELINES:
@@ -240,10 +254,14 @@ def _run_baselines(args, size: int, path: Path, spec, batch: int, workdir: Path,
                 r = bl.torchgeo_style(path, spec, args.device, tile=args.tile, batch=batch, workers=workers,
                                       out=workdir / "torchgeo.geojson")
         r["peak_rss_mb"] = round(rss.peak_bytes / MB, 1)
+        r["cpu_s"] = rss.cpu_seconds
+        r["mpx_per_cpu_s"] = size * size / MB / rss.cpu_seconds if rss.cpu_seconds else None
         results[name] = {k: _sig(v) if isinstance(v, float) else v for k, v in r.items()}
     out: dict[str, Any] = {"baselines": results}
     for name in BASELINES:
-        out[f"e2e_over_{name}"] = _ratio(e2e_mpx_s, results[name]["mpx_s"]) if name in results else None
+        got = results.get(name)
+        out[f"e2e_over_{name}"] = _ratio(e2e_mpx_s, got["mpx_s"]) if got else None
+        out[f"e2e_over_{name}_cpu"] = _ratio(e2e_mpx_per_cpu_s, got["mpx_per_cpu_s"]) if got else None
     if skipped:
         out["baselines_skipped"] = "; ".join(skipped)
     return out

@@ -44,12 +44,15 @@ def test_bench_prints_one_sane_line(tmp_path):
     assert line["tiles"] == 9 and line["window_px"] == 256 + 2 * line["halo"]  # 600 px in 256 px cores: 3 x 3
     assert line["cluster"]["workers"] == 1 and line["cluster"]["start_s"] > 0
 
-    for key in ("e2e_s", "e2e_mpx_s", "model_only_mpx_s", "read_ceiling_mpx_s", "peak_rss_mb", "peak_pss_mb"):
+    for key in ("e2e_s", "e2e_mpx_s", "model_only_mpx_s", "read_ceiling_mpx_s", "peak_rss_mb", "peak_pss_mb",
+                "e2e_cpu_s", "e2e_mpx_per_cpu_s", "model_only_mpx_per_cpu_s"):
         assert line[key] > 0, key
     assert _close(line["e2e_mpx_s"], line["megapixels"] / line["e2e_s"])
     assert 0 < line["time_to_first_result_s"] <= line["e2e_s"]
     assert _close(line["e2e_over_model_only"], line["e2e_mpx_s"] / line["model_only_mpx_s"])
     assert _close(line["e2e_over_read_ceiling"], line["e2e_mpx_s"] / line["read_ceiling_mpx_s"])
+    assert _close(line["e2e_mpx_per_cpu_s"], line["megapixels"] / line["e2e_cpu_s"])
+    assert _close(line["e2e_over_model_only_cpu"], line["e2e_mpx_per_cpu_s"] / line["model_only_mpx_per_cpu_s"])
     assert line["peak_rss_mb"] >= line["rss_at_start_mb"] > 0
     assert line["gpu_peak_mb"] is None
 
@@ -62,6 +65,7 @@ def test_bench_prints_one_sane_line(tmp_path):
     naive = line["baselines"]["naive"]
     assert naive["mpx_s"] > 0 and naive["batch"] == 1 and naive["dtype"] == "float32"
     assert _close(line["e2e_over_naive"], line["e2e_mpx_s"] / naive["mpx_s"])
+    assert naive["cpu_s"] > 0 and _close(line["e2e_over_naive_cpu"], line["e2e_mpx_per_cpu_s"] / naive["mpx_per_cpu_s"])
     why_not = torchgeo_available()
     if why_not is None:
         tg = line["baselines"]["torchgeo"]

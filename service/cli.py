@@ -12,7 +12,7 @@ from models.loading import WeightsError
 from service.errors import RailsightError
 
 # Subcommand modules, in the order `railsight --help` lists them.
-COMMANDS = ("detect", "batch", "synth", "serve", "worker")
+COMMANDS = ("detect", "batch", "synth", "train", "eval", "serve", "worker")
 
 USER_ERRORS = (RailsightError, WeightsError)
 EXIT_USER_ERROR = 2

@@ -1,0 +1,281 @@
+"""Training samples: whole scenes on the model grid, then random augmented crops from them.
+
+Two sources of scenes, one format (``GridSample``):
+
+- **Synthetic** scenes from the data engine (``models.synth``), rendered from a seed, read on the
+  model grid the way the pipeline reads a file (``service.rasters.resample_to_model_grid``:
+  bilinear), with labels rasterised by the engine directly on that grid.
+- **A user's own** scenes and labels (fine-tuning): read through ``inspect_scene``/``open_scene``
+  like any scene, labels drawn by ``models.labels``.
+
+Seeds. The engine's scene seeds (``models.synth.scene_seed``, what ``railsight synth --seed S``
+renders) are below 2**63. Training scene seeds are at or above ``TRAIN_SEED_MIN`` = 2**63 (a
+hash of the run's seed and the scene index, with the top bit set), so no held-out scene rendered by
+``railsight synth``, with any seed, can ever be a training scene.
+
+``CropStream`` is an ``IterableDataset``: it keeps a small pool of scenes, yields
+``crops_per_scene`` crops from each before replacing it, and is deterministic for a given seed and
+DataLoader worker count (worker ``w`` of ``n`` renders scene indices ``w, w + n, ...``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from models.interface import DEFAULT_PIXEL_SIZE_M, OBJECT_CLASSES, SEMANTIC_CLASSES
+from models.labels import IGNORE, known_vector, rasterize_targets, read_labels, to_grid_pixels
+
+TRAIN_SEED_MIN = 1 << 63
+SYNTH_SCENE_PX = 768
+
+
+@dataclass
+class GridSample:
+    """One scene on the model grid with its targets."""
+
+    image: np.ndarray  # (3, H, W) uint8
+    valid: np.ndarray  # (H, W) bool
+    semantic: np.ndarray  # (H, W) uint8, IGNORE where not valid
+    cores: np.ndarray  # (2, H, W) bool
+    known: np.ndarray  # (4,) bool: which semantic classes the labels cover
+    name: str = ""
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.valid.shape  # type: ignore[return-value]
+
+
+def train_scene_seed(run_seed: int, index: int) -> int:
+    """The engine seed of the ``index``-th training scene of a run; always >= TRAIN_SEED_MIN, where
+    ``railsight synth`` never goes."""
+    state = np.random.SeedSequence([0x7261696C, int(run_seed), int(index)]).generate_state(1, np.uint64)[0]
+    return TRAIN_SEED_MIN | int(state)
+
+
+def is_training_seed(seed: int) -> bool:
+    return seed >= TRAIN_SEED_MIN
+
+
+def synthetic_sample(seed: int, *, size_px: int = SYNTH_SCENE_PX,
+                     model_pixel_size_m: float = DEFAULT_PIXEL_SIZE_M, **overrides) -> GridSample:
+    """Render one engine scene and put it on the model grid."""
+    from models.synth import rasterize_labels, render_scene
+    from service.rasters import resample_to_model_grid
+
+    scene = render_scene(seed, size_px=size_px, **overrides)
+    rgb, valid, grid_transform = resample_to_model_grid(
+        scene.image, scene.valid, transform=scene.transform, crs=scene.crs, model_pixel_size_m=model_pixel_size_m
+    )
+    semantic, cores, _ = rasterize_labels(scene, grid_transform, valid.shape)
+    semantic = np.where(valid, semantic, IGNORE).astype(np.uint8)
+    return GridSample(rgb, valid, semantic, np.asarray(cores, dtype=bool),
+                      np.ones(len(SEMANTIC_CLASSES), dtype=bool), name=f"synth-{seed}")
+
+
+def user_sample(scene_path: str, labels_path: str, *, model_pixel_size_m: float = DEFAULT_PIXEL_SIZE_M,
+                labels_crs: str | None = None, max_pixels: int = 100_000_000) -> GridSample:
+    """A user's scene and labels on the model grid (the whole scene is held in memory)."""
+    from service.rasters import inspect_scene, open_scene
+    from service.tile_tasks import grid_pixel_size_m
+
+    info = inspect_scene(scene_path, model_pixel_size_m=model_pixel_size_m)
+    if info.grid_width * info.grid_height > max_pixels:
+        from service.errors import SceneTooLarge
+
+        raise SceneTooLarge(f"scene is {info.grid_width} x {info.grid_height} model pixels; fine-tuning reads "
+                            f"scenes whole and takes at most {max_pixels:,}: {scene_path}")
+    labels = read_labels(labels_path, crs=labels_crs)
+    with open_scene(info) as reader:
+        rgb, valid = reader.read(0, 0, info.grid_width, info.grid_height)
+    pixel_geoms = to_grid_pixels(labels, info.crs_wkt, info.grid_transform)
+    semantic, cores = rasterize_targets(pixel_geoms, valid.shape, grid_pixel_size_m(info))
+    semantic = np.where(valid, semantic, IGNORE).astype(np.uint8)
+    return GridSample(rgb, valid, semantic, cores, known_vector(labels.known), name=str(scene_path))
+
+
+# ---------------------------------------------------------------------------- crops
+
+
+def random_crop(sample: GridSample, rng: np.random.Generator, size: int, object_bias: float = 0.7) -> dict:
+    """A ``size`` x ``size`` crop (padded as no-data where the scene is smaller). With probability
+    ``object_bias`` it is centred near a random labelled (non-background) pixel, else anywhere;
+    crops with under a quarter valid pixels are redrawn a few times."""
+    h, w = sample.shape
+    fg = None
+    best = None
+    for _ in range(6):
+        if rng.random() < object_bias:
+            if fg is None:
+                fg = np.flatnonzero((sample.semantic > 0) & (sample.semantic != IGNORE))
+            if fg.size:
+                y, x = divmod(int(fg[rng.integers(fg.size)]), w)
+                r0 = y - size // 2 + int(rng.integers(-size // 4, size // 4 + 1))
+                c0 = x - size // 2 + int(rng.integers(-size // 4, size // 4 + 1))
+                r0 = int(np.clip(r0, min(0, h - size), max(0, h - size)))
+                c0 = int(np.clip(c0, min(0, w - size), max(0, w - size)))
+            else:
+                r0, c0 = _uniform_corner(rng, h, w, size)
+        else:
+            r0, c0 = _uniform_corner(rng, h, w, size)
+        crop = _cut(sample, r0, c0, size)
+        share = crop["valid"].mean()
+        if best is None or share > best[0]:
+            best = (share, crop)
+        if share >= 0.25:
+            break
+    return best[1]  # type: ignore[index]
+
+
+def _uniform_corner(rng: np.random.Generator, h: int, w: int, size: int) -> tuple[int, int]:
+    r0 = int(rng.integers(0, h - size + 1)) if h > size else (h - size) // 2
+    c0 = int(rng.integers(0, w - size + 1)) if w > size else (w - size) // 2
+    return r0, c0
+
+
+def _cut(sample: GridSample, r0: int, c0: int, size: int) -> dict:
+    h, w = sample.shape
+    image = np.zeros((3, size, size), dtype=np.uint8)
+    valid = np.zeros((size, size), dtype=bool)
+    semantic = np.full((size, size), IGNORE, dtype=np.uint8)
+    cores = np.zeros((len(OBJECT_CLASSES), size, size), dtype=bool)
+    ys, xs = slice(max(r0, 0), min(r0 + size, h)), slice(max(c0, 0), min(c0 + size, w))
+    dy = slice(ys.start - r0, ys.stop - r0)
+    dx = slice(xs.start - c0, xs.stop - c0)
+    image[:, dy, dx] = sample.image[:, ys, xs]
+    valid[dy, dx] = sample.valid[ys, xs]
+    semantic[dy, dx] = sample.semantic[ys, xs]
+    cores[:, dy, dx] = sample.cores[:, ys, xs]
+    return {"image": image, "valid": valid, "semantic": semantic, "cores": cores, "known": sample.known}
+
+
+def augment(crop: dict, rng: np.random.Generator, colour: bool = True) -> dict:
+    """Random flips and quarter turns (image and targets together), and a mild colour jitter:
+    per-band gain, brightness, contrast, gamma, and now and then a desaturation. The image stays
+    uint8, as the pipeline feeds the model."""
+    k = int(rng.integers(4))
+    flip = bool(rng.random() < 0.5)
+
+    def geo(a: np.ndarray) -> np.ndarray:
+        a = np.rot90(a, k, axes=(-2, -1))
+        return np.ascontiguousarray(a[..., ::-1] if flip else a)
+
+    out = {key: geo(crop[key]) for key in ("image", "valid", "semantic", "cores")}
+    out["known"] = crop["known"]
+    if colour:
+        img = out["image"].astype(np.float32) / 255.0
+        img = img * rng.uniform(0.9, 1.1, size=(3, 1, 1)).astype(np.float32)
+        mean = img.mean()
+        img = (img - mean) * rng.uniform(0.8, 1.2) + mean + rng.uniform(-0.06, 0.06)
+        if rng.random() < 0.15:
+            grey = img.mean(axis=0, keepdims=True)
+            img = grey + (img - grey) * rng.uniform(0.0, 0.6)
+        img = np.clip(img, 0.0, 1.0) ** rng.uniform(0.85, 1.15)
+        image = np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
+        out["image"] = np.where(out["valid"][None], image, 0).astype(np.uint8)
+    return out
+
+
+def to_tensors(crop: dict) -> dict[str, torch.Tensor]:
+    return {
+        "image": torch.from_numpy(crop["image"]),
+        "semantic": torch.from_numpy(crop["semantic"].astype(np.int64)),
+        "cores": torch.from_numpy(crop["cores"].astype(np.uint8)),
+        "known": torch.from_numpy(np.asarray(crop["known"], dtype=bool)),
+    }
+
+
+# ---------------------------------------------------------------------------- the stream
+
+
+class CropStream(IterableDataset):
+    """Endless augmented crops from a pool of scenes.
+
+    ``scene_at(index)`` makes the ``index``-th scene (synthetic: render it; user scenes: cycle
+    through a fixed list). ``pool`` scenes are held at once; each crop comes from a random scene of
+    the pool, and a scene that has given ``crops_per_scene`` crops is replaced by the next index.
+    ``first_index`` lets a resumed run continue with fresh scenes."""
+
+    def __init__(
+        self,
+        scene_at: Callable[[int], GridSample],
+        *,
+        seed: int,
+        crop: int = 256,
+        crops_per_scene: int = 24,
+        pool: int = 3,
+        first_index: int = 0,
+        colour_jitter: bool = True,
+        object_bias: float = 0.7,
+    ) -> None:
+        super().__init__()
+        if crop % 32:
+            raise ValueError(f"crop size must be a multiple of 32, got {crop}")
+        self.scene_at = scene_at
+        self.seed = seed
+        self.crop = crop
+        self.crops_per_scene = crops_per_scene
+        self.pool = pool
+        self.first_index = first_index
+        self.colour_jitter = colour_jitter
+        self.object_bias = object_bias
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        info = get_worker_info()
+        wid, nworkers = (info.id, info.num_workers) if info else (0, 1)
+        rng = np.random.default_rng([self.seed & 0xFFFFFFFF, self.first_index, wid, 7])
+        index = self.first_index + wid
+        pool: list[list] = []  # [sample, crops left]
+        while True:
+            while len(pool) < self.pool:
+                pool.append([self.scene_at(index), self.crops_per_scene])
+                index += nworkers
+            slot = int(rng.integers(len(pool)))
+            sample = pool[slot][0]
+            crop = random_crop(sample, rng, self.crop, self.object_bias)
+            yield to_tensors(augment(crop, rng, colour=self.colour_jitter))
+            pool[slot][1] -= 1
+            if pool[slot][1] <= 0:
+                pool.pop(slot)
+
+
+def synthetic_scenes(run_seed: int, size_px: int = SYNTH_SCENE_PX, **overrides) -> Callable[[int], GridSample]:
+    """``scene_at`` for ``CropStream``: the index-th training scene of a run."""
+
+    def scene_at(index: int) -> GridSample:
+        return synthetic_sample(train_scene_seed(run_seed, index), size_px=size_px, **overrides)
+
+    return scene_at
+
+
+def fixed_scenes(samples: Sequence[GridSample]) -> Callable[[int], GridSample]:
+    """``scene_at`` cycling through samples already in memory (fine-tuning on a user's scenes)."""
+    samples = list(samples)
+
+    def scene_at(index: int) -> GridSample:
+        return samples[index % len(samples)]
+
+    return scene_at
+
+
+def mixed_scenes(first: Callable[[int], GridSample], second: Callable[[int], GridSample],
+                 second_share: float) -> Callable[[int], GridSample]:
+    """Every scene index goes to ``second`` with probability ``second_share`` (a fixed function of
+    the index, so the stream stays deterministic)."""
+    if second_share <= 0:
+        return first
+
+    def scene_at(index: int) -> GridSample:
+        u = (index * 0.6180339887498949) % 1.0
+        return second(index) if u < second_share else first(index)
+
+    return scene_at
+
+
+def scenes_needed(steps: int, batch: int, crops_per_scene: int) -> int:
+    return math.ceil(steps * batch / crops_per_scene)

@@ -1,0 +1,333 @@
+"""Training and fine-tuning the railsight model.
+
+From scratch: crops of synthetic scenes rendered on the fly (``models.dataset``). Fine-tuning:
+crops of the user's own scenes and labels, starting from ``init`` (the shipped weights or a file),
+optionally mixed with synthetic scenes so the model does not forget the rest of the world.
+
+- CUDA: bf16 autocast and channels-last; CPU: fp32 (set ``threads`` to share the cores).
+- Reproducible from ``seed`` for a given device and DataLoader worker count: the model's initial
+  weights, the scene seeds, the crops and augmentations all derive from it.
+- Checkpoints every ``checkpoint_every`` steps and on Ctrl-C (model, optimiser, step, elapsed
+  time); ``resume`` continues from one. A resumed run draws fresh scenes from where it left off, so
+  it is deterministic too, though not bit-identical to an uninterrupted run.
+- ``max_seconds`` caps the wall time: the learning-rate schedule (warm-up, then cosine) follows
+  whichever is further along, steps or clock, and the run stops when the budget is spent. Such a
+  run is not step-for-step reproducible (its length depends on the machine); ``steps`` alone is.
+- The weights file carries ``ModelMeta``; ``extra`` records the data engine's seed and version,
+  hardware, wall time, steps, batch and crop size, the final loss, and for fine-tuning the scenes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from kernels.normalise import normalise
+from models.dataset import (
+    SYNTH_SCENE_PX,
+    TRAIN_SEED_MIN,
+    CropStream,
+    GridSample,
+    fixed_scenes,
+    mixed_scenes,
+    synthetic_scenes,
+    user_sample,
+)
+from models.interface import ModelMeta
+from models.loading import SHIPPED_WEIGHTS, build_model, read_weights, resolve_device, save_weights
+from models.losses import railsight_loss
+from models.unet import DEFAULT_BLOCKS, DEFAULT_WIDTHS, build_unet, count_parameters
+
+MODEL_VERSION = "0.1.0"
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000
+    batch: int = 8
+    crop: int = 256
+    seed: int = 0
+    out: str = "railsight-trained.pt"
+    device: str = "auto"
+    init: str | None = None  # None: from scratch; "shipped" or a weights path
+    lr: float | None = None  # default: 3e-3 from scratch, 5e-4 when fine-tuning
+    weight_decay: float = 1e-4
+    scenes: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+    labels_crs: str | None = None
+    synth_share: float | None = None  # fine-tuning: share of synthetic scenes mixed in (default 0)
+    synth_size_px: int = SYNTH_SCENE_PX
+    crops_per_scene: int | None = None  # default 24 synthetic, 8 for a user's scenes
+    pool: int = 3
+    workers: int | None = None  # DataLoader workers; default 1 (renders scenes beside training)
+    threads: int | None = None  # torch CPU threads
+    checkpoint: str | None = None  # default: OUT with suffix .ckpt
+    checkpoint_every: int = 200
+    resume: bool = False
+    max_seconds: float | None = None  # wall-clock budget: stop early, the schedule follows the clock
+    widths: tuple[int, ...] = DEFAULT_WIDTHS
+    blocks: tuple[int, ...] = DEFAULT_BLOCKS
+    progress: bool = True
+    version: str = MODEL_VERSION
+    name: str = "railsight-unet"
+    synth_overrides: dict = field(default_factory=dict)
+
+    @property
+    def finetune(self) -> bool:
+        return bool(self.scenes)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return Path(self.checkpoint) if self.checkpoint else Path(self.out).with_suffix(".ckpt")
+
+    def check(self) -> None:
+        """Raises ValueError naming the first bad setting."""
+        if self.steps < 1:
+            raise ValueError(f"--steps must be at least 1, got {self.steps}")
+        if self.batch < 1:
+            raise ValueError(f"--batch must be at least 1, got {self.batch}")
+        if self.crop < 64 or self.crop % 32:
+            raise ValueError(f"--crop must be a multiple of 32 and at least 64, got {self.crop}")
+        if len(self.scenes) != len(self.labels):
+            raise ValueError(f"--scenes and --labels must pair up: got {len(self.scenes)} scene(s) and "
+                             f"{len(self.labels)} labels file(s)")
+        if self.lr is not None and not (0 < self.lr < 1):
+            raise ValueError(f"--lr must be between 0 and 1, got {self.lr}")
+        if self.synth_share is not None and not (0 <= self.synth_share <= 1):
+            raise ValueError(f"--synth-share must be between 0 and 1, got {self.synth_share}")
+        if self.synth_share and not self.finetune:
+            raise ValueError("--synth-share only applies when fine-tuning (--scenes/--labels)")
+        if self.checkpoint_every < 1:
+            raise ValueError(f"--checkpoint-every must be at least 1, got {self.checkpoint_every}")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise ValueError(f"--max-minutes must be positive, got {self.max_seconds / 60:g}")
+        if self.seed < 0:
+            raise ValueError(f"--seed must be 0 or more, got {self.seed}")
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    meta: ModelMeta
+    steps: int
+    seconds: float
+    losses: list[float]  # mean loss per logged window, in order
+
+
+def hardware_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"CUDA {torch.cuda.get_device_name(device)}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"CPU {cpu}, {torch.get_num_threads()} torch thread(s) of {os.cpu_count()} core(s)"
+
+
+def engine_version() -> str:
+    try:
+        import models.synth as synth
+    except ImportError:
+        return "unavailable"
+    return str(getattr(synth, "ENGINE_VERSION", getattr(synth, "__version__", "unknown")))
+
+
+def initial_model(cfg: TrainConfig) -> tuple[torch.nn.Module, ModelMeta]:
+    """A fresh UNet (from the seed) or the weights named by ``init``."""
+    if cfg.init:
+        path = SHIPPED_WEIGHTS if cfg.init == "shipped" else Path(cfg.init)
+        meta, state = read_weights(path)
+        model = build_model(meta)
+        model.load_state_dict(state)
+        return model, meta
+    torch.manual_seed(cfg.seed)
+    model = build_unet(cfg.widths, cfg.blocks)
+    meta = ModelMeta(name=cfg.name, version=cfg.version, arch="unet",
+                     arch_args={"widths": list(cfg.widths), "blocks": list(cfg.blocks)})
+    return model, meta
+
+
+def scene_source(cfg: TrainConfig, model_pixel_size_m: float) -> tuple[Callable[[int], GridSample], list[str]]:
+    """Where crops come from, and the names of the user scenes (if any)."""
+    synth = synthetic_scenes(cfg.seed, cfg.synth_size_px, **cfg.synth_overrides)
+    if not cfg.finetune:
+        return synth, []
+    samples = [user_sample(s, lab, model_pixel_size_m=model_pixel_size_m, labels_crs=cfg.labels_crs)
+               for s, lab in zip(cfg.scenes, cfg.labels, strict=True)]
+    return mixed_scenes(fixed_scenes(samples), synth, cfg.synth_share or 0.0), [s.name for s in samples]
+
+
+def lr_factor(step: int, warmup: int, progress: float) -> float:
+    """Linear warm-up over ``warmup`` steps, times a cosine decay to 2 % of the peak over the run's
+    ``progress`` (0..1: the share of steps done, or of the time budget if that is further along)."""
+    warm = min(1.0, (step + 1) / max(1, warmup))
+    return warm * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, progress)))))
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+def _save_checkpoint(path: Path, model, opt, step: int, elapsed: float, losses: list[float],
+                     cfg: TrainConfig) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                "step": step, "elapsed_s": elapsed, "losses": losses,
+                "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "progress"}}, tmp)
+    tmp.replace(path)
+
+
+def train(cfg: TrainConfig, *, scene_at: Callable[[int], GridSample] | None = None,
+          log: Callable[[str], None] | None = None) -> TrainResult:
+    """Train (or fine-tune) and write the weights to ``cfg.out``. ``scene_at`` replaces the scene
+    source (tests)."""
+    cfg.check()
+    threads_before = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _train(cfg, scene_at, log or (lambda _msg: None))
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train(cfg: TrainConfig, scene_at: Callable[[int], GridSample] | None,
+           say: Callable[[str], None]) -> TrainResult:
+    device = resolve_device(cfg.device)
+    model, meta = initial_model(cfg)
+    names: list[str] = []
+    if scene_at is None:
+        scene_at, names = scene_source(cfg, meta.pixel_size_m)
+    finetune = cfg.finetune
+    lr = cfg.lr or (5e-4 if finetune or cfg.init else 3e-3)
+    model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+    warmup = max(1, min(100, cfg.steps // 20))
+    start_step, elapsed0, losses = 0, 0.0, []
+    ckpt = cfg.checkpoint_path
+    if cfg.resume and ckpt.is_file():
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start_step, elapsed0, losses = int(state["step"]), float(state["elapsed_s"]), list(state["losses"])
+        say(f"resuming from {ckpt} at step {start_step}")
+    crops_per_scene = cfg.crops_per_scene or (8 if finetune and not cfg.synth_share else 24)
+    workers = 1 if cfg.workers is None else cfg.workers
+    stream = CropStream(scene_at, seed=cfg.seed, crop=cfg.crop, crops_per_scene=crops_per_scene, pool=cfg.pool,
+                        first_index=math.ceil(start_step * cfg.batch / crops_per_scene))
+    loader = DataLoader(stream, batch_size=cfg.batch, num_workers=workers, pin_memory=device.type == "cuda",
+                        worker_init_fn=_worker_init if workers else None,
+                        prefetch_factor=4 if workers else None, persistent_workers=False)
+    torch.manual_seed(cfg.seed + start_step)
+    mean, std = meta.mean, meta.std
+    model.train()
+    started = time.perf_counter()
+    window: list[float] = []
+    log_every = max(1, min(50, cfg.steps // 20))
+    bar = tqdm(total=cfg.steps, initial=start_step, unit="step", desc="train", disable=not cfg.progress or None)
+    batches = iter(loader)
+    done = start_step
+    try:
+        for step in range(start_step, cfg.steps):
+            elapsed = elapsed0 + time.perf_counter() - started
+            if cfg.max_seconds and elapsed >= cfg.max_seconds:
+                say(f"time budget of {cfg.max_seconds:.0f} s reached after {step} steps")
+                break
+            progress = step / cfg.steps
+            if cfg.max_seconds:
+                progress = max(progress, elapsed / cfg.max_seconds)
+            current_lr = lr * lr_factor(step, warmup, progress)
+            for group in opt.param_groups:
+                group["lr"] = current_lr
+            batch = next(batches)
+            x = normalise(batch["image"].to(device, non_blocking=True), mean, std)
+            semantic = batch["semantic"].to(device, non_blocking=True)
+            cores = batch["cores"].to(device, non_blocking=True)
+            known = batch["known"].to(device)
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    logits = model(x)
+            else:
+                logits = model(x)
+            loss, parts = railsight_loss(logits, semantic, cores, known)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            done = step + 1
+            window.append(float(loss.detach()))
+            if len(window) == log_every:
+                losses.append(float(np.mean(window)))
+                window = []
+                bar.set_postfix(loss=f"{losses[-1]:.3f}", sem=f"{parts['semantic']:.3f}",
+                                dice=f"{parts['core_dice']:.3f}", lr=f"{current_lr:.1e}")
+                if bar.disable and len(losses) % 5 == 0:  # no bar (not a terminal): a plain log line
+                    say(f"step {step + 1}/{cfg.steps} loss {losses[-1]:.3f} lr {current_lr:.1e} "
+                        f"{elapsed0 + time.perf_counter() - started:.0f} s")
+            bar.update(1)
+            if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+                _save_checkpoint(ckpt, model, opt, step + 1,
+                                 elapsed0 + time.perf_counter() - started, losses, cfg)
+    except KeyboardInterrupt:
+        _save_checkpoint(ckpt, model, opt, done, elapsed0 + time.perf_counter() - started, losses, cfg)
+        say(f"interrupted: checkpoint at step {done} in {ckpt}; --resume continues")
+        raise
+    finally:
+        bar.close()
+        del batches
+    if window:
+        losses.append(float(np.mean(window)))
+    seconds = elapsed0 + time.perf_counter() - started
+    model.eval()
+    extra = dict(meta.extra)
+    history = list(extra.get("history", []))
+    record = {
+        "kind": "fine-tune" if finetune else ("continue" if cfg.init else "scratch"),
+        "steps": done,
+        "batch": cfg.batch,
+        "crop_px": cfg.crop,
+        "lr": lr,
+        "seed": cfg.seed,
+        "device": device.type,
+        "hardware": hardware_name(device),
+        "precision": "bf16 autocast" if device.type == "cuda" else "fp32",
+        "train_seconds": round(seconds, 1),
+        "final_loss": round(losses[-1], 4) if losses else None,
+        "engine": {"name": "models.synth", "version": engine_version(), "run_seed": cfg.seed,
+                   "scene_seeds": f"models.dataset.train_scene_seed(run_seed, i) >= {TRAIN_SEED_MIN}",
+                   "scene_px": cfg.synth_size_px,
+                   "synth_share": 1.0 if not finetune else (cfg.synth_share or 0.0)},
+    }
+    if finetune:
+        record["scenes"] = [Path(n).name for n in names]
+    history.append(record)
+    extra.update(record)
+    extra["history"] = history
+    extra["parameters"] = count_parameters(model)
+    out_meta = dataclasses.replace(meta, extra=extra,
+                                   version=meta.version if cfg.init else cfg.version)
+    path = save_weights(cfg.out, model, out_meta)
+    if ckpt.is_file():
+        ckpt.unlink()
+    say(f"wrote {path} ({done} steps, {seconds:.0f} s, {record['hardware']})")
+    return TrainResult(path, out_meta, done, seconds, losses)

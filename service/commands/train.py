@@ -1,0 +1,98 @@
+"""`railsight train`: train the model on synthetic scenes, or fine-tune it on your own labels.
+
+    railsight train --steps 3000 --out my.pt                      # from scratch, synthetic scenes
+    railsight train --init shipped --scenes a.tif,b.tif --labels a.geojson,b.geojson --out tuned.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from service.errors import BadOption
+
+
+def path_list(text: str) -> tuple[str, ...]:
+    items = tuple(p.strip() for p in text.split(",") if p.strip())
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of files, got {text!r}")
+    return items
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train the model (synthetic scenes) or fine-tune it on labelled scenes")
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps (default 2000; 300 when fine-tuning)")
+    p.add_argument("--batch", type=int, default=8, help="crops per step (default 8)")
+    p.add_argument("--crop", type=int, default=256, help="crop side in model pixels, a multiple of 32 (default 256)")
+    p.add_argument("--seed", type=int, default=0, help="seed for weights, scenes, crops (default 0)")
+    p.add_argument("--out", help="weights file to write (default railsight-trained.pt / railsight-finetuned.pt)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: CUDA if present")
+    p.add_argument("--init", help="start from 'shipped' or a weights file (default: from scratch; "
+                                  "shipped when fine-tuning)")
+    p.add_argument("--scenes", type=path_list, default=(), help="fine-tune on these scenes: a.tif,b.tif")
+    p.add_argument("--labels", type=path_list, default=(),
+                   help="their labels, in the same order: a.geojson,b.geojson (polygons/lines with "
+                        "properties.class railcar, tarped_cargo or track; any CRS)")
+    p.add_argument("--labels-crs", help="CRS of the labels when the files do not say (default WGS 84)")
+    p.add_argument("--synth-share", type=float, help="fine-tuning: share of synthetic scenes mixed in (default 0)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default 3e-3; 5e-4 from --init)")
+    p.add_argument("--workers", type=int, help="data loader processes rendering scenes (default 1; 0 = inline)")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--scene-px", type=int, default=768, help="side of each rendered synthetic scene (default 768)")
+    p.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints (default 200)")
+    p.add_argument("--max-minutes", type=float, help="wall-time budget: stop early (schedule follows the clock)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT's checkpoint (OUT.ckpt) if present")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace):
+    from models.training import TrainConfig
+
+    finetune = bool(args.scenes or args.labels)
+    cfg = TrainConfig(
+        steps=args.steps if args.steps is not None else (300 if finetune else 2000),
+        batch=args.batch,
+        crop=args.crop,
+        seed=args.seed,
+        out=args.out or ("railsight-finetuned.pt" if finetune else "railsight-trained.pt"),
+        device=args.device,
+        init=args.init or ("shipped" if finetune else None),
+        lr=args.lr,
+        scenes=tuple(args.scenes),
+        labels=tuple(args.labels),
+        labels_crs=args.labels_crs,
+        synth_share=args.synth_share,
+        synth_size_px=args.scene_px,
+        workers=args.workers,
+        threads=args.threads,
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
+        max_seconds=args.max_minutes * 60 if args.max_minutes is not None else None,
+        progress=not args.quiet,
+    )
+    try:
+        cfg.check()
+    except ValueError as exc:
+        raise BadOption(str(exc)) from exc
+    if args.workers is not None and args.workers < 0:
+        raise BadOption(f"--workers must be 0 or more, got {args.workers}")
+    if args.threads is not None and args.threads < 1:
+        raise BadOption(f"--threads must be at least 1, got {args.threads}")
+    if args.scene_px < 128:
+        raise BadOption(f"--scene-px must be at least 128, got {args.scene_px}")
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    from models.labels import LabelError
+    from models.training import train
+
+    cfg = config_from_args(args)
+    try:
+        result = train(cfg, log=lambda msg: print(msg, file=sys.stderr))
+    except LabelError as exc:
+        raise BadOption(str(exc)) from exc
+    last = f", final loss {result.losses[-1]:.3f}" if result.losses else ""
+    print(f"{result.out}: {result.steps} steps in {result.seconds:.0f} s on {result.meta.extra['hardware']}{last}")
+    return 0

@@ -1,0 +1,90 @@
+"""Training samples: seeds kept apart from held-out scenes, crops and augmentation that keep pixels
+and labels together, synthetic scenes on the model grid, a deterministic stream."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from models.dataset import (
+    IGNORE,
+    TRAIN_SEED_MIN,
+    CropStream,
+    GridSample,
+    augment,
+    fixed_scenes,
+    random_crop,
+    synthetic_sample,
+    train_scene_seed,
+)
+
+
+def test_training_seeds_never_meet_held_out_seeds():
+    from models.synth import scene_seed
+
+    train = {train_scene_seed(s, i) for s in range(3) for i in range(200)}
+    assert len(train) == 600 and min(train) >= TRAIN_SEED_MIN
+    held_out = {scene_seed(s, i) for s in range(3) for i in range(200)}
+    assert max(held_out) < TRAIN_SEED_MIN  # `railsight synth` seeds stay below 2**63
+    assert train_scene_seed(7, 3) == train_scene_seed(7, 3) != train_scene_seed(8, 3)
+
+
+def coded_sample(h=90, w=120) -> GridSample:
+    """Pixels that spell out their own labels, so any misalignment shows."""
+    rng = np.random.default_rng(0)
+    semantic = rng.integers(0, 4, (h, w)).astype(np.uint8)
+    cores = rng.random((2, h, w)) < 0.3
+    valid = np.ones((h, w), dtype=bool)
+    valid[:, :10] = False
+    semantic[~valid] = IGNORE
+    image = np.stack([np.where(valid, semantic * 60, 0), cores[0] * 200, cores[1] * 200]).astype(np.uint8)
+    return GridSample(image, valid, semantic, cores, np.ones(4, dtype=bool))
+
+
+def test_crops_and_augmentation_keep_pixels_and_labels_together():
+    sample = coded_sample()
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        crop = augment(random_crop(sample, rng, 64), rng, colour=False)
+        ok = crop["valid"]
+        assert ok.mean() >= 0.25
+        assert (crop["image"][0][ok] == crop["semantic"][ok] * 60).all()
+        assert (crop["semantic"][~ok] == IGNORE).all()
+        assert ((crop["image"][1] == 200) == crop["cores"][0]).all()
+        assert ((crop["image"][2] == 200) == crop["cores"][1]).all()
+
+
+def test_crop_larger_than_scene_is_padded_as_no_data():
+    crop = random_crop(coded_sample(40, 50), np.random.default_rng(0), 64)
+    assert crop["image"].shape == (3, 64, 64) and crop["valid"].sum() == 40 * 40
+    assert (crop["semantic"][~crop["valid"]] == IGNORE).all()
+
+
+def test_colour_jitter_keeps_no_data_black_and_uint8():
+    crop = augment(random_crop(coded_sample(), np.random.default_rng(2), 64), np.random.default_rng(3))
+    assert crop["image"].dtype == np.uint8 and (crop["image"][:, ~crop["valid"]] == 0).all()
+
+
+def test_synthetic_sample_is_on_the_model_grid():
+    g = synthetic_sample(train_scene_seed(0, 0), size_px=160, pixel_size_m=0.8, min_railcars=1)
+    assert g.shape == (256, 256)  # 160 px of 0.8 m on a 0.5 m grid
+    assert g.image.shape == (3, 256, 256) and g.image.dtype == np.uint8
+    assert (g.semantic == 1).any() and g.cores[0].any()
+    assert ((g.semantic == IGNORE) == ~g.valid).all()
+    assert (g.cores[0] <= (g.semantic == 1)).all()  # railcar cores lie inside railcar pixels
+
+
+def test_crop_stream_is_deterministic():
+    scenes = fixed_scenes([coded_sample()])
+
+    def first(n):
+        stream = CropStream(scenes, seed=5, crop=64, crops_per_scene=3, pool=2)
+        return list(itertools.islice(iter(stream), n))
+
+    a, b = first(5), first(5)
+    assert all(torch.equal(x[k], y[k]) for x, y in zip(a, b, strict=True) for k in x)
+    with pytest.raises(ValueError):
+        CropStream(scenes, seed=0, crop=70)

@@ -1,0 +1,147 @@
+"""Training and fine-tuning: the loss goes down, checkpoints resume, the CLI fine-tunes on labelled
+scenes and refuses bad arguments with one line and exit code 2. Tiny crops, a few steps: quick on CPU."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import models.training as training
+from models.dataset import fixed_scenes, user_sample
+from models.interface import ModelMeta
+from models.loading import read_weights, save_weights
+from models.training import TrainConfig, train
+from models.unet import build_unet
+from service.cli import main
+from tests.labelled import make_labelled_scene
+
+SMALL = {"widths": [8, 8, 16, 16, 32, 32], "blocks": [0, 1, 1, 1, 1]}
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    d = tmp_path_factory.mktemp("labelled")
+    make_labelled_scene(d / "a.tif", d / "a.geojson", seed=1)
+    make_labelled_scene(d / "b.tif", d / "b.geojson", seed=2, labels_crs="EPSG:3857")
+    return d
+
+
+@pytest.fixture(scope="module")
+def init_weights(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("init") / "init.pt"
+    save_weights(path, build_unet(**SMALL), ModelMeta(version="0.0.1", arch_args=SMALL))
+    return path
+
+
+def small_config(tmp_path, **kw) -> TrainConfig:
+    base = dict(steps=30, batch=4, crop=64, out=str(tmp_path / "w.pt"), device="cpu", workers=0, progress=False,
+                widths=tuple(SMALL["widths"]), blocks=tuple(SMALL["blocks"]), lr=5e-3, threads=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_short_training_lowers_the_loss(labelled, tmp_path):
+    scenes = fixed_scenes([user_sample(str(labelled / "a.tif"), str(labelled / "a.geojson"))])
+    result = train(small_config(tmp_path), scene_at=scenes)
+    first, last = result.losses[0], result.losses[-1]
+    assert last < 0.85 * first, result.losses
+    meta, _ = read_weights(result.out)
+    assert meta.extra["steps"] == 30 and meta.extra["device"] == "cpu"
+    assert meta.extra["hardware"].startswith("CPU") and meta.extra["train_seconds"] > 0
+    assert meta.extra["engine"]["run_seed"] == 0 and "version" in meta.extra["engine"]
+    assert meta.arch_args == {"widths": list(SMALL["widths"]), "blocks": list(SMALL["blocks"])}
+
+
+def test_same_seed_same_weights(labelled, tmp_path):
+    scenes = fixed_scenes([user_sample(str(labelled / "a.tif"), str(labelled / "a.geojson"))])
+    a = train(small_config(tmp_path, steps=3, out=str(tmp_path / "a.pt")), scene_at=scenes)
+    b = train(small_config(tmp_path, steps=3, out=str(tmp_path / "b.pt")), scene_at=scenes)
+    sa, sb = read_weights(a.out)[1], read_weights(b.out)[1]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_checkpoint_and_resume(labelled, tmp_path, monkeypatch):
+    scenes = fixed_scenes([user_sample(str(labelled / "a.tif"), str(labelled / "a.geojson"))])
+    real = training.railsight_loss
+    calls = {"n": 0}
+
+    def interrupt_on_fourth(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "railsight_loss", interrupt_on_fourth)
+    cfg = small_config(tmp_path, steps=6, checkpoint_every=2)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, scene_at=scenes)
+    assert torch.load(cfg.checkpoint_path, weights_only=False)["step"] == 3
+    monkeypatch.setattr(training, "railsight_loss", real)
+    result = train(small_config(tmp_path, steps=6, checkpoint_every=2, resume=True), scene_at=scenes)
+    assert result.steps == 6 and not cfg.checkpoint_path.exists()
+
+
+def test_finetune_cli_on_two_labelled_scenes(labelled, init_weights, tmp_path, capsys):
+    out = tmp_path / "tuned.pt"
+    rc = main(["train", "--init", str(init_weights), "--scenes", f"{labelled}/a.tif,{labelled}/b.tif",
+               "--labels", f"{labelled}/a.geojson,{labelled}/b.geojson", "--steps", "8", "--batch", "2",
+               "--crop", "64", "--workers", "0", "--device", "cpu", "--threads", "1", "--out", str(out), "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    meta, state = read_weights(out)
+    assert meta.extra["kind"] == "fine-tune" and meta.extra["scenes"] == ["a.tif", "b.tif"]
+    assert meta.version == "0.0.1" and meta.arch_args == SMALL  # the init model's identity is kept
+    before = read_weights(init_weights)[1]
+    assert any(not torch.equal(before[k], state[k]) for k in state)
+    assert str(out) in capsys.readouterr().out
+
+
+def test_labels_are_reprojected_onto_the_grid(labelled):
+    # scene b's labels are in Web Mercator: they must land on the painted pixels all the same
+    s = user_sample(str(labelled / "b.tif"), str(labelled / "b.geojson"))
+    counts = np.bincount(s.semantic.ravel(), minlength=4)
+    assert counts[1] == 14 * 28 * 6  # 14 cars of 28 x 6 px
+    assert counts[2] == 12 * 10 + 16 * 14 + 10 * 10  # three tarps
+    red = s.image[0].astype(int)
+    grey_or_coloured = np.isin(red, [200, 150, 60])
+    assert grey_or_coloured[s.semantic == 1].mean() > 0.99
+    assert s.known.all()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--crop", "50"], "--crop must be a multiple of 32"),
+        (["train", "--steps", "0"], "--steps must be at least 1"),
+        (["train", "--scenes", "a.tif"], "--scenes and --labels must pair up"),
+        (["train", "--batch", "x"], "invalid int value"),
+        (["train", "--device", "tpu"], "invalid choice"),
+        (["train", "--synth-share", "0.5"], "--synth-share only applies when fine-tuning"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        raise SystemExit(main(argv))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_bad_labels_and_files_exit_2_with_one_line(labelled, init_weights, tmp_path, capsys):
+    bad = tmp_path / "bad.geojson"
+    bad.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"class": "zug"}, "geometry": {"type": "Point", "coordinates": [0, 0]}}]}))
+    common = ["--steps", "1", "--quiet", "--workers", "0", "--threads", "1", "--out", str(tmp_path / "x.pt")]
+    cases = [
+        (["--init", str(init_weights), "--scenes", f"{labelled}/a.tif", "--labels", str(bad)], "unknown class 'zug'"),
+        (["--init", str(init_weights), "--scenes", f"{tmp_path}/nope.tif", "--labels", str(bad)], "nope.tif"),
+        (["--init", str(tmp_path / "missing.pt"), "--scenes", f"{labelled}/a.tif", "--labels",
+          f"{labelled}/a.geojson"], "missing.pt"),
+    ]
+    for extra, message in cases:
+        rc = main(["train", *extra, *common])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and len(err.splitlines()) == 1 and message in err, err

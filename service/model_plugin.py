@@ -7,6 +7,7 @@ import threading
 import torch
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from models.inference import optimise_for_inference
 from models.interface import ModelMeta
 from models.loading import ModelSpec, load_model, resolve_device
 
@@ -26,8 +27,7 @@ def get_model(spec: ModelSpec, device: str) -> tuple[torch.nn.Module, ModelMeta,
         if key not in _loaded:
             dev = resolve_device(device)
             module, meta = load_model(spec, dev)
-            if dev.type == "cuda":
-                module = module.to(memory_format=torch.channels_last)
+            module = optimise_for_inference(module, dev)
             _loaded[key] = (module, meta, dev)
             load_count += 1
         return _loaded[key]

@@ -53,14 +53,13 @@ def infer(module: torch.nn.Module, meta: ModelMeta, device: torch.device, rgb: n
     """(B, 3, S, S) uint8 -> class probabilities (B, 4, S, S) and core probabilities (B, 2, S, S),
     float32 on the host. CUDA: bf16 autocast, channels-last; CPU: fp32, deterministic."""
     batch = torch.from_numpy(rgb)
+    cuda = device.type == "cuda"
     with torch.inference_mode():
-        if device.type == "cuda":
+        if cuda:
             batch = batch.pin_memory().to(device, non_blocking=True)
-            x = normalise(batch, meta.mean, meta.std).contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                logits = module(x)
-        else:
-            logits = module(normalise(batch, meta.mean, meta.std))
+        x = normalise(batch, meta.mean, meta.std).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            logits = module(x)
         probs, cores = split_output(logits)
         return probs.cpu().numpy(), cores.cpu().numpy()
 

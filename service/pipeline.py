@@ -25,7 +25,7 @@ from models.interface import OBJECT_CLASSES, ModelMeta
 from models.loading import SHIPPED_WEIGHTS, ModelSpec, load_model, read_weights
 from service.errors import BadOption, Cancelled
 from service.geojson import GeometryMapper, feature, feature_collection
-from service.model_plugin import ModelPlugin
+from service.model_plugin import register_model
 from service.rasters import ClassRasterWriter, SceneInfo, inspect_scene
 from service.settings import PipelineSettings
 from service.tile_tasks import BatchResult, TaskOptions, grid_pixel_size_m, run_batch
@@ -132,9 +132,7 @@ def detect_scene(
     tiles = plan_tiles(info.grid_width, info.grid_height, options.tile, meta.halo_px)
     kind = _device_kind(options.device)
     groups = batches(tiles, options.batch_size or DEFAULT_BATCH[kind])
-    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
-    threads = None if kind == "cuda" else max(1, _cores() // n_workers)
-    client.register_plugin(ModelPlugin(model, options.device, threads))
+    register_model(client, model, options.device)
     task = TaskOptions(model, options.device, tuple(options.classes), want_labels=bool(options.class_raster))
     writer = ClassRasterWriter(options.class_raster, info) if options.class_raster else None
     merged = _Accumulator()
@@ -169,12 +167,6 @@ def detect_scene(
         raise
     return _assemble(info, meta, options, merged, tiles_total=len(tiles), device=kind,
                      started=started, inspected=inspected)
-
-
-def _cores() -> int:
-    import os
-
-    return os.cpu_count() or 1
 
 
 class _Accumulator:

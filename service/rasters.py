@@ -35,6 +35,11 @@ from service.errors import (
     TooFewBands,
 )
 
+# GDAL's block cache defaults to 5 % of RAM per process; tiles are read in row order and neighbours
+# share only their halo, so a small cache keeps the hits and keeps every worker's memory flat.
+# Set before GDAL first sizes its cache; an operator's own GDAL_CACHEMAX wins.
+os.environ.setdefault("GDAL_CACHEMAX", "128")
+
 # Within this ratio of the model's pixel size a scene is used on its own grid, unresampled.
 RESAMPLE_TOLERANCE = 0.1
 # Longest side of the decimated read used for statistics (stretch and the no-data check).

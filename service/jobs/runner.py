@@ -181,16 +181,13 @@ class Runner:
     def _load_model(self, client) -> None:
         """Load the model on every worker (the same plugin the pipeline registers) before claiming
         work, so /readyz means a job can start now. Retries while the model cannot be loaded."""
-        from service.cluster import torch_threads_per_worker
-        from service.model_plugin import ModelPlugin
+        from service.model_plugin import register_model
         from service.pipeline import model_spec_from_settings
 
         spec = model_spec_from_settings(self.settings)
         while not self._stop.is_set():
             try:
-                n = max(1, int(client.scheduler_info(n_workers=1).get("n_workers", 1)))
-                threads = None if self.settings.device == "cuda" else torch_threads_per_worker(n)
-                client.register_plugin(ModelPlugin(spec, self.settings.device, threads))
+                register_model(client, spec, self.settings.device)
                 self.model_ready = True
                 self.error = None
                 return

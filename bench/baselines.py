@@ -52,13 +52,9 @@ def model_only(
 
     def step() -> None:
         with torch.inference_mode():
-            if dev.type == "cuda":
-                y = normalise(x, meta.mean, meta.std).contiguous(memory_format=torch.channels_last)
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    logits = module(y)
-            else:
-                logits = module(normalise(x, meta.mean, meta.std))
-            split_output(logits)
+            y = normalise(x, meta.mean, meta.std).contiguous(memory_format=torch.channels_last)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                split_output(module(y))
 
     for _ in range(3 if dev.type == "cuda" else 1):
         step()

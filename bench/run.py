@@ -115,9 +115,9 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
     import torch
 
-    from service.cluster import dask_client, local_worker_count
+    from service.cluster import dask_client, local_layout
     from service.geojson import write_geojson
-    from service.model_plugin import ModelPlugin
+    from service.model_plugin import register_model
     from service.pipeline import DEFAULT_BATCH, DetectOptions, detect_scene, model_meta, prepare_scene
     from service.settings import PipelineSettings
 
@@ -136,14 +136,14 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
             log(f"{size} px: starting the Dask cluster")
             t0 = time.perf_counter()
             client = stack.enter_context(dask_client(settings, workers=args.workers))
-            n_workers = len(client.scheduler_info().get("workers", {}))
-            line["cluster"] = {"start_s": round(time.perf_counter() - t0, 3), "workers": n_workers,
+            workers = client.scheduler_info().get("workers", {})
+            line["cluster"] = {"start_s": round(time.perf_counter() - t0, 3), "workers": len(workers),
+                               "threads": sum(int(w.get("nthreads", 1)) for w in workers.values()),
                                "external": bool(settings.dask_scheduler),
-                               "default_workers": local_worker_count(device, None)}
+                               "default_layout": list(local_layout(None))}
             # the service keeps its workers warm: import torch and load the model before timing
             t0 = time.perf_counter()
-            threads = None if device == "cuda" else max(1, (os.cpu_count() or 1) // max(1, n_workers))
-            client.register_plugin(ModelPlugin(spec, device, threads))
+            register_model(client, spec, device)
             line["cluster"]["model_load_s"] = round(time.perf_counter() - t0, 3)
             # ... and so does this process: the model's metadata (a factory builds the model to get it)
             t0 = time.perf_counter()
@@ -175,7 +175,7 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
         del collection
         line.update(tile=args.tile, halo=halo, window_px=args.tile + 2 * halo, batch=batch, tiles=tiles)
         e2e_mpx_s = size * size / e2e_s / MB
-        capacity = max(1, n_workers) * e2e_s
+        capacity = max(1, line["cluster"]["threads"]) * e2e_s  # task-seconds the cluster could give
         shares = {k: timings[f"{k}_s"] / capacity for k in ("read", "model", "vectorise")}
         shares["other"] = 1.0 - sum(shares.values())
         line.update(

@@ -72,6 +72,7 @@ class PeakRSS:
         self.peak_bytes = 0
         self.peak_pss_bytes = 0
         self.start_bytes = 0
+        self.now_bytes = 0
         self.samples = 0
         self._peak_procs: list[tuple[psutil.Process, int]] = []
         self._roles: dict[int, str] = {}
@@ -84,6 +85,7 @@ class PeakRSS:
 
     def _sample(self, pss: bool = False) -> None:
         rss, each = tree_rss(self._proc)
+        self.now_bytes = rss
         for p, _ in each:
             if p.pid not in self._roles:
                 self._roles[p.pid] = _role(p)

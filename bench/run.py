@@ -157,9 +157,15 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
             with PeakRSS() as rss:
                 started = time.perf_counter()
 
+                step = [0]
+
                 def progress(done: int, total: int) -> None:
                     if done > 0 and not first:
                         first.append(time.perf_counter() - started)
+                    if done >= step[0] and total:  # a sign of life every 10 % on long runs
+                        step[0] = done + max(1, total // 10)
+                        log(f"{size} px: {done}/{total} tiles, {time.perf_counter() - started:.0f} s, "
+                            f"RSS now {rss.now_bytes / MB:.0f} MB (peak {rss.peak_bytes / MB:.0f} MB)")
 
                 prepared = prepare_scene(scene_path, options, spec)
                 t_prepared = time.perf_counter()

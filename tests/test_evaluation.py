@@ -108,10 +108,14 @@ def test_eval_cli_end_to_end(tmp_path, cli_env):
     (["--scenes", "/no/such/dir"], "scene directory not found"),
     (["--scenes", "."], "no scenes with truth"),
     (["--scenes", ".", "--limit", "0"], "--limit must be at least 1"),
+    (["--scenes", ".", "--device", "tpu"], "invalid choice"),
 ])
-def test_eval_bad_input_exit_2_with_one_line(args, message, tmp_path, cli_env):
-    proc = subprocess.run([sys.executable, "-m", "service.cli", "eval", *args], env=cli_env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], proc.stderr
+def test_eval_bad_input_exit_2_with_one_line(args, message, tmp_path, monkeypatch, capsys):
+    from service.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        raise SystemExit(main(["eval", *args]))
+    assert exc.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines

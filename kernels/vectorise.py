@@ -14,12 +14,15 @@ import numpy as np
 import shapely
 from affine import Affine
 from rasterio import features
+from scipy import ndimage
 from shapely.geometry import LineString, Polygon, shape
 
 from kernels.instances import instance_stats, label_instances
 from kernels.skeleton import centre_lines
 from kernels.tiling import Tile
 
+# Pixels this close to no-data are not detected on (see trusted_area).
+NODATA_MARGIN_PX = 2
 # Smallest objects kept, in square metres: below this it is noise, not a car or a tarp.
 MIN_AREA_M2 = {"railcar": 10.0, "tarped_cargo": 2.0}
 
@@ -51,6 +54,7 @@ def vectorise_tile(
     """``probs`` (C, S, S) class probabilities, ``cores`` (K, S, S) core probabilities, ``valid``
     (S, S) bool, for one tile's read window."""
     winner = np.argmax(probs, axis=0)
+    valid = trusted_area(valid)
     objects: list[PixelObject] = []
     for k, cls in enumerate(object_classes):
         if cls not in classes:
@@ -68,6 +72,14 @@ def vectorise_tile(
         if band.any():
             lines = _track_lines(band, probs[c], tile)
     return objects, lines
+
+
+def trusted_area(valid: np.ndarray, margin_px: int = NODATA_MARGIN_PX) -> np.ndarray:
+    """Valid pixels at least ``margin_px`` from no-data: right at a no-data edge the model sees a
+    hard black boundary and tends to call it a car's edge."""
+    if valid.all():
+        return valid
+    return ndimage.binary_erosion(valid, structure=np.ones((2 * margin_px + 1,) * 2, bool), border_value=1)
 
 
 def _owned_objects(labels, count, score, tile: Tile, cls: str, pixel_size_m: float) -> list[PixelObject]:

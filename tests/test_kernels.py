@@ -106,3 +106,13 @@ def test_normalise_matches_the_formula():
     assert out[0, 0, 0, 0].item() == pytest.approx(-2.0) and out[0, 0, -1, -1].item() == pytest.approx(2.0)
     with pytest.raises(ValueError):
         normalise(batch.float(), (0.5,) * 3, (0.25,) * 3)
+
+
+def test_no_detection_right_at_a_nodata_edge():
+    from kernels.vectorise import trusted_area
+
+    valid = np.ones((20, 20), bool)
+    assert trusted_area(valid) is valid
+    valid[:, :5] = False
+    trusted = trusted_area(valid)
+    assert not trusted[:, :7].any() and trusted[:, 7:].all()

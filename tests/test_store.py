@@ -247,9 +247,9 @@ def test_counts(store):
     assert store.counts() == {"queued": 1, "running": 1, "succeeded": 0, "failed": 0, "cancelled": 0}
 
 
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)  # LISTEN/NOTIFY: SQLite runners poll
 def test_postgresql_runners_are_woken_by_submissions(store):
-    if store.is_sqlite():
-        pytest.skip("LISTEN/NOTIFY is PostgreSQL's; SQLite runners poll")
+    assert not store.is_sqlite()
     woken, stop = threading.Event(), threading.Event()
     listener = threading.Thread(target=store.listen, args=(woken.set, stop), kwargs={"timeout": 0.2}, daemon=True)
     listener.start()

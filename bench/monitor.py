@@ -115,6 +115,14 @@ class PeakRSS:
         it count from zero; one that ended counts up to its last sample)."""
         return sum(last - self._cpu_first.get(pid, 0.0) for pid, last in self._cpu_last.items())
 
+    def cpu_seconds_by_role(self) -> dict[str, float]:
+        """``cpu_seconds`` split by process role (bench = this process, the client and scheduler)."""
+        out: dict[str, float] = {}
+        for pid, last in self._cpu_last.items():
+            role = self._roles.get(pid, "?")
+            out[role] = out.get(role, 0.0) + last - self._cpu_first.get(pid, 0.0)
+        return out
+
     def __enter__(self) -> PeakRSS:
         self.start_bytes = tree_rss(self._proc)[0]
         self._sample(pss=True)

@@ -28,7 +28,8 @@ What each field means:
   system, summed over the process tree) instead of wall seconds. On a machine shared with other
   jobs (see ``machine.load_avg_1m`` and ``load_avg_1m_end``) the phases run under different load,
   so wall ratios across phases are skewed; CPU-second ratios compare the work done and hold up.
-  They do not see idle cores, so read both.
+  They do not see idle cores, so read both. ``e2e_cpu_s_by_process`` splits the end-to-end CPU
+  seconds by process (``bench`` is this process: the Dask client and scheduler, merge, writing).
 - ``peak_rss_ratio_20k_10k``: on the 20,000 px line when the 10,000 px size ran in the same invocation.
 """
 
@@ -195,6 +196,7 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
             counts=summary["counts"],
             geojson_mb=round(out.stat().st_size / MB, 2),
             e2e_cpu_s=_sig(rss.cpu_seconds),
+            e2e_cpu_s_by_process={role: round(v, 2) for role, v in rss.cpu_seconds_by_role().items()},
             e2e_mpx_per_cpu_s=_sig(size * size / MB / rss.cpu_seconds) if rss.cpu_seconds else None,
             peak_rss_mb=round(rss.peak_bytes / MB, 1),
             peak_pss_mb=round(rss.peak_pss_bytes / MB, 1),

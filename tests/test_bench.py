@@ -52,6 +52,8 @@ def test_bench_prints_one_sane_line(tmp_path):
     assert _close(line["e2e_over_model_only"], line["e2e_mpx_s"] / line["model_only_mpx_s"])
     assert _close(line["e2e_over_read_ceiling"], line["e2e_mpx_s"] / line["read_ceiling_mpx_s"])
     assert _close(line["e2e_mpx_per_cpu_s"], line["megapixels"] / line["e2e_cpu_s"])
+    assert sum(line["e2e_cpu_s_by_process"].values()) == pytest.approx(line["e2e_cpu_s"], rel=0.02, abs=0.05)
+    assert line["e2e_cpu_s_by_process"]["dask-worker"] > 0
     assert _close(line["e2e_over_model_only_cpu"], line["e2e_mpx_per_cpu_s"] / line["model_only_mpx_per_cpu_s"])
     assert line["peak_rss_mb"] >= line["rss_at_start_mb"] > 0
     assert line["gpu_peak_mb"] is None

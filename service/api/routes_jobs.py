@@ -264,11 +264,7 @@ async def get_job(job_id: str, request: Request, owner: Owner, services: Service
                409: {"model": ErrorBody, "description": "the job has not succeeded (yet)"}},
 )
 def get_result(job_id: str, owner: Owner, services: ServicesDep) -> FileResponse:
-    job = services.store.get(job_id, owner)
-    _require_success(job, job.result_path, "result")
-    path = services.results.path_of(job.result_path or "")
-    if not path.is_file():
-        raise FileNotFoundError(f"result of job {job_id} is missing from {services.results.root}")
+    path = _output_file(job_id, owner, services, "result_path", "result")
     return FileResponse(
         path, media_type=GEOJSON_MEDIA_TYPE, headers={"Content-Disposition": f'inline; filename="{job_id}.geojson"'}
     )
@@ -282,12 +278,20 @@ def get_result(job_id: str, owner: Owner, services: ServicesDep) -> FileResponse
                409: {"model": ErrorBody, "description": "not succeeded, or no class_cog output asked for"}},
 )
 def get_classes(job_id: str, owner: Owner, services: ServicesDep) -> FileResponse:
-    job = services.store.get(job_id, owner)
-    _require_success(job, job.classes_path, "class raster (ask for it with options.outputs: [\"class_cog\"])")
-    path = services.results.path_of(job.classes_path or "")
-    if not path.is_file():
-        raise FileNotFoundError(f"class raster of job {job_id} is missing from {services.results.root}")
+    what = "class raster (ask for it with options.outputs: [\"class_cog\"])"
+    path = _output_file(job_id, owner, services, "classes_path", what)
     return FileResponse(path, media_type=COG_MEDIA_TYPE, filename=f"{job_id}-classes.tif")
+
+
+def _output_file(job_id: str, owner: str, services, attr: str, what: str):
+    """The file of one of a succeeded job's outputs; a missing file is the server's fault (5xx)."""
+    job = services.store.get(job_id, owner)
+    relative = getattr(job, attr)
+    _require_success(job, relative, what)
+    path = services.results.path_of(relative or "")
+    if not path.is_file():
+        raise FileNotFoundError(f"{what.split(' (')[0]} of job {job_id} is missing from {services.results.root}")
+    return path
 
 
 def _require_success(job: Job, path: str | None, what: str) -> None:

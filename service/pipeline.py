@@ -5,9 +5,10 @@ The same function runs behind `railsight detect`, `railsight batch` and the job 
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import shapely
-from distributed import Client, wait
+from distributed import Client
 from pyproj import CRS
 from shapely.geometry import LineString, box
 
@@ -136,27 +137,15 @@ def detect_scene(
     task = TaskOptions(model, options.device, tuple(options.classes), want_labels=bool(options.class_raster))
     writer = ClassRasterWriter(options.class_raster, info) if options.class_raster else None
     merged = _Accumulator()
+    if progress:
+        progress(0, len(tiles))
     try:
-        futures = [client.submit(run_batch, info, group, task, pure=False) for group in groups]
-        pending = set(futures)
-        if progress:
-            progress(0, len(tiles))
-        while pending:
-            if cancel is not None and cancel.is_set():
-                client.cancel(list(pending))
-                raise Cancelled("job was cancelled")
-            try:
-                done, pending = wait(list(pending), timeout=0.5, return_when="FIRST_COMPLETED")
-            except TimeoutError:  # nothing finished within the poll interval: look at `cancel` again
-                continue
-            for fut in done:
-                result: BatchResult = fut.result()
-                merged.add(result)
-                if writer:
-                    for tr in result.tiles:
-                        writer.write(tr.tile.core_col, tr.tile.core_row, tr.labels)
-                fut.release()
-            if progress and done:
+        for result in _run_batches(client, info, groups, task, cancel, in_flight=_in_flight(client)):
+            merged.add(result)
+            if writer:
+                for tr in result.tiles:
+                    writer.write(tr.tile.core_col, tr.tile.core_row, tr.labels)
+            if progress:
                 progress(merged.tiles_done, len(tiles))
         if writer:
             writer.close()
@@ -167,6 +156,50 @@ def detect_scene(
         raise
     return _assemble(info, meta, options, merged, tiles_total=len(tiles), device=kind,
                      started=started, inspected=inspected)
+
+
+def _in_flight(client: Client) -> int:
+    """Batches submitted ahead: enough to keep every Dask thread busy with one queued behind it,
+    few enough that the client and scheduler hold a bounded amount whatever the scene size."""
+    threads = sum(int(w.get("nthreads", 1)) for w in client.scheduler_info(n_workers=-1).get("workers", {}).values())
+    return max(2, 2 * threads)
+
+
+def _run_batches(client: Client, info: SceneInfo, groups, task: TaskOptions, cancel: threading.Event | None,
+                 *, in_flight: int) -> Iterator[BatchResult]:
+    """Results of every batch, in the order they finish, with at most ``in_flight`` submitted and
+    not yet collected. Finished futures arrive through done-callbacks on a queue, which lets the
+    loop look at ``cancel`` every half second without creating waiter tasks per pending future."""
+    done: queue.Queue = queue.Queue()
+    pending: set = set()
+    upcoming = iter(groups)
+
+    def submit_more() -> None:
+        while len(pending) < in_flight:
+            group = next(upcoming, None)
+            if group is None:
+                return
+            fut = client.submit(run_batch, info, group, task, pure=False)
+            pending.add(fut)
+            fut.add_done_callback(done.put)
+
+    try:
+        submit_more()
+        while pending:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("job was cancelled")
+            try:
+                fut = done.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            pending.discard(fut)
+            result = fut.result()  # re-raises a task's error (a SceneError for a truncated file...)
+            fut.release()
+            submit_more()
+            yield result
+    finally:
+        if pending:
+            client.cancel(list(pending))
 
 
 class _Accumulator:

@@ -42,6 +42,10 @@ os.environ.setdefault("GDAL_CACHEMAX", "128")
 
 # Within this ratio of the model's pixel size a scene is used on its own grid, unresampled.
 RESAMPLE_TOLERANCE = 0.1
+# Scenes above this many pixels with no overviews are sampled on a sparse grid of windows.
+SPARSE_ABOVE_PX = 4096 * 4096
+SPARSE_GRID = 24
+SPARSE_WINDOW_PX = 64
 # Longest side of the decimated read used for statistics (stretch and the no-data check).
 STATS_SIDE = 1024
 
@@ -162,7 +166,7 @@ def inspect_scene(
                 f"scene has no georeferencing (CRS and transform): {path}; pass --allow-pixel-coords to run anyway"
             )
         scale = tuple(_grid_scale(p, model_pixel_size_m) for p in pixel_size)
-        sample, valid = _decimated_read(src, rgb, path)
+        sample, valid = _statistics_sample(src, rgb, path)
         if not valid.any():
             raise AllNoData(f"scene has no valid pixels (all no-data): {path}")
         stretch = None if src.dtypes[rgb[0] - 1] == "uint8" else _stretch_from(sample, valid)
@@ -186,6 +190,36 @@ def inspect_scene(
 def _grid_scale(pixel_size_m: float, model_pixel_size_m: float) -> float:
     ratio = pixel_size_m / model_pixel_size_m
     return 1.0 if abs(ratio - 1.0) <= RESAMPLE_TOLERANCE else ratio
+
+
+def _statistics_sample(src, rgb: tuple[int, int, int], path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels for the stretch statistics and the no-data check, read cheaply. Small scenes and
+    scenes with overviews: a decimated read of the whole. Large scenes without overviews: a decimated
+    read would decode every block, so read a sparse grid of windows instead, and fall back to the
+    whole only when the sample holds no valid pixel (so a scene is never refused as all no-data on a
+    sample's word)."""
+    if src.overviews(rgb[0]) or src.width * src.height <= SPARSE_ABOVE_PX:
+        return _decimated_read(src, rgb, path)
+    data, valid = _window_sample(src, rgb, path)
+    return (data, valid) if valid.any() else _decimated_read(src, rgb, path)
+
+
+def _window_sample(src, rgb: tuple[int, int, int], path: str) -> tuple[np.ndarray, np.ndarray]:
+    n, side = SPARSE_GRID, SPARSE_WINDOW_PX
+    cols = np.linspace(0, src.width - side, n).astype(int)
+    rows = np.linspace(0, src.height - side, n).astype(int)
+    data = np.zeros((3, n * side, n * side), dtype=src.dtypes[rgb[0] - 1])
+    valid = np.zeros((n * side, n * side), dtype=bool)
+    try:
+        for i, r in enumerate(rows):
+            for j, c in enumerate(cols):
+                window = Window(int(c), int(r), side, side)
+                cell = (slice(i * side, (i + 1) * side), slice(j * side, (j + 1) * side))
+                data[(slice(None), *cell)] = src.read(list(rgb), window=window)
+                valid[cell] = src.dataset_mask(window=window) > 0
+    except RasterioError as exc:
+        raise SceneError(f"scene could not be read (truncated or corrupt?): {path} ({_first_line(exc)})") from exc
+    return data, valid
 
 
 def _decimated_read(src, rgb: tuple[int, int, int], path: str) -> tuple[np.ndarray, np.ndarray]:

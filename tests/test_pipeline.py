@@ -185,3 +185,18 @@ def test_model_is_loaded_once_per_worker(yard, dask_client, oracle_spec):
 
     counts = dask_client.run(loads)
     assert len(counts) == 2 and all(n == 1 for n in counts.values())
+
+
+def test_large_scene_statistics_come_from_a_sparse_sample(tmp_path, monkeypatch):
+    from service import rasters
+
+    monkeypatch.setattr(rasters, "SPARSE_ABOVE_PX", 100 * 100)  # make a small scene count as large
+    monkeypatch.setattr(rasters, "SPARSE_GRID", 2)  # two windows: the corners' 64 px only
+    img = (scenes.blank(600, 600).astype(np.uint16) * 4)
+    mask = np.zeros((600, 600), bool)
+    mask[:, 300:310] = True  # valid only where the sample does not look: fall back, do not refuse
+    path = scenes.write(tmp_path / "strip.tif", img, mask=mask)
+    info = rasters.inspect_scene(path, model_pixel_size_m=0.5)
+    assert info.stretch is not None and info.stretch[0][0] == pytest.approx(440, abs=1)
+    full = scenes.write(tmp_path / "full.tif", img)
+    assert rasters.inspect_scene(full, model_pixel_size_m=0.5).stretch[0][0] == pytest.approx(440, abs=1)

@@ -26,10 +26,10 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 # The scene-pipeline benchmark (bench/): one JSON line per size; BENCH_ARGS adds options, e.g.
-# make bench BENCH_ARGS="--sizes 2000,5000". torchgeo 0.8 imports requests without declaring it.
+# make bench BENCH_ARGS="--sizes 2000,5000"
 BENCH_STAMP := $(VENV)/.railsight-bench-installed
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[bench]' requests
+	$(BIN)/python -m pip install -q -e '.[bench]'
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,30 @@ def resolve_device(device: str) -> torch.device:
     if device not in ("cpu", "cuda"):
         raise WeightsError(f"unknown device {device!r}: use auto, cpu or cuda")
     return torch.device(device)
+
+
+@functools.cache
+def cpu_has_fast_bf16() -> bool:
+    """True where the CPU multiplies bf16 natively (AMX or AVX512-BF16). Elsewhere bf16 autocast on
+    the CPU is emulated and slower than fp32, so it is only used where this says so."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"amx_bf16", "avx512_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def autocast_bf16(device: torch.device, precision: str = "auto") -> bool:
+    """Whether to run under bf16 autocast: ``auto`` -> on CUDA, and on CPUs with native bf16."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise WeightsError(f"unknown precision {precision!r}: use auto, bf16 or fp32")
+    if precision != "auto":
+        return precision == "bf16"
+    return device.type == "cuda" or cpu_has_fast_bf16()
 
 
 def read_weights(path: str | Path) -> tuple[ModelMeta, dict]:

@@ -4,7 +4,8 @@ From scratch: crops of synthetic scenes rendered on the fly (``models.dataset``)
 crops of the user's own scenes and labels, starting from ``init`` (the shipped weights or a file),
 optionally mixed with synthetic scenes so the model does not forget the rest of the world.
 
-- CUDA: bf16 autocast and channels-last; CPU: fp32 (set ``threads`` to share the cores).
+- Channels-last everywhere; bf16 autocast on CUDA and on CPUs that multiply bf16 natively (AMX,
+  AVX512-BF16: 2.7x faster than fp32 on this project's machine), else fp32 (``precision``).
 - Reproducible from ``seed`` for a given device and DataLoader worker count: the model's initial
   weights, the scene seeds, the crops and augmentations all derive from it.
 - Checkpoints every ``checkpoint_every`` steps and on Ctrl-C (model, optimiser, step, elapsed
@@ -45,7 +46,7 @@ from models.dataset import (
     user_sample,
 )
 from models.interface import ModelMeta
-from models.loading import SHIPPED_WEIGHTS, build_model, read_weights, resolve_device, save_weights
+from models.loading import SHIPPED_WEIGHTS, autocast_bf16, build_model, read_weights, resolve_device, save_weights
 from models.losses import railsight_loss
 from models.unet import DEFAULT_BLOCKS, DEFAULT_WIDTHS, build_unet, count_parameters
 
@@ -60,6 +61,7 @@ class TrainConfig:
     seed: int = 0
     out: str = "railsight-trained.pt"
     device: str = "auto"
+    precision: str = "auto"  # auto: bf16 autocast on CUDA and on CPUs with native bf16, else fp32
     init: str | None = None  # None: from scratch; "shipped" or a weights path
     lr: float | None = None  # default: 3e-3 from scratch, 5e-4 when fine-tuning
     weight_decay: float = 1e-4
@@ -108,6 +110,8 @@ class TrainConfig:
             raise ValueError(f"--synth-share must be between 0 and 1, got {self.synth_share}")
         if self.synth_share and not self.finetune:
             raise ValueError("--synth-share only applies when fine-tuning (--scenes/--labels)")
+        if self.crops_per_scene is not None and self.crops_per_scene < 1:
+            raise ValueError(f"--crops-per-scene must be at least 1, got {self.crops_per_scene}")
         if self.checkpoint_every < 1:
             raise ValueError(f"--checkpoint-every must be at least 1, got {self.checkpoint_every}")
         if self.max_seconds is not None and self.max_seconds <= 0:
@@ -217,9 +221,8 @@ def _train(cfg: TrainConfig, scene_at: Callable[[int], GridSample] | None,
         scene_at, names = scene_source(cfg, meta.pixel_size_m)
     finetune = cfg.finetune
     lr = cfg.lr or (5e-4 if finetune or cfg.init else 3e-3)
-    model.to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    bf16 = autocast_bf16(device, cfg.precision)
+    model = model.to(device).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
     warmup = max(1, min(100, cfg.steps // 20))
     start_step, elapsed0, losses = 0, 0.0, []
@@ -260,16 +263,13 @@ def _train(cfg: TrainConfig, scene_at: Callable[[int], GridSample] | None,
                 group["lr"] = current_lr
             batch = next(batches)
             x = normalise(batch["image"].to(device, non_blocking=True), mean, std)
+            x = x.contiguous(memory_format=torch.channels_last)
             semantic = batch["semantic"].to(device, non_blocking=True)
             cores = batch["cores"].to(device, non_blocking=True)
             known = batch["known"].to(device)
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    logits = model(x)
-            else:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = model(x)
-            loss, parts = railsight_loss(logits, semantic, cores, known)
+            loss, parts = railsight_loss(logits.float(), semantic, cores, known)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -310,7 +310,7 @@ def _train(cfg: TrainConfig, scene_at: Callable[[int], GridSample] | None,
         "seed": cfg.seed,
         "device": device.type,
         "hardware": hardware_name(device),
-        "precision": "bf16 autocast" if device.type == "cuda" else "fp32",
+        "precision": "bf16 autocast" if bf16 else "fp32",
         "train_seconds": round(seconds, 1),
         "final_loss": round(losses[-1], 4) if losses else None,
         "engine": {"name": "models.synth", "version": engine_version(), "run_seed": cfg.seed,

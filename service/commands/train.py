@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for weights, scenes, crops (default 0)")
     p.add_argument("--out", help="weights file to write (default railsight-trained.pt / railsight-finetuned.pt)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: CUDA if present")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="default: bf16 autocast on CUDA and on CPUs with native bf16 (AMX), else fp32")
     p.add_argument("--init", help="start from 'shipped' or a weights file (default: from scratch; "
                                   "shipped when fine-tuning)")
     p.add_argument("--scenes", type=path_list, default=(), help="fine-tune on these scenes: a.tif,b.tif")
@@ -39,6 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, help="data loader processes rendering scenes (default 1; 0 = inline)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--scene-px", type=int, default=768, help="side of each rendered synthetic scene (default 768)")
+    p.add_argument("--crops-per-scene", type=int,
+                   help="crops drawn from each rendered scene before it is replaced (default 24; 8 for your scenes)")
     p.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints (default 200)")
     p.add_argument("--max-minutes", type=float, help="wall-time budget: stop early (schedule follows the clock)")
     p.add_argument("--resume", action="store_true", help="continue from OUT's checkpoint (OUT.ckpt) if present")
@@ -57,6 +61,7 @@ def config_from_args(args: argparse.Namespace):
         seed=args.seed,
         out=args.out or ("railsight-finetuned.pt" if finetune else "railsight-trained.pt"),
         device=args.device,
+        precision=args.precision,
         init=args.init or ("shipped" if finetune else None),
         lr=args.lr,
         scenes=tuple(args.scenes),
@@ -64,6 +69,7 @@ def config_from_args(args: argparse.Namespace):
         labels_crs=args.labels_crs,
         synth_share=args.synth_share,
         synth_size_px=args.scene_px,
+        crops_per_scene=args.crops_per_scene,
         workers=args.workers,
         threads=args.threads,
         checkpoint_every=args.checkpoint_every,

@@ -29,7 +29,7 @@ import torch
 
 from kernels.normalise import normalise
 from models.interface import SEMANTIC_CLASSES, ModelMeta, split_output
-from models.loading import ModelSpec, load_model, resolve_device
+from models.loading import ModelSpec, autocast_bf16, load_model, resolve_device
 
 
 def _sync(device: torch.device) -> None:
@@ -47,13 +47,14 @@ def model_only(
     from service.model_plugin import get_model
 
     module, meta, dev = get_model(spec, device)  # the very module setup the workers use
+    bf16 = autocast_bf16(dev)  # the precision the pipeline's workers pick
     gen = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (batch, 3, window, window), dtype=torch.uint8, generator=gen).to(dev)
 
     def step() -> None:
         with torch.inference_mode():
             y = normalise(x, meta.mean, meta.std).contiguous(memory_format=torch.channels_last)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
                 split_output(module(y))
 
     for _ in range(3 if dev.type == "cuda" else 1):
@@ -71,7 +72,7 @@ def model_only(
     _sync(dev)
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     return {"s_per_tile": elapsed / done, "cpu_s_per_tile": cpu / done, "tiles_timed": done, "window_px": window,
-            "batch": batch,
+            "batch": batch, "precision": "bf16" if bf16 else "fp32",
             "torch_threads": torch.get_num_threads()}
 
 

@@ -41,6 +41,7 @@ class DetectOptions:
     tile: int = 512
     batch_size: int | None = None
     device: str = "auto"
+    precision: str = "auto"  # auto: bf16 on CUDA and on CPUs with native bf16 (AMX), else fp32
     min_confidence: float = 0.0
     classes: tuple[str, ...] = ALL_CLASSES
     bands: tuple[int, ...] | None = None
@@ -58,6 +59,8 @@ class DetectOptions:
             raise BadOption(f"minimum confidence must be between 0 and 1, got {self.min_confidence}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise BadOption(f"unknown device {self.device!r}: use auto, cpu or cuda")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise BadOption(f"unknown precision {self.precision!r}: use auto, bf16 or fp32")
 
 
 def options_from_settings(settings: PipelineSettings, **overrides: Any) -> DetectOptions:
@@ -65,6 +68,7 @@ def options_from_settings(settings: PipelineSettings, **overrides: Any) -> Detec
         "tile": settings.tile,
         "batch_size": settings.batch_size,
         "device": settings.device,
+        "precision": settings.precision,
         "min_confidence": settings.min_confidence,
         "max_pixels": settings.max_scene_pixels,
     }
@@ -134,7 +138,8 @@ def detect_scene(
     kind = _device_kind(options.device)
     groups = batches(tiles, options.batch_size or DEFAULT_BATCH[kind])
     register_model(client, model, options.device)
-    task = TaskOptions(model, options.device, tuple(options.classes), want_labels=bool(options.class_raster))
+    task = TaskOptions(model, options.device, tuple(options.classes), want_labels=bool(options.class_raster),
+                       precision=options.precision)
     writer = ClassRasterWriter(options.class_raster, info) if options.class_raster else None
     merged = _Accumulator()
     if progress:
@@ -211,6 +216,7 @@ class _Accumulator:
         self.valid_px = 0
         self.tiles_done = 0
         self.read_s = self.model_s = self.vectorise_s = 0.0
+        self.precisions: set[str] = set()
 
     def add(self, result: BatchResult) -> None:
         for tr in result.tiles:
@@ -221,6 +227,8 @@ class _Accumulator:
         self.read_s += result.read_s
         self.model_s += result.model_s
         self.vectorise_s += result.vectorise_s
+        if result.precision:
+            self.precisions.add(result.precision)
 
 
 def _assemble(
@@ -270,6 +278,7 @@ def _assemble(
         "tile_size": options.tile,
         "halo": meta.halo_px,
         "device": device,
+        "precision": "+".join(sorted(acc.precisions)) or None,
         "timings": {
             "inspect_s": round(inspected - started, 3),
             "read_s": round(acc.read_s, 3),

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Device = Literal["auto", "cpu", "cuda"]
+Precision = Literal["auto", "bf16", "fp32"]
 
 
 class PipelineSettings(BaseSettings):
@@ -17,6 +18,9 @@ class PipelineSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAILSIGHT_", extra="ignore")
 
     device: Device = "auto"
+    precision: Precision = Field(
+        default="auto", description="model arithmetic: auto = bf16 autocast on CUDA and on CPUs with native bf16"
+    )
     dask_scheduler: str | None = Field(
         default=None, description="tcp://host:8786 to use an existing Dask cluster instead of a LocalCluster"
     )

@@ -200,3 +200,11 @@ def test_large_scene_statistics_come_from_a_sparse_sample(tmp_path, monkeypatch)
     assert info.stretch is not None and info.stretch[0][0] == pytest.approx(440, abs=1)
     full = scenes.write(tmp_path / "full.tif", img)
     assert rasters.inspect_scene(full, model_pixel_size_m=0.5).stretch[0][0] == pytest.approx(440, abs=1)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_summary_names_the_precision_the_workers_used(yard, dask_client, oracle_spec, precision):
+    path, boxes = yard
+    fc = detect_scene(path, DetectOptions(device="cpu", precision=precision), oracle_spec, dask_client)
+    assert fc["summary"]["precision"] == precision
+    assert fc["summary"]["counts"]["railcar"] == len(boxes)

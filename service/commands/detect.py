@@ -38,6 +38,8 @@ def class_list(text: str) -> tuple[str, ...]:
 def add_scene_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by `detect` and `batch`."""
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="model device (default: auto)")
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"),
+                        help="model arithmetic (default auto: bf16 on CUDA and on CPUs with native bf16, else fp32)")
     parser.add_argument("--tile", type=int, help="tile core size in model pixels, a multiple of 32 (default 512)")
     parser.add_argument("--batch-size", type=int, help="tiles per model call (default: 32 on CUDA, 4 on CPU)")
     parser.add_argument("--workers", type=int, help="LocalCluster worker processes")
@@ -51,7 +53,8 @@ def add_scene_options(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> PipelineSettings:
     settings = PipelineSettings()
-    updates = {k: getattr(args, k) for k in ("device", "workers", "weights") if getattr(args, k, None) is not None}
+    names = ("device", "precision", "workers", "weights")
+    updates = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
     return settings.model_copy(update=updates)
 
 

@@ -29,7 +29,8 @@ import torch
 
 from kernels.normalise import normalise
 from models.interface import SEMANTIC_CLASSES, ModelMeta, split_output
-from models.loading import ModelSpec, autocast_bf16, load_model, resolve_device
+from models.loading import autocast_bf16, load_model, resolve_device
+from models.spec import ModelSpec
 
 
 def _sync(device: torch.device) -> None:
@@ -41,7 +42,7 @@ def model_only(
     spec: ModelSpec, device: str, *, window: int, batch: int, tiles: int, budget_s: float
 ) -> dict[str, Any]:
     """Seconds per tile for the pipeline's model step (normalise, model, split_output, as
-    ``service.tile_tasks.infer`` does them) on uint8 batches already on the device. Times whole
+    ``models.inference.infer`` does them) on uint8 batches already on the device. Times whole
     batches until every tile of the scene is covered or ``budget_s`` is spent (at least one batch
     after a warm-up)."""
     from service.model_plugin import get_model

@@ -8,10 +8,12 @@ seeded, so every Dask worker and the baselines in the benchmark process run the 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from models.spec import SHIPPED_WEIGHTS, ModelSpec
 
-from models.loading import SHIPPED_WEIGHTS, ModelSpec
+if TYPE_CHECKING:  # only the factories need torch; the benchmark's client side stays without it
+    import torch
 
 UNTRAINED = "bench.model:untrained_unet"
 TINY = "bench.model:tiny_unet"
@@ -19,6 +21,8 @@ TINY = "bench.model:tiny_unet"
 
 def untrained_unet() -> torch.nn.Module:
     """The shipped architecture with its default widths, seeded random weights."""
+    import torch
+
     from models.unet import build_unet
 
     with torch.random.fork_rng():
@@ -28,6 +32,8 @@ def untrained_unet() -> torch.nn.Module:
 
 def tiny_unet() -> torch.nn.Module:
     """A much narrower UNet with the same layout: for the benchmark's own smoke test only."""
+    import torch
+
     from models.unet import build_unet
 
     with torch.random.fork_rng():

@@ -47,7 +47,6 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bench import baselines as bl
 from bench.model import choose_spec
 from bench.monitor import PeakRSS, machine
 from bench.scene import RENDERERS, ensure_scene
@@ -114,8 +113,6 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
-    import torch
-
     from service.cluster import dask_client, local_layout
     from service.geojson import write_geojson
     from service.model_plugin import register_model
@@ -174,6 +171,7 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
                 t_detected = time.perf_counter()
                 write_geojson(collection, out)
                 e2e_s = time.perf_counter() - started
+            client_had_torch = "torch" in sys.modules
             gpu_workers = client.run(_gpu_peak) if device == "cuda" else None
         summary = collection["summary"]
         timings = summary["timings"]
@@ -204,6 +202,13 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
             rss_at_peak_by_process_mb=[[role, round(b / MB, 1)] for role, b in rss.at_peak],
         )
 
+        # Only now does this process load torch: during the end-to-end run it was, like
+        # `railsight detect` or the API, a client without it (the workers run the model).
+        import torch
+
+        from bench import baselines as bl
+
+        line["client_imported_torch_during_e2e"] = client_had_torch
         torch.set_num_threads(os.cpu_count() or 1)
         log(f"{size} px: model only")
         budget = args.model_only_seconds if args.model_only_seconds is not None else MODEL_ONLY_BUDGET_S[device]
@@ -238,6 +243,8 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
 def _run_baselines(
     args, size: int, path: Path, spec, batch: int, workdir: Path, e2e_mpx_s: float, e2e_mpx_per_cpu_s: float | None
 ) -> dict[str, Any]:
+    from bench import baselines as bl
+
     results: dict[str, Any] = {}
     skipped: list[str] = []
     for name in BASELINES:

@@ -16,8 +16,10 @@ components are one seed per car; each seed then grows back over its class mask (
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where tensors are made: the pipeline's client side never does
+    import torch
 
 SEMANTIC_CLASSES = ("background", "railcar", "tarped_cargo", "track")
 OBJECT_CLASSES = ("railcar", "tarped_cargo")  # classes with a core channel, in channel order
@@ -58,4 +60,4 @@ def split_output(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if logits.ndim != 4 or logits.shape[1] != OUTPUT_CHANNELS:
         raise ValueError(f"model output must be (B, {OUTPUT_CHANNELS}, H, W), got {tuple(logits.shape)}")
     n = len(SEMANTIC_CLASSES)
-    return torch.softmax(logits[:, :n].float(), dim=1), torch.sigmoid(logits[:, n:].float())
+    return logits[:, :n].float().softmax(dim=1), logits[:, n:].float().sigmoid()

@@ -4,46 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from models.interface import ModelMeta
-
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-SHIPPED_WEIGHTS = WEIGHTS_DIR / "railsight.pt"
-
-# Architecture name (stored in the weights' metadata) -> "module:callable" building it from arch_args.
-ARCHITECTURES = {"unet": "models.unet:build_unet"}
-
-
-class WeightsError(Exception):
-    """Weights that are missing, unreadable or for an architecture we do not know."""
-
-    code = "model_error"
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Where a model comes from; small and picklable so it can travel to Dask workers."""
-
-    weights: str | None = None
-    factory: str | None = None
-
-    def describe(self) -> str:
-        return self.factory or str(self.weights or SHIPPED_WEIGHTS)
-
-
-def import_callable(ref: str):
-    module_name, _, attr = ref.partition(":")
-    if not attr:
-        raise WeightsError(f"expected 'module:callable', got {ref!r}")
-    try:
-        return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise WeightsError(f"cannot import model factory {ref!r}: {exc}") from exc
+from models.spec import (
+    ARCHITECTURES,
+    SHIPPED_WEIGHTS,
+    ModelSpec,
+    WeightsError,
+    add_meta_member,
+    import_callable,
+    meta_from_dict,
+)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -87,17 +61,10 @@ def read_weights(path: str | Path) -> tuple[ModelMeta, dict]:
         raise WeightsError(f"weights file not found: {path}")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-        meta_fields = {f.name for f in dataclasses.fields(ModelMeta)}
-        meta = ModelMeta(**{k: v for k, v in blob["meta"].items() if k in meta_fields})
+        meta = meta_from_dict(blob["meta"])
     except Exception as exc:  # any failure here means the file is not railsight weights
         raise WeightsError(f"not a railsight weights file: {path} ({exc})") from exc
-    return _tuples(meta), blob["state_dict"]
-
-
-def _tuples(meta: ModelMeta) -> ModelMeta:
-    return dataclasses.replace(
-        meta, classes=tuple(meta.classes), mean=tuple(meta.mean), std=tuple(meta.std)  # type: ignore[arg-type]
-    )
+    return meta, blob["state_dict"]
 
 
 def save_weights(path: str | Path, module: torch.nn.Module, meta: ModelMeta) -> Path:
@@ -106,6 +73,7 @@ def save_weights(path: str | Path, module: torch.nn.Module, meta: ModelMeta) -> 
     tmp = path.with_name(f".{path.name}.tmp")
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
     torch.save({"meta": dataclasses.asdict(meta), "state_dict": state}, tmp)
+    add_meta_member(tmp, meta)
     tmp.replace(path)
     return path
 

@@ -46,8 +46,9 @@ from models.dataset import (
     user_sample,
 )
 from models.interface import ModelMeta
-from models.loading import SHIPPED_WEIGHTS, autocast_bf16, build_model, read_weights, resolve_device, save_weights
+from models.loading import autocast_bf16, build_model, read_weights, resolve_device, save_weights
 from models.losses import railsight_loss
+from models.spec import SHIPPED_WEIGHTS
 from models.unet import DEFAULT_BLOCKS, DEFAULT_WIDTHS, build_unet, count_parameters
 
 MODEL_VERSION = "0.1.0"

@@ -8,7 +8,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from models.loading import WeightsError
+from models.spec import WeightsError
 from service.errors import RailsightError
 
 # Subcommand modules, in the order `railsight --help` lists them.

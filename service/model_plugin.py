@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import TYPE_CHECKING
 
-import torch
 from distributed import Client
 from distributed.comm import get_address_host
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from models.inference import optimise_for_inference
 from models.interface import ModelMeta
-from models.loading import ModelSpec, load_model, resolve_device
+from models.spec import ModelSpec
+
+if TYPE_CHECKING:  # torch is imported on the workers only: the client registers the plugin by value
+    import torch
 
 PLUGIN_NAME = "railsight-model"
 
@@ -25,6 +27,9 @@ load_count = 0
 def get_model(spec: ModelSpec, device: str) -> tuple[torch.nn.Module, ModelMeta, torch.device]:
     """The process-wide model for (spec, device), loading it on first use."""
     global load_count
+    from models.inference import optimise_for_inference
+    from models.loading import load_model, resolve_device
+
     key = (spec, device)
     with _lock:
         if key not in _loaded:
@@ -53,6 +58,10 @@ class ModelPlugin(WorkerPlugin):
         self.threads_by_host = threads_by_host or {}
 
     def setup(self, worker=None) -> None:
+        import torch
+
+        from models.loading import resolve_device
+
         if worker is not None and resolve_device(self.device).type == "cpu":
             host = get_address_host(worker.address)
             dask_threads = self.threads_by_host.get(host, worker.state.nthreads)
@@ -60,11 +69,21 @@ class ModelPlugin(WorkerPlugin):
         get_model(self.spec, self.device)
 
 
-def register_model(client: Client, spec: ModelSpec, device: str) -> None:
+def register_model(client: Client, spec: ModelSpec, device: str) -> str:
     """Load ``spec`` on every worker of ``client``'s cluster, now and on workers that join later.
-    Registering again is cheap: each process keeps what it loaded."""
+    Registering again is cheap: each process keeps what it loaded. Returns the device kind the
+    workers run the model on ("cuda" if any does, else "cpu"): the workers', not this process's,
+    which may have no GPU and no torch."""
     threads: dict[str, int] = {}
     for address, w in client.scheduler_info(n_workers=-1).get("workers", {}).items():
         host = get_address_host(address)
         threads[host] = threads.get(host, 0) + int(w.get("nthreads", 1))
     client.register_plugin(ModelPlugin(spec, device, threads))
+    kinds = set(client.run(_device_kind, device).values())
+    return "cuda" if "cuda" in kinds else "cpu"
+
+
+def _device_kind(device: str) -> str:
+    from models.loading import resolve_device
+
+    return resolve_device(device).type

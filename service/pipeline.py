@@ -23,7 +23,7 @@ from shapely.geometry import LineString, box
 from kernels.tiling import SIZE_MULTIPLE, batches, plan_tiles
 from kernels.vectorise import PixelLine, PixelObject, join_tracks, oriented_box_attributes
 from models.interface import OBJECT_CLASSES, ModelMeta
-from models.loading import SHIPPED_WEIGHTS, ModelSpec, load_model, read_weights
+from models.spec import SHIPPED_WEIGHTS, ModelSpec, read_meta
 from service.errors import BadOption, Cancelled
 from service.geojson import GeometryMapper, feature, feature_collection
 from service.model_plugin import register_model
@@ -82,18 +82,13 @@ def model_spec_from_settings(settings: PipelineSettings) -> ModelSpec:
 
 @lru_cache(maxsize=8)
 def model_meta(spec: ModelSpec) -> ModelMeta:
-    """The model's metadata on the client side (pixel size, halo, name) without a GPU."""
+    """The model's metadata on the client side (pixel size, halo, name), without torch for a
+    weights file (a factory, used by tests, has to build its model to say)."""
     if spec.factory:
+        from models.loading import load_model
+
         return load_model(spec, "cpu")[1]
-    return read_weights(spec.weights or SHIPPED_WEIGHTS)[0]
-
-
-def _device_kind(device: str) -> str:
-    if device == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    return read_meta(spec.weights or SHIPPED_WEIGHTS)
 
 
 @dataclass(frozen=True)
@@ -135,9 +130,8 @@ def detect_scene(
     info, meta = prepared.info, prepared.meta
     inspected = time.perf_counter()
     tiles = plan_tiles(info.grid_width, info.grid_height, options.tile, meta.halo_px)
-    kind = _device_kind(options.device)
+    kind = register_model(client, model, options.device)
     groups = batches(tiles, options.batch_size or DEFAULT_BATCH[kind])
-    register_model(client, model, options.device)
     task = TaskOptions(model, options.device, tuple(options.classes), want_labels=bool(options.class_raster),
                        precision=options.precision)
     writer = ClassRasterWriter(options.class_raster, info) if options.class_raster else None

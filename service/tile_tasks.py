@@ -1,4 +1,6 @@
-"""The work of one Dask task: read a batch of tiles, run the model, vectorise each tile."""
+"""The work of one Dask task: read a batch of tiles, run the model, vectorise each tile.
+
+The client imports this module too (to submit ``run_batch``); torch is only imported on workers."""
 
 from __future__ import annotations
 
@@ -6,13 +8,11 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
-from kernels.normalise import normalise
 from kernels.tiling import Tile
 from kernels.vectorise import PixelLine, PixelObject, vectorise_tile
-from models.interface import OBJECT_CLASSES, SEMANTIC_CLASSES, ModelMeta, split_output
-from models.loading import ModelSpec, autocast_bf16
+from models.interface import OBJECT_CLASSES, SEMANTIC_CLASSES
+from models.spec import ModelSpec
 from service.model_plugin import get_model
 from service.rasters import SceneInfo, open_scene
 
@@ -51,24 +51,11 @@ def grid_pixel_size_m(info: SceneInfo) -> float:
     return float(np.mean([info.pixel_size_m[i] / info.grid_scale[i] for i in (0, 1)]))
 
 
-def infer(module: torch.nn.Module, meta: ModelMeta, device: torch.device, rgb: np.ndarray,
-          precision: str = "auto") -> tuple[np.ndarray, np.ndarray]:
-    """(B, 3, S, S) uint8 -> class probabilities (B, 4, S, S) and core probabilities (B, 2, S, S),
-    float32 on the host. Channels-last; bf16 autocast where ``autocast_bf16`` says (CUDA, and CPUs
-    with native bf16, where it doubles CPU throughput), else fp32."""
-    batch = torch.from_numpy(rgb)
-    cuda = device.type == "cuda"
-    with torch.inference_mode():
-        if cuda:
-            batch = batch.pin_memory().to(device, non_blocking=True)
-        x = normalise(batch, meta.mean, meta.std).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast_bf16(device, precision)):
-            logits = module(x)
-        probs, cores = split_output(logits)
-        return probs.cpu().numpy(), cores.cpu().numpy()
-
-
 def run_batch(info: SceneInfo, tiles: list[Tile], opts: TaskOptions) -> BatchResult:
+    # Imported here: the client pickles this function by reference and must not load torch for it.
+    from models.inference import infer
+    from models.loading import autocast_bf16
+
     module, meta, device = get_model(opts.model, opts.device)
     result = BatchResult()
     t0 = time.perf_counter()

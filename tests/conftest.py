@@ -34,7 +34,7 @@ def dask_client(dask_cluster):
 
 @pytest.fixture()
 def oracle_spec():
-    from models.loading import ModelSpec
+    from models.spec import ModelSpec
 
     return ModelSpec(factory=ORACLE)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from distributed import Client
 
-from models.loading import ModelSpec
+from models.spec import ModelSpec
 from service import cli
 from service.commands import batch
 from service.errors import BadOption, SceneNotFound

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from models.inference import optimise_for_inference
-from models.loading import WeightsError, autocast_bf16, cpu_has_fast_bf16
+from models.loading import autocast_bf16, cpu_has_fast_bf16
+from models.spec import WeightsError
 from models.unet import build_unet
 
 

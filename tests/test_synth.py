@@ -192,3 +192,14 @@ def test_truth_geojson_contract():
             assert signed > 0  # right-hand rule: exterior ring anticlockwise
             assert x.min() >= -180 and x.max() <= 180 and y.min() >= -90 and y.max() <= 90
     assert truth["summary"]["counts"]["railcar"] == scene.conditions["n_railcars"]
+
+
+def test_palette_draws_follow_the_palette_not_its_address():
+    """Literal palettes are fresh dicts whose ids get reused; each draw must still use its own."""
+    from models.synth.colours import PAINT, jitter, pick
+
+    for i in range(200):
+        name = ("red", "blue", "white")[i % 3]
+        want_rng = np.random.default_rng(i)
+        want_rng.random()  # pick draws the colour name first
+        assert pick(np.random.default_rng(i), {name: 1}) == jitter(want_rng, PAINT[name])

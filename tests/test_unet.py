@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from models.interface import OUTPUT_CHANNELS, ModelMeta, split_output
-from models.loading import ModelSpec, load_model, read_weights, save_weights
+from models.loading import load_model, read_weights, save_weights
+from models.spec import ModelSpec
 from models.unet import build_unet, count_parameters
 
 

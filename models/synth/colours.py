@@ -66,16 +66,19 @@ TREE = {
 }  # fmt: skip
 
 
-_CUMULATIVE: dict[int, tuple[list[str], np.ndarray]] = {}
+# Keyed by the palette's contents, not id(): callers pass literal dicts too, and a freed dict's id
+# is reused by the next one, which then drew from the wrong palette (renders differed run to run).
+_CUMULATIVE: dict[tuple, tuple[list[str], np.ndarray]] = {}
 
 
 def pick(rng: np.random.Generator, palette: dict) -> tuple[float, float, float]:
     """A colour drawn from ``palette`` (name -> weight), with a little jitter."""
-    table = _CUMULATIVE.get(id(palette))
+    key = tuple(palette.items())
+    table = _CUMULATIVE.get(key)
     if table is None:
         names = list(palette)
         cum = np.cumsum([palette[k] for k in names], dtype=float)
-        table = _CUMULATIVE[id(palette)] = (names, cum / cum[-1])
+        table = _CUMULATIVE[key] = (names, cum / cum[-1])
     names, cum = table
     name = names[min(int(np.searchsorted(cum, rng.random(), side="right")), len(names) - 1)]
     return jitter(rng, PAINT[name])

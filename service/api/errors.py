@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from models.loading import WeightsError
+from models.spec import WeightsError
 from service.errors import BadOption, RailsightError, SceneError
 from service.jobs.errors import (
     BadScenePath,

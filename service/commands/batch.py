@@ -48,7 +48,7 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from tqdm import tqdm
 
-from models.loading import ModelSpec, WeightsError
+from models.spec import ModelSpec, WeightsError
 from service import geojson
 from service.cluster import dask_client
 from service.commands.detect import add_scene_options, scene_options_from_args, settings_from_args

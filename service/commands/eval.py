@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from models.evaluation import EvaluationError, evaluate, find_scenes
-    from models.loading import read_weights
+    from models.spec import read_meta
     from service.cluster import dask_client
     from service.pipeline import detect_scene, model_spec_from_settings, options_from_settings
     from service.settings import PipelineSettings
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     options.check()
     model_info: dict = {"source": spec.describe()}
     if not spec.factory:
-        meta, _ = read_weights(spec.weights) if spec.weights else read_weights(_shipped())
+        meta = read_meta(spec.weights or _shipped())
         model_info.update(name=meta.name, version=meta.version,
                           trained_on=meta.extra.get("hardware"), train_seconds=meta.extra.get("train_seconds"),
                           steps=meta.extra.get("steps"))
@@ -80,6 +80,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _shipped():
-    from models.loading import SHIPPED_WEIGHTS
+    from models.spec import SHIPPED_WEIGHTS
 
     return SHIPPED_WEIGHTS

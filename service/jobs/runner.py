@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models.loading import WeightsError
+from models.spec import WeightsError
 from service.errors import Cancelled, RailsightError
 from service.jobs.metrics import Metrics
 from service.jobs.results import ResultStore

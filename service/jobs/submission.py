@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from models.loading import WeightsError
+from models.spec import WeightsError
 from service.jobs.errors import IdempotencyConflict, ModelUnavailable, QueueFull, TooLarge
 from service.jobs.sources import SceneRef, check_tiff, parse_scene
 from service.jobs.store import Job, JobStore, NewJob

@@ -62,6 +62,9 @@ MB = 1e6
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when present, else cpu")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="the pipeline's and model-only's arithmetic (default auto: bf16 on CUDA and on CPUs "
+                        "with native bf16); the naive and TorchGeo-style baselines are fp32 as users write them")
     p.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="scene sides in px, comma separated")
     p.add_argument("--tile", type=int, default=512, help="tile core size (the pipeline's --tile)")
     p.add_argument("--batch", type=int, default=None, help="tiles per model call (default: the pipeline's)")
@@ -83,10 +86,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pool", type=int, default=8, help="distinct yards rendered per scene")
     p.add_argument("--in-process", action="store_true", help="run every size in this process (no child per size)")
     args = p.parse_args(argv)
-    if args.device is None:
-        import torch
-
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.device is None:  # asked in a child process: this one stays without torch until after e2e
+        probe = "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')"
+        args.device = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                     check=True).stdout.strip()
     args.size_list = [int(s) for s in str(args.sizes).split(",") if s.strip()]
     if not args.size_list or min(args.size_list) < 64:
         p.error("--sizes needs sizes of at least 64 px")
@@ -124,7 +127,7 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
     scene_path, scene_info = ensure_scene(args.cache_dir, size, seed=args.seed, chunk=args.chunk, pool=args.pool,
                                           renderer=args.renderer)
     batch = args.batch or DEFAULT_BATCH[device]
-    options = DetectOptions(device=device, tile=args.tile, batch_size=batch)
+    options = DetectOptions(device=device, tile=args.tile, batch_size=batch, precision=args.precision)
     line: dict[str, Any] = {"bench": "scene-pipeline", "machine": machine(device), "device": device, "size": size,
                             "megapixels": size * size / MB, "scene": scene_info, "model": model_info}
     workdir = Path(tempfile.mkdtemp(prefix="run-", dir=args.cache_dir))
@@ -192,6 +195,7 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
             phases_s={"prepare": round(t_prepared - started, 3), "detect": round(t_detected - t_prepared, 3),
                       "write_geojson": round(started + e2e_s - t_detected, 3)},
             counts=summary["counts"],
+            precision=summary.get("precision"),
             geojson_mb=round(out.stat().st_size / MB, 2),
             e2e_cpu_s=_sig(rss.cpu_seconds),
             e2e_cpu_s_by_process={role: round(v, 2) for role, v in rss.cpu_seconds_by_role().items()},
@@ -214,7 +218,8 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
         budget = args.model_only_seconds if args.model_only_seconds is not None else MODEL_ONLY_BUDGET_S[device]
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        mo = bl.model_only(spec, device, window=args.tile + 2 * halo, batch=batch, tiles=tiles, budget_s=budget)
+        mo = bl.model_only(spec, device, window=args.tile + 2 * halo, batch=batch, tiles=tiles, budget_s=budget,
+                           precision=args.precision)
         model_only_mpx_s = size * size / (tiles * mo["s_per_tile"]) / MB
         model_only_per_cpu = size * size / (tiles * mo["cpu_s_per_tile"]) / MB if mo["cpu_s_per_tile"] else None
         mo.update(s_per_tile=_sig(mo["s_per_tile"]), cpu_s_per_tile=_sig(mo["cpu_s_per_tile"]))

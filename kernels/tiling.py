@@ -76,7 +76,7 @@ def plan_tiles(width: int, height: int, tile: int, halo: int) -> list[Tile]:
     if halo < 0 or halo % 16:
         raise ValueError(f"halo must be a non-negative multiple of 16, got {halo}")
     t = effective_tile_size(tile, width, height)
-    tiles = []
+    tiles: list[Tile] = []
     for i in range(math.ceil(height / t)):
         for j in range(math.ceil(width / t)):
             c0, r0 = j * t, i * t

@@ -64,7 +64,7 @@ class DetectOptions:
 
 
 def options_from_settings(settings: PipelineSettings, **overrides: Any) -> DetectOptions:
-    base = {
+    base: dict[str, Any] = {
         "tile": settings.tile,
         "batch_size": settings.batch_size,
         "device": settings.device,
@@ -143,7 +143,8 @@ def detect_scene(
             merged.add(result)
             if writer:
                 for tr in result.tiles:
-                    writer.write(tr.tile.core_col, tr.tile.core_row, tr.labels)
+                    if tr.labels is not None:  # always set when a class raster is asked for
+                        writer.write(tr.tile.core_col, tr.tile.core_row, tr.labels)
             if progress:
                 progress(merged.tiles_done, len(tiles))
         if writer:

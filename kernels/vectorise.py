@@ -27,6 +27,8 @@ NODATA_MARGIN_PX = 2
 # are at least about 9.7 m x 2.4 m (5th percentiles, shared/USE_CASE.md), 23 m^2; a predicted
 # footprint loses a pixel ring at its edges, so the floor sits below that.
 MIN_AREA_M2 = {"railcar": 16.0, "tarped_cargo": 2.0}
+# A pixel is part of an object's core (its instance seed) above this core probability.
+CORE_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ def vectorise_tile(
         class_mask = (winner == c) & valid
         if not class_mask.any():
             continue
-        labels, count = label_instances(class_mask, cores[k] > 0.5)
+        labels, count = label_instances(class_mask, cores[k] > CORE_THRESHOLD)
         objects.extend(_owned_objects(labels, count, probs[c], tile, cls, pixel_size_m))
     lines: list[PixelLine] = []
     if "track" in classes:

@@ -8,10 +8,10 @@ path between nodes becomes one polyline, and loops with no node are walked from 
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 from skimage.morphology import skeletonize
 
 _OFFSETS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
+_FOUR_FIRST = np.array([1, 3, 4, 6, 0, 2, 5, 7])  # indices into _OFFSETS: 4-connected steps, then diagonals
 
 
 def centre_lines(band: np.ndarray, min_length_px: int = 8) -> list[np.ndarray]:
@@ -29,52 +29,53 @@ def _length(points: np.ndarray) -> float:
 
 def _walk(skel: np.ndarray) -> list[np.ndarray]:
     h, w = skel.shape
-    neighbours = ndimage.convolve(skel.astype(np.uint8), np.ones((3, 3), np.uint8), mode="constant") - 1
-    neighbours = np.where(skel, neighbours, 0)
-    padded = np.pad(skel, 1)
+    ys, xs = np.nonzero(skel)
+    n = ys.size
+    # Pixel ids and, per pixel, its skeleton neighbours' ids (-1: none), gathered with numpy once so
+    # the walk below only follows integers.
+    ids = np.full((h + 2, w + 2), -1, dtype=np.int64)
+    ids[ys + 1, xs + 1] = np.arange(n)
+    around = np.stack([ids[ys + 1 + dy, xs + 1 + dx] for dy, dx in _OFFSETS], axis=1)
+    degree = (around >= 0).sum(axis=1)
+    neighbours = around.tolist()
+    # The same, 4-connected first: the walk prefers those so a diagonal shortcut does not skip a
+    # pixel of the line.
+    preferred = around[:, _FOUR_FIRST].tolist()
+    is_node = (degree != 2).tolist()
     visited_edges: set[tuple[int, int]] = set()
-    paths: list[list[tuple[int, int]]] = []
+    paths: list[list[int]] = []
 
-    def step_from(y: int, x: int) -> list[tuple[int, int]]:
-        return [(y + dy, x + dx) for dy, dx in _OFFSETS if padded[y + dy + 1, x + dx + 1]]
+    def edge(a: int, b: int) -> tuple[int, int]:
+        return (a, b) if a < b else (b, a)
 
-    def edge(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
-        ia, ib = a[0] * w + a[1], b[0] * w + b[1]
-        return (ia, ib) if ia < ib else (ib, ia)
-
-    def trace(start: tuple[int, int], nxt: tuple[int, int]) -> list[tuple[int, int]]:
+    def trace(start: int, nxt: int) -> list[int]:
         path = [start, nxt]
         visited_edges.add(edge(start, nxt))
         prev, cur = start, nxt
-        while is_node[cur] == 0:
-            options = [p for p in step_from(*cur) if p != prev and edge(cur, p) not in visited_edges]
-            if not options:
+        while not is_node[cur]:
+            step = next((p for p in preferred[cur] if p >= 0 and p != prev and edge(cur, p) not in visited_edges),
+                        None)
+            if step is None:
                 break
-            # Prefer 4-connected steps so a diagonal shortcut does not skip a pixel of the line.
-            options.sort(key=lambda p: abs(p[0] - cur[0]) + abs(p[1] - cur[1]))
-            prev, cur = cur, options[0]
+            prev, cur = cur, step
             visited_edges.add(edge(prev, cur))
             path.append(cur)
         return path
 
-    is_node = skel & (neighbours != 2)
-    for y, x in zip(*np.nonzero(is_node), strict=True):
-        for nb in step_from(y, x):
-            if edge((y, x), nb) not in visited_edges:
-                paths.append(trace((int(y), int(x)), nb))
+    for i in np.flatnonzero(degree != 2).tolist():
+        for nb in neighbours[i]:
+            if nb >= 0 and edge(i, nb) not in visited_edges:
+                paths.append(trace(i, nb))
     # Closed loops have no node: start anywhere on them.
-    on_path = np.zeros_like(skel)
+    on_path = np.zeros(n, dtype=bool)
     for p in paths:
-        for y, x in p:
-            on_path[y, x] = True
-    for y, x in zip(*np.nonzero(skel & ~on_path), strict=True):
-        if on_path[y, x]:
+        on_path[p] = True
+    for i in np.flatnonzero(~on_path).tolist():
+        first = next((nb for nb in neighbours[i] if nb >= 0), None)
+        if on_path[i] or first is None:
             continue
-        nbs = step_from(y, x)
-        if not nbs:
-            continue
-        loop = trace((int(y), int(x)), nbs[0])
-        for py, px in loop:
-            on_path[py, px] = True
+        loop = trace(i, first)
+        on_path[loop] = True
         paths.append(loop)
-    return [np.array([(x + 0.5, y + 0.5) for y, x in p], dtype=np.float64) for p in paths if len(p) > 1]
+    xy = np.column_stack([xs + 0.5, ys + 0.5]).astype(np.float64)
+    return [xy[p] for p in paths if len(p) > 1]

@@ -128,7 +128,8 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
                                           renderer=args.renderer)
     batch = args.batch or DEFAULT_BATCH[device]
     options = DetectOptions(device=device, tile=args.tile, batch_size=batch, precision=args.precision)
-    line: dict[str, Any] = {"bench": "scene-pipeline", "machine": machine(device), "device": device, "size": size,
+    load_at_start = round(os.getloadavg()[0], 2)  # machine() itself waits until torch may be loaded
+    line: dict[str, Any] = {"bench": "scene-pipeline", "machine": {}, "device": device, "size": size,
                             "megapixels": size * size / MB, "scene": scene_info, "model": model_info}
     workdir = Path(tempfile.mkdtemp(prefix="run-", dir=args.cache_dir))
     try:
@@ -213,6 +214,7 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
         from bench import baselines as bl
 
         line["client_imported_torch_during_e2e"] = client_had_torch
+        line["machine"] = {**machine(device), "load_avg_1m": load_at_start}
         torch.set_num_threads(os.cpu_count() or 1)
         log(f"{size} px: model only")
         budget = args.model_only_seconds if args.model_only_seconds is not None else MODEL_ONLY_BUDGET_S[device]

@@ -25,26 +25,29 @@ def label_instances(class_mask: np.ndarray, core_mask: np.ndarray, min_seed_px: 
         if small.any():
             seeds[small[seeds]] = 0
             seeds, n_seeds = ndimage.label(seeds > 0, structure=EIGHT)
-    labels = np.zeros(class_mask.shape, dtype=np.int32)
-    blobs, _ = ndimage.label(class_mask, structure=EIGHT)
-    count = n_seeds
-    # Blob by blob, on its bounding box: a pixel joins the nearest seed of its own blob (every seed
-    # lies inside one blob), and the distance transform runs on small crops, not the whole tile.
-    for b, box in enumerate(ndimage.find_objects(blobs), start=1):
-        if box is None:
-            continue
+    blobs, n_blobs = ndimage.label(class_mask, structure=EIGHT)
+    # Seeds per blob (every seed lies inside one blob): a blob with one seed takes its label, a blob
+    # with none becomes an object of its own (the model missed its core), and only blobs holding
+    # several seeds (coupled cars) need the nearest-seed lookup, run on their bounding box alone.
+    seed_blob = np.zeros(n_seeds + 1, dtype=np.int64)
+    on_seed = seeds > 0
+    seed_blob[seeds[on_seed]] = blobs[on_seed]
+    per_blob = np.bincount(seed_blob[1:], minlength=n_blobs + 1)
+    label_of_blob = np.zeros(n_blobs + 1, dtype=np.int32)
+    blob_of_seed = seed_blob[1:]
+    lone = per_blob[blob_of_seed] == 1
+    label_of_blob[blob_of_seed[lone]] = np.flatnonzero(lone) + 1
+    orphans = np.flatnonzero(per_blob[1:] == 0) + 1
+    label_of_blob[orphans] = n_seeds + 1 + np.arange(orphans.size)
+    labels = label_of_blob[blobs]
+    boxes = ndimage.find_objects(blobs)
+    for b in np.flatnonzero(per_blob[1:] > 1) + 1:
+        box = boxes[b - 1]
         in_blob = blobs[box] == b
         own = np.where(in_blob, seeds[box], 0)
-        present = np.unique(own[own > 0])
-        if present.size == 0:  # no seed: the model missed the core; keep the blob as one object
-            count += 1
-            labels[box][in_blob] = count
-        elif present.size == 1:
-            labels[box][in_blob] = present[0]
-        else:
-            _, (iy, ix) = ndimage.distance_transform_edt(own == 0, return_indices=True)
-            labels[box][in_blob] = own[iy, ix][in_blob]
-    return labels, int(count)
+        _, (iy, ix) = ndimage.distance_transform_edt(own == 0, return_indices=True)
+        labels[box][in_blob] = own[iy, ix][in_blob]
+    return labels, int(n_seeds + orphans.size)
 
 
 def instance_stats(labels: np.ndarray, count: int, score: np.ndarray) -> dict[str, np.ndarray]:

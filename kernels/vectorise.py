@@ -98,7 +98,9 @@ def _owned_objects(labels, count, score, tile: Tile, cls: str, pixel_size_m: flo
     ]
     if not keep:
         return []
-    owned = np.where(np.isin(labels, keep), labels, 0).astype(np.int32)
+    kept = np.zeros(count + 1, dtype=bool)
+    kept[keep] = True
+    owned = np.where(kept[labels], labels, 0).astype(np.int32)
     if cls == "railcar":
         return [PixelObject(cls, rect, float(stats["score"][label - 1]))
                 for label, rect in _oriented_rectangles(owned, tile)]

@@ -129,8 +129,10 @@ def _oriented_rectangles(owned: np.ndarray, tile: Tile) -> list[tuple[int, Polyg
     top = ys[first] + tile.row
     corners = np.stack([left, top, left, top + 1, right, top, right, top + 1], axis=1).reshape(-1, 2)
     labels, group = np.unique(ids[first], return_inverse=True)
+    # One linestring through each instance's corner points: its rectangle is the points' rectangle,
+    # and GEOS builds one coordinate sequence per instance instead of one geometry per point.
     rects = shapely.minimum_rotated_rectangle(
-        shapely.multipoints(corners.astype(np.float64), indices=np.repeat(group, 4)))
+        shapely.linestrings(corners.astype(np.float64), indices=np.repeat(group, 4)))
     return [(int(label), rect) for label, rect in zip(labels, rects, strict=True)]
 
 

@@ -50,6 +50,7 @@ from typing import Any
 from bench.model import choose_spec
 from bench.monitor import PeakRSS, machine
 from bench.scene import RENDERERS, ensure_scene
+from models.spec import PRECISIONS
 
 BASELINES = ("naive", "torchgeo")
 DEFAULT_SIZES = (5000, 10000, 20000)
@@ -62,7 +63,7 @@ MB = 1e6
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when present, else cpu")
-    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="the pipeline's and model-only's arithmetic (default auto: bf16 on CUDA and on CPUs "
                         "with native bf16); the naive and TorchGeo-style baselines are fp32 as users write them")
     p.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="scene sides in px, comma separated")

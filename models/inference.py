@@ -18,7 +18,6 @@ from torch.fx.experimental.optimization import fuse
 
 from kernels.normalise import normalise
 from models.interface import ModelMeta, split_output
-from models.loading import autocast_bf16
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +35,17 @@ def optimise_for_inference(module: torch.nn.Module, device: torch.device) -> tor
 
 
 def infer(module: torch.nn.Module, meta: ModelMeta, device: torch.device, rgb: np.ndarray,
-          precision: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+          *, bf16: bool) -> tuple[np.ndarray, np.ndarray]:
     """(B, 3, S, S) uint8 -> class probabilities (B, 4, S, S) and core probabilities (B, 2, S, S),
-    float32 on the host. Channels-last; bf16 autocast where ``autocast_bf16`` says (CUDA, and CPUs
-    with native bf16, where it doubles CPU throughput), else fp32."""
+    float32 on the host. Channels-last; under bf16 autocast when ``bf16`` (what
+    ``models.loading.autocast_bf16`` decides: CUDA, and CPUs with native bf16), else fp32."""
     batch = torch.from_numpy(rgb)
     cuda = device.type == "cuda"
     with torch.inference_mode():
         if cuda:
             batch = batch.pin_memory().to(device, non_blocking=True)
         x = normalise(batch, meta.mean, meta.std).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast_bf16(device, precision)):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = module(x)
         probs, cores = split_output(logits)
         return probs.cpu().numpy(), cores.cpu().numpy()

@@ -11,6 +11,7 @@ import torch
 from models.interface import ModelMeta
 from models.spec import (
     ARCHITECTURES,
+    PRECISIONS,
     SHIPPED_WEIGHTS,
     ModelSpec,
     WeightsError,
@@ -48,8 +49,8 @@ def cpu_has_fast_bf16() -> bool:
 
 def autocast_bf16(device: torch.device, precision: str = "auto") -> bool:
     """Whether to run under bf16 autocast: ``auto`` -> on CUDA, and on CPUs with native bf16."""
-    if precision not in ("auto", "bf16", "fp32"):
-        raise WeightsError(f"unknown precision {precision!r}: use auto, bf16 or fp32")
+    if precision not in PRECISIONS:
+        raise WeightsError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
     if precision != "auto":
         return precision == "bf16"
     return device.type == "cuda" or cpu_has_fast_bf16()

@@ -21,6 +21,8 @@ from models.interface import ModelMeta
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 SHIPPED_WEIGHTS = WEIGHTS_DIR / "railsight.pt"
 META_MEMBER = "railsight-meta.json"
+# Model arithmetic: auto = bf16 autocast on CUDA and on CPUs with native bf16 (models.loading.autocast_bf16).
+PRECISIONS = ("auto", "bf16", "fp32")
 
 # Architecture name (stored in the weights' metadata) -> "module:callable" building it from arch_args.
 ARCHITECTURES = {"unet": "models.unet:build_unet"}

@@ -23,7 +23,7 @@ from shapely.geometry import LineString, box
 from kernels.tiling import SIZE_MULTIPLE, batches, plan_tiles
 from kernels.vectorise import PixelLine, PixelObject, join_tracks, oriented_box_attributes
 from models.interface import OBJECT_CLASSES, ModelMeta
-from models.spec import SHIPPED_WEIGHTS, ModelSpec, read_meta
+from models.spec import PRECISIONS, SHIPPED_WEIGHTS, ModelSpec, read_meta
 from service.errors import BadOption, Cancelled
 from service.geojson import GeometryMapper, feature, feature_collection
 from service.model_plugin import register_model
@@ -59,8 +59,8 @@ class DetectOptions:
             raise BadOption(f"minimum confidence must be between 0 and 1, got {self.min_confidence}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise BadOption(f"unknown device {self.device!r}: use auto, cpu or cuda")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise BadOption(f"unknown precision {self.precision!r}: use auto, bf16 or fp32")
+        if self.precision not in PRECISIONS:
+            raise BadOption(f"unknown precision {self.precision!r}: use {', '.join(PRECISIONS)}")
 
 
 def options_from_settings(settings: PipelineSettings, **overrides: Any) -> DetectOptions:

@@ -65,8 +65,9 @@ def run_batch(info: SceneInfo, tiles: list[Tile], opts: TaskOptions) -> BatchRes
     core_valid = [int(valid[t.core_slices()].sum()) for t, (_, valid) in zip(tiles, reads, strict=True)]
     active = [i for i, n in enumerate(core_valid) if n > 0]  # tiles wholly in no-data skip the model
     if active:
-        probs, cores = infer(module, meta, device, np.stack([reads[i][0] for i in active]), opts.precision)
-        result.precision = "bf16" if autocast_bf16(device, opts.precision) else "fp32"
+        bf16 = autocast_bf16(device, opts.precision)
+        probs, cores = infer(module, meta, device, np.stack([reads[i][0] for i in active]), bf16=bf16)
+        result.precision = "bf16" if bf16 else "fp32"
     t2 = time.perf_counter()
     outputs = dict(zip(active, range(len(active)), strict=True))
     px = grid_pixel_size_m(info)

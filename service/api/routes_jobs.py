@@ -264,7 +264,7 @@ async def get_job(job_id: str, request: Request, owner: Owner, services: Service
                409: {"model": ErrorBody, "description": "the job has not succeeded (yet)"}},
 )
 def get_result(job_id: str, owner: Owner, services: ServicesDep) -> FileResponse:
-    path = _output_file(job_id, owner, services, "result_path", "result")
+    path = _output_file(job_id, owner, services, "result_path", "result", "")
     return FileResponse(
         path, media_type=GEOJSON_MEDIA_TYPE, headers={"Content-Disposition": f'inline; filename="{job_id}.geojson"'}
     )
@@ -278,30 +278,31 @@ def get_result(job_id: str, owner: Owner, services: ServicesDep) -> FileResponse
                409: {"model": ErrorBody, "description": "not succeeded, or no class_cog output asked for"}},
 )
 def get_classes(job_id: str, owner: Owner, services: ServicesDep) -> FileResponse:
-    what = "class raster (ask for it with options.outputs: [\"class_cog\"])"
-    path = _output_file(job_id, owner, services, "classes_path", what)
+    path = _output_file(job_id, owner, services, "classes_path", "class raster",
+                        " (ask for it with options.outputs: [\"class_cog\"])")
     return FileResponse(path, media_type=COG_MEDIA_TYPE, filename=f"{job_id}-classes.tif")
 
 
-def _output_file(job_id: str, owner: str, services, attr: str, what: str):
-    """The file of one of a succeeded job's outputs; a missing file is the server's fault (5xx)."""
+def _output_file(job_id: str, owner: str, services, attr: str, what: str, hint: str):
+    """The file of one of a succeeded job's outputs (``hint`` tells a client how to ask for it);
+    a missing file is the server's fault (5xx)."""
     job = services.store.get(job_id, owner)
     relative = getattr(job, attr)
-    _require_success(job, relative, what)
+    _require_success(job, relative, what, hint)
     path = services.results.path_of(relative or "")
     if not path.is_file():
-        raise FileNotFoundError(f"{what.split(' (')[0]} of job {job_id} is missing from {services.results.root}")
+        raise FileNotFoundError(f"{what} of job {job_id} is missing from {services.results.root}")
     return path
 
 
-def _require_success(job: Job, path: str | None, what: str) -> None:
+def _require_success(job: Job, path: str | None, what: str, hint: str) -> None:
     if job.status in (QUEUED, RUNNING):
-        raise JobConflict(f"job {job.id} is {job.status}; its {what.split(' (')[0]} is not ready yet")
+        raise JobConflict(f"job {job.id} is {job.status}; its {what} is not ready yet")
     if job.status != SUCCEEDED:
         detail = f": {job.error_message}" if job.error_message else ""
-        raise JobConflict(f"job {job.id} {job.status}{detail}; it has no {what.split(' (')[0]}")
+        raise JobConflict(f"job {job.id} {job.status}{detail}; it has no {what}")
     if not path:
-        raise JobConflict(f"job {job.id} has no {what}")
+        raise JobConflict(f"job {job.id} has no {what}{hint}")
 
 
 @router.delete(

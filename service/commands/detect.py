@@ -7,6 +7,7 @@ import sys
 
 from tqdm import tqdm
 
+from models.spec import PRECISIONS
 from service.cluster import dask_client
 from service.geojson import write_geojson
 from service.pipeline import (
@@ -38,7 +39,7 @@ def class_list(text: str) -> tuple[str, ...]:
 def add_scene_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by `detect` and `batch`."""
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="model device (default: auto)")
-    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"),
+    parser.add_argument("--precision", choices=PRECISIONS,
                         help="model arithmetic (default auto: bf16 on CUDA and on CPUs with native bf16, else fp32)")
     parser.add_argument("--tile", type=int, help="tile core size in model pixels, a multiple of 32 (default 512)")
     parser.add_argument("--batch-size", type=int, help="tiles per model call (default: 32 on CUDA, 4 on CPU)")

@@ -32,10 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from models.evaluation import EvaluationError, evaluate, find_scenes
-    from models.spec import read_meta
+    from models.spec import SHIPPED_WEIGHTS, read_meta
     from service.cluster import dask_client
+    from service.commands.detect import settings_from_args
     from service.pipeline import detect_scene, model_spec_from_settings, options_from_settings
-    from service.settings import PipelineSettings
 
     if args.limit is not None and args.limit < 1:
         raise BadOption(f"--limit must be at least 1, got {args.limit}")
@@ -46,15 +46,13 @@ def run(args: argparse.Namespace) -> int:
     except EvaluationError as exc:
         raise BadOption(str(exc)) from exc
     pairs = pairs[: args.limit] if args.limit else pairs
-    settings = PipelineSettings()
-    updates = {k: getattr(args, k) for k in ("device", "workers", "weights") if getattr(args, k) is not None}
-    settings = settings.model_copy(update=updates)
+    settings = settings_from_args(args)
     spec = model_spec_from_settings(settings)
     options = options_from_settings(settings, tile=args.tile)
     options.check()
     model_info: dict = {"source": spec.describe()}
     if not spec.factory:
-        meta = read_meta(spec.weights or _shipped())
+        meta = read_meta(spec.weights or SHIPPED_WEIGHTS)
         model_info.update(name=meta.name, version=meta.version,
                           trained_on=meta.extra.get("hardware"), train_seconds=meta.extra.get("train_seconds"),
                           steps=meta.extra.get("steps"))
@@ -77,9 +75,3 @@ def run(args: argparse.Namespace) -> int:
     shown = report if args.per_scene else {k: v for k, v in report.items() if k != "per_scene"}
     print(json.dumps(shown, indent=2))
     return 0
-
-
-def _shipped():
-    from models.spec import SHIPPED_WEIGHTS
-
-    return SHIPPED_WEIGHTS

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from models.spec import PRECISIONS
 from service.errors import BadOption
 
 
@@ -27,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for weights, scenes, crops (default 0)")
     p.add_argument("--out", help="weights file to write (default railsight-trained.pt / railsight-finetuned.pt)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: CUDA if present")
-    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="default: bf16 autocast on CUDA and on CPUs with native bf16 (AMX), else fp32")
     p.add_argument("--init", help="start from 'shipped' or a weights file (default: from scratch; "
                                   "shipped when fine-tuning)")

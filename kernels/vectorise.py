@@ -7,7 +7,6 @@ so neighbouring tiles' pieces meet on the boundary and are joined later (``join_
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,9 +136,14 @@ def _oriented_rectangles(owned: np.ndarray, tile: Tile) -> list[tuple[int, Polyg
 
 
 def _tidy(polygon: Polygon) -> Polygon:
-    """Stair-stepped pixel outline -> a simpler polygon with the same footprint (holes dropped)."""
-    simple = Polygon(polygon.exterior).simplify(0.7, preserve_topology=True)
-    return simple if simple.is_valid and not simple.is_empty else polygon
+    """Stair-stepped pixel outline -> a simpler valid polygon with the same footprint (holes dropped).
+    Pixels that touch only corner to corner make the outline pinch at that corner, which is not a
+    valid ring (the merge used to drop such objects): a buffer of a hundredth of a pixel joins them."""
+    outline = Polygon(polygon.exterior)
+    if not outline.is_valid:
+        outline = outline.buffer(0.01, join_style="mitre")
+    simple = outline.simplify(0.7, preserve_topology=True)
+    return simple if simple.is_valid and not simple.is_empty else outline
 
 
 def _track_lines(band: np.ndarray, score: np.ndarray, tile: Tile) -> list[PixelLine]:
@@ -156,20 +160,22 @@ def _track_lines(band: np.ndarray, score: np.ndarray, tile: Tile) -> list[PixelL
     return out
 
 
-def oriented_box_attributes(polygon: Polygon, pixel_size_m: float) -> dict[str, float]:
-    """Length, width (metres) and heading (degrees clockwise from grid-up, 0..180) of a rectangle."""
-    xs, ys = polygon.exterior.coords.xy
-    edges = [(xs[i + 1] - xs[i], ys[i + 1] - ys[i]) for i in range(min(4, len(xs) - 1))]
-    lengths = [math.hypot(dx, dy) for dx, dy in edges]
-    if not lengths:
-        return {"length_m": 0.0, "width_m": 0.0, "heading_deg": 0.0}
-    i = int(np.argmax(lengths))
-    dx, dy = edges[i]
-    heading = math.degrees(math.atan2(dx, -dy)) % 180.0
+def oriented_box_attributes(rects: np.ndarray, pixel_size_m: float) -> dict[str, np.ndarray]:
+    """Length, width (metres) and heading (degrees clockwise from grid-up, 0..180) of each rectangle
+    in an array of rotated rectangles (exterior rings of 5 coordinates, as shapely makes them)."""
+    odd = shapely.get_num_coordinates(shapely.get_exterior_ring(rects)) != 5  # not one of ours: fit one
+    if odd.any():
+        rects = rects.copy()
+        rects[odd] = shapely.oriented_envelope(rects[odd])
+    ring = shapely.get_coordinates(shapely.get_exterior_ring(rects)).reshape(len(rects), 5, 2)
+    edges = np.diff(ring, axis=1)[:, :4]
+    lengths = np.hypot(edges[..., 0], edges[..., 1])
+    longest = edges[np.arange(len(rects)), np.argmax(lengths, axis=1)]
+    heading = np.degrees(np.arctan2(longest[:, 0], -longest[:, 1])) % 180.0
     return {
-        "length_m": round(max(lengths) * pixel_size_m, 2),
-        "width_m": round(min(lengths) * pixel_size_m, 2),
-        "heading_deg": round(heading, 1),
+        "length_m": np.round(lengths.max(axis=1) * pixel_size_m, 2),
+        "width_m": np.round(lengths.min(axis=1) * pixel_size_m, 2),
+        "heading_deg": np.round(heading, 1),
     }
 
 

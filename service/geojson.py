@@ -11,9 +11,7 @@ import numpy as np
 import shapely
 from affine import Affine
 from pyproj import CRS, Transformer
-from shapely import affinity
-from shapely.geometry import MultiPolygon, Polygon, mapping
-from shapely.geometry.polygon import orient
+from shapely.geometry import mapping
 
 MEDIA_TYPE = "application/geo+json"
 # 1e-8 degrees is about a millimetre: plenty, and it keeps files small.
@@ -21,7 +19,10 @@ DECIMALS = 8
 
 
 class GeometryMapper:
-    """Grid pixel coordinates -> scene CRS -> WGS 84 (or scene pixels when the scene has no CRS)."""
+    """Grid pixel coordinates -> scene CRS -> WGS 84 (or scene pixels when the scene has no CRS).
+
+    Works on one geometry or on an array of them: an array goes through pyproj in one call, which is
+    what keeps the merge of a large scene (85,000 railcars at 20,000 px) to seconds."""
 
     def __init__(self, grid_transform: Affine, crs_wkt: str | None) -> None:
         t = grid_transform
@@ -30,34 +31,44 @@ class GeometryMapper:
             Transformer.from_crs(CRS.from_wkt(crs_wkt), CRS.from_epsg(4326), always_xy=True) if crs_wkt else None
         )
 
-    def to_scene(self, geom):
-        return affinity.affine_transform(geom, self._affine)
-
-    def to_output(self, geom):
+    def to_output(self, geoms):
         """Grid pixels -> the output's coordinates, polygons oriented counter-clockwise (right-hand rule)."""
-        g = self.to_scene(geom)
+        return shapely.orient_polygons(shapely.transform(geoms, self._output_coords), exterior_cw=False)
+
+    def _output_coords(self, coords: np.ndarray) -> np.ndarray:
+        a, b, d, e, xoff, yoff = self._affine
+        x = a * coords[:, 0] + b * coords[:, 1] + xoff
+        y = d * coords[:, 0] + e * coords[:, 1] + yoff
         if self._to_lonlat is not None:
-            transformer = self._to_lonlat
-
-            def project(coords: np.ndarray) -> np.ndarray:
-                x, y = transformer.transform(coords[:, 0], coords[:, 1])
-                return np.column_stack([x, y])
-
-            g = shapely.transform(g, project)
-        g = shapely.transform(g, lambda c: np.round(c, DECIMALS))
-        return right_hand(g)
+            x, y = self._to_lonlat.transform(x, y)
+        return np.round(np.column_stack([x, y]), DECIMALS)
 
 
-def right_hand(geom):
-    if isinstance(geom, Polygon):
-        return orient(geom, sign=1.0)
-    if isinstance(geom, MultiPolygon):
-        return MultiPolygon([orient(p, sign=1.0) for p in geom.geoms])
-    return geom
+def geometry_members(geoms: np.ndarray) -> list[dict[str, Any]]:
+    """GeoJSON ``geometry`` members for an array of geometries. Polygons without holes and
+    LineStrings (nearly every output feature) are built from one coordinate array sliced per
+    geometry; anything else goes through shapely's ``mapping``."""
+    out: list[dict[str, Any] | None] = [None] * len(geoms)
+    kinds = shapely.get_type_id(geoms)
+    simple_polygon = (kinds == shapely.GeometryType.POLYGON) & (shapely.get_num_interior_rings(geoms) == 0)
+    for kind, name, select in (
+        (simple_polygon, "Polygon", shapely.get_exterior_ring),
+        (kinds == shapely.GeometryType.LINESTRING, "LineString", lambda g: g),
+    ):
+        idx = np.flatnonzero(kind)
+        if not idx.size:
+            continue
+        lines = select(geoms[idx])
+        coords = shapely.get_coordinates(lines)
+        pieces = np.split(coords, np.cumsum(shapely.get_num_coordinates(lines))[:-1])
+        for i, xy in zip(idx.tolist(), pieces, strict=True):
+            pts = xy.tolist()
+            out[i] = {"type": name, "coordinates": [pts] if name == "Polygon" else pts}
+    return [m if m is not None else mapping(g) for m, g in zip(out, geoms, strict=True)]
 
 
-def feature(fid: str, geom, properties: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "Feature", "id": fid, "geometry": mapping(geom), "properties": properties}
+def feature(fid: str, geometry: dict[str, Any], properties: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "Feature", "id": fid, "geometry": geometry, "properties": properties}
 
 
 def feature_collection(features: list[dict], summary: dict[str, Any]) -> dict[str, Any]:

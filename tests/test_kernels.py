@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import shapely
+import shapely.affinity
 import torch
 from shapely.geometry import LineString
 
@@ -74,10 +76,15 @@ def test_join_tracks_snaps_pieces_across_a_boundary():
 def test_oriented_box_attributes():
     from shapely.geometry import Polygon
 
-    rect = Polygon([(0, 0), (0, 28), (6, 28), (6, 0)])  # 28 px tall: a car along grid-up
-    attrs = oriented_box_attributes(rect, 0.5)
-    assert attrs["length_m"] == 14.0 and attrs["width_m"] == 3.0
-    assert attrs["heading_deg"] in (0.0, 180.0) or attrs["heading_deg"] == pytest.approx(0, abs=0.1)
+    upright = Polygon([(0, 0), (0, 28), (6, 28), (6, 0)])  # 28 px tall: a car along grid-up
+    # 20 x 4 px along a heading of 60 degrees clockwise from grid-up (grid y points down).
+    tilted = shapely.affinity.rotate(Polygon([(0, 0), (0, -20), (4, -20), (4, 0)]), 60, origin=(0, 0))
+    outline = Polygon([(0, 0), (0, 10), (0, 20), (4, 20), (4, 0)])  # 6 coordinates: refitted
+    attrs = oriented_box_attributes(np.array([upright, tilted, outline]), 0.5)
+    assert attrs["length_m"].tolist() == [14.0, 10.0, 10.0]
+    assert attrs["width_m"].tolist() == [3.0, 2.0, 2.0]
+    assert attrs["heading_deg"][0] % 180 == pytest.approx(0, abs=0.1)
+    assert attrs["heading_deg"][1] == pytest.approx(60, abs=0.1)
 
 
 def test_vectorise_keeps_only_objects_owned_by_the_tile():
@@ -97,6 +104,25 @@ def test_vectorise_keeps_only_objects_owned_by_the_tile():
                              object_classes=OBJECT_CLASSES, pixel_size_m=0.5)
     assert len(objs) == 1
     assert objs[0].polygon.centroid.x == pytest.approx(234, abs=0.5)
+
+
+def test_outline_pinched_at_a_corner_is_one_valid_polygon():
+    """Cargo pixels joined only corner to corner (8-connected) trace an outline that touches itself;
+    it must come out as one valid polygon, not be dropped or split."""
+    tile = plan_tiles(256, 256, 256, 32)[0]
+    size = tile.size
+    probs = np.zeros((4, size, size), np.float32)
+    probs[0] = 1
+    for r0, c0 in ((100, 100), (106, 106)):  # two 6 x 6 px blocks meeting at one corner
+        probs[0, r0 : r0 + 6, c0 : c0 + 6] = 0
+        probs[2, r0 : r0 + 6, c0 : c0 + 6] = 1
+    cores = np.zeros((2, size, size), np.float32)
+    objs, _ = vectorise_tile(probs, cores, np.ones((size, size), bool), tile, classes=("tarped_cargo",),
+                             semantic_classes=SEMANTIC_CLASSES, object_classes=OBJECT_CLASSES, pixel_size_m=0.5)
+    assert len(objs) == 1
+    polygon = objs[0].polygon
+    assert polygon.geom_type == "Polygon" and polygon.is_valid
+    assert polygon.area == pytest.approx(72, rel=0.1)
 
 
 def test_normalise_matches_the_formula():

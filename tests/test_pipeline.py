@@ -208,3 +208,17 @@ def test_summary_names_the_precision_the_workers_used(yard, dask_client, oracle_
     fc = detect_scene(path, DetectOptions(device="cpu", precision=precision), oracle_spec, dask_client)
     assert fc["summary"]["precision"] == precision
     assert fc["summary"]["counts"]["railcar"] == len(boxes)
+
+
+def test_crossing_track_pieces_each_get_one_owner():
+    """A piece whose midpoint lies on two joined lines (two tracks crossing there) is a tie for the
+    nearest line; it must still count once, towards one line."""
+    from shapely.geometry import LineString
+
+    from kernels.vectorise import PixelLine
+    from service.pipeline import _joined_tracks
+
+    pieces = [PixelLine(LineString([(0, 0), (10, 10)]), 0.8), PixelLine(LineString([(0, 10), (10, 0)]), 0.4)]
+    joined = _joined_tracks(pieces)
+    assert len(joined) == 2
+    assert sorted(conf for _, conf in joined) == pytest.approx([0.4, 0.8])

@@ -20,11 +20,20 @@ def centre_lines(band: np.ndarray, min_length_px: int = 8) -> list[np.ndarray]:
     skel = skeletonize(band)
     if not skel.any():
         return []
-    return [p for p in _walk(skel) if _length(p) >= min_length_px]
+    paths = _walk(skel)
+    if not paths:
+        return []
+    keep = _lengths(paths) >= min_length_px
+    return [p for p, k in zip(paths, keep.tolist(), strict=True) if k]
 
 
-def _length(points: np.ndarray) -> float:
-    return float(np.hypot(*np.diff(points, axis=0).T).sum()) if len(points) > 1 else 0.0
+def _lengths(paths: list[np.ndarray]) -> np.ndarray:
+    """Polyline lengths, all in one pass over the concatenated points (every path has 2+ points)."""
+    sizes = np.array([len(p) for p in paths])
+    ends = np.cumsum(sizes)
+    steps = np.hypot(*np.diff(np.concatenate(paths), axis=0).T)
+    steps[ends[:-1] - 1] = 0.0  # from one path's last point to the next path's first: not a step
+    return np.add.reduceat(steps, ends - sizes)
 
 
 def _walk(skel: np.ndarray) -> list[np.ndarray]:
@@ -37,41 +46,43 @@ def _walk(skel: np.ndarray) -> list[np.ndarray]:
     ids[ys + 1, xs + 1] = np.arange(n)
     around = np.stack([ids[ys + 1 + dy, xs + 1 + dx] for dy, dx in _OFFSETS], axis=1)
     degree = (around >= 0).sum(axis=1)
-    neighbours = around.tolist()
     # The same, 4-connected first: the walk prefers those so a diagonal shortcut does not skip a
     # pixel of the line.
     preferred = around[:, _FOUR_FIRST].tolist()
     is_node = (degree != 2).tolist()
-    visited_edges: set[tuple[int, int]] = set()
+    # Walked edges, each as one integer (low id * n + high id): this loop is the hot spot of
+    # vectorising a tile, and integers hash faster than tuples.
+    walked: set[int] = set()
     paths: list[list[int]] = []
-
-    def edge(a: int, b: int) -> tuple[int, int]:
-        return (a, b) if a < b else (b, a)
 
     def trace(start: int, nxt: int) -> list[int]:
         path = [start, nxt]
-        visited_edges.add(edge(start, nxt))
+        walked.add(start * n + nxt if start < nxt else nxt * n + start)
         prev, cur = start, nxt
         while not is_node[cur]:
-            step = next((p for p in preferred[cur] if p >= 0 and p != prev and edge(cur, p) not in visited_edges),
-                        None)
-            if step is None:
+            for step in preferred[cur]:
+                if step >= 0 and step != prev:
+                    key = cur * n + step if cur < step else step * n + cur
+                    if key not in walked:
+                        break
+            else:
                 break
+            walked.add(key)
             prev, cur = cur, step
-            visited_edges.add(edge(prev, cur))
             path.append(cur)
         return path
 
-    for i in np.flatnonzero(degree != 2).tolist():
-        for nb in neighbours[i]:
-            if nb >= 0 and edge(i, nb) not in visited_edges:
+    nodes = np.flatnonzero(degree != 2)
+    for i, around_i in zip(nodes.tolist(), around[nodes].tolist(), strict=True):
+        for nb in around_i:
+            if nb >= 0 and (i * n + nb if i < nb else nb * n + i) not in walked:
                 paths.append(trace(i, nb))
     # Closed loops have no node: start anywhere on them.
     on_path = np.zeros(n, dtype=bool)
     for p in paths:
         on_path[p] = True
     for i in np.flatnonzero(~on_path).tolist():
-        first = next((nb for nb in neighbours[i] if nb >= 0), None)
+        first = next((nb for nb in around[i].tolist() if nb >= 0), None)
         if on_path[i] or first is None:
             continue
         loop = trace(i, first)

@@ -57,7 +57,7 @@ def vectorise_tile(
 ) -> tuple[list[PixelObject], list[PixelLine]]:
     """``probs`` (C, S, S) class probabilities, ``cores`` (K, S, S) core probabilities, ``valid``
     (S, S) bool, for one tile's read window."""
-    winner = np.argmax(probs, axis=0)
+    winner = winning_class(probs)
     valid = trusted_area(valid)
     objects: list[PixelObject] = []
     for k, cls in enumerate(object_classes):
@@ -76,6 +76,18 @@ def vectorise_tile(
         if band.any():
             lines = _track_lines(band, probs[c], tile)
     return objects, lines
+
+
+def winning_class(probs: np.ndarray) -> np.ndarray:
+    """(C, H, W) scores -> (H, W) uint8 index of the highest, the first on ties, like ``argmax``
+    over axis 0, which numpy runs as a strided reduction about 8x slower than these C passes."""
+    best = probs[0].copy()
+    winner = np.zeros(best.shape, dtype=np.uint8)
+    for c in range(1, probs.shape[0]):
+        higher = probs[c] > best
+        winner[higher] = c
+        np.maximum(best, probs[c], out=best)
+    return winner
 
 
 def trusted_area(valid: np.ndarray, margin_px: int = NODATA_MARGIN_PX) -> np.ndarray:

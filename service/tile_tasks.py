@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kernels.tiling import Tile
-from kernels.vectorise import PixelLine, PixelObject, vectorise_tile
+from kernels.vectorise import PixelLine, PixelObject, vectorise_tile, winning_class
 from models.interface import OBJECT_CLASSES, SEMANTIC_CLASSES
 from models.spec import ModelSpec
 from service.model_plugin import get_model
@@ -83,7 +83,7 @@ def run_batch(info: SceneInfo, tiles: list[Tile], opts: TaskOptions) -> BatchRes
             classes=opts.classes, semantic_classes=SEMANTIC_CLASSES, object_classes=OBJECT_CLASSES,
             pixel_size_m=px,
         )
-        labels = _labels(np.where(valid, probs[k].argmax(axis=0), INVALID_LABEL), tile) if opts.want_labels else None
+        labels = _labels(np.where(valid, winning_class(probs[k]), INVALID_LABEL), tile) if opts.want_labels else None
         result.tiles.append(TileResult(tile, objects, lines, core_valid[i], labels))
     t3 = time.perf_counter()
     result.read_s, result.model_s, result.vectorise_s = t1 - t0, t2 - t1, t3 - t2

@@ -173,3 +173,13 @@ def test_oriented_rectangles_match_the_traced_outline():
     for geom, label in single:
         want = shape(geom).minimum_rotated_rectangle
         assert want.symmetric_difference(got[label]).area < 1e-6 * want.area
+
+
+def test_winning_class_is_argmax_over_classes_first_on_ties():
+    from kernels.vectorise import winning_class
+
+    rng = np.random.default_rng(3)
+    probs = rng.integers(0, 4, size=(4, 40, 50)).astype(np.float32)  # many ties
+    got = winning_class(probs)
+    assert got.dtype == np.uint8
+    assert np.array_equal(got, np.argmax(probs, axis=0))

@@ -93,6 +93,9 @@ def test_finetune_cli_on_two_labelled_scenes(labelled, init_weights, tmp_path, c
     assert rc == 0, capsys.readouterr().err
     meta, state = read_weights(out)
     assert meta.extra["kind"] == "fine-tune" and meta.extra["scenes"] == ["a.tif", "b.tif"]
+    init_history = read_weights(init_weights)[0].extra.get("history", [])
+    assert meta.extra["history"][-1]["kind"] == "fine-tune" and len(meta.extra["history"]) == len(init_history) + 1
+    assert meta.extra["total_steps"] == sum(h["steps"] for h in init_history) + 8
     assert meta.version == "0.0.1" and meta.arch_args == SMALL  # the init model's identity is kept
     before = read_weights(init_weights)[1]
     assert any(not torch.equal(before[k], state[k]) for k in state)

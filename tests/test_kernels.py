@@ -166,7 +166,7 @@ def test_oriented_rectangles_match_the_traced_outline():
                         for dx, dy in [(-half_l, -half_w), (half_l, -half_w), (half_l, half_w), (-half_l, half_w)]])
         rr, cc = fill(pts[:, 1], pts[:, 0], owned.shape)
         owned[rr, cc] = k
-    got = dict(_oriented_rectangles(owned, tile))
+    got = dict(zip(*_oriented_rectangles(owned, tile), strict=True))
     parts = list(features.shapes(owned, mask=owned > 0, connectivity=8, transform=Affine.translation(tile.col, tile.row)))
     single = [(g, int(v)) for g, v in parts if sum(int(w) == int(v) for _, w in parts) == 1]
     assert len(single) >= 15
@@ -183,3 +183,19 @@ def test_winning_class_is_argmax_over_classes_first_on_ties():
     got = winning_class(probs)
     assert got.dtype == np.uint8
     assert np.array_equal(got, np.argmax(probs, axis=0))
+
+
+def test_cars_held_to_real_lengths():
+    """A 40 m rectangle is two coupled cars: cut into two of 20 m. A 7 m one is a fragment: dropped.
+    A 15 m one stays as it is, and so does a 40 m one 8 m wide (two rows of cars, or no car)."""
+    from shapely.geometry import box
+
+    from kernels.vectorise import whole_cars
+
+    px = 0.5
+    rects = np.array([box(0, 0, 6, 80), box(20, 0, 26, 14), box(40, 0, 46, 30), box(60, 0, 76, 80)], dtype=object)
+    labels, cars = whole_cars(np.array([1, 2, 3, 4]), rects, px)
+    assert labels.tolist() == [1, 1, 3, 4]
+    halves = sorted(cars[:2], key=lambda r: r.bounds[1])
+    assert [h.bounds for h in halves] == [pytest.approx((0, 0, 6, 40)), pytest.approx((0, 40, 6, 80))]
+    assert cars[2].equals(rects[2]) and cars[3].equals(rects[3])

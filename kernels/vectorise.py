@@ -162,17 +162,11 @@ def _oriented_rectangles(owned: np.ndarray, tile: Tile) -> tuple[np.ndarray, np.
 def whole_cars(labels: np.ndarray, rects: np.ndarray, pixel_size_m: float) -> tuple[np.ndarray, np.ndarray]:
     """Railcar rectangles held to real car lengths: one longer than any single car (and no wider than
     one) is coupled cars the model did not separate, cut across its length into equal cars of about
-    ``CAR_PITCH_M``; one shorter than a car is a fragment and dropped. Returns the labels (repeated for the pieces of a
-    cut) and the rectangles, both arrays."""
+    ``CAR_PITCH_M``; one shorter than a car is a fragment and dropped. Returns the labels (repeated
+    for the pieces of a cut) and the rectangles, both arrays."""
     if not len(rects):
         return labels, rects
-    ring = shapely.get_exterior_ring(rects)
-    ok = shapely.get_num_coordinates(ring) == 5
-    corners = np.zeros((len(rects), 5, 2))
-    corners[ok] = shapely.get_coordinates(ring[ok]).reshape(-1, 5, 2)
-    along, across = corners[:, 1] - corners[:, 0], corners[:, 3] - corners[:, 0]
-    swap = np.hypot(*along.T) < np.hypot(*across.T)
-    along[swap], across[swap] = across[swap], along[swap].copy()
+    ok, corner, along, across = _rectangle_sides(rects)
     length_m = np.hypot(*along.T) * pixel_size_m
     coupled = (length_m >= SPLIT_FROM_M) & (np.hypot(*across.T) * pixel_size_m <= SPLIT_MAX_WIDTH_M)
     pieces = np.where(coupled, np.maximum(2, np.round(length_m / CAR_PITCH_M)), 1).astype(int)
@@ -184,8 +178,8 @@ def whole_cars(labels: np.ndarray, rects: np.ndarray, pixel_size_m: float) -> tu
     # Piece j of n spans [j/n, (j+1)/n] of the long side.
     owner = np.repeat(np.arange(len(rects)), pieces)
     j = np.arange(owner.size) - np.repeat(np.cumsum(pieces) - pieces, pieces)
-    start = corners[owner, 0] + along[owner] * (j / pieces[owner])[:, None]
-    end = corners[owner, 0] + along[owner] * ((j + 1) / pieces[owner])[:, None]
+    start = corner[owner] + along[owner] * (j / pieces[owner])[:, None]
+    end = corner[owner] + along[owner] * ((j + 1) / pieces[owner])[:, None]
     quads = np.stack([start, end, end + across[owner], start + across[owner], start], axis=1)
     out = rects[owner]
     sel = cut[owner]
@@ -225,16 +219,28 @@ def oriented_box_attributes(rects: np.ndarray, pixel_size_m: float) -> dict[str,
     if odd.any():
         rects = rects.copy()
         rects[odd] = shapely.oriented_envelope(rects[odd])
-    ring = shapely.get_coordinates(shapely.get_exterior_ring(rects)).reshape(len(rects), 5, 2)
-    edges = np.diff(ring, axis=1)[:, :4]
-    lengths = np.hypot(edges[..., 0], edges[..., 1])
-    longest = edges[np.arange(len(rects)), np.argmax(lengths, axis=1)]
-    heading = np.degrees(np.arctan2(longest[:, 0], -longest[:, 1])) % 180.0
+    _, _, along, across = _rectangle_sides(rects)
+    length, width = np.hypot(*along.T), np.hypot(*across.T)
+    heading = np.degrees(np.arctan2(along[:, 0], -along[:, 1])) % 180.0
     return {
-        "length_m": np.round(lengths.max(axis=1) * pixel_size_m, 2),
-        "width_m": np.round(lengths.min(axis=1) * pixel_size_m, 2),
+        "length_m": np.round(length * pixel_size_m, 2),
+        "width_m": np.round(width * pixel_size_m, 2),
         "heading_deg": np.round(heading, 1),
     }
+
+
+def _rectangle_sides(rects: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For rotated rectangles (exterior rings of 5 coordinates): which ones are such rectangles, and
+    for those a corner, the vector of the long side from it and of the short side (zeros for the
+    others)."""
+    ring = shapely.get_exterior_ring(rects)
+    ok = shapely.get_num_coordinates(ring) == 5
+    corners = np.zeros((len(rects), 5, 2))
+    corners[ok] = shapely.get_coordinates(ring[ok]).reshape(-1, 5, 2)
+    along, across = corners[:, 1] - corners[:, 0], corners[:, 3] - corners[:, 0]
+    swap = np.hypot(*along.T) < np.hypot(*across.T)
+    along[swap], across[swap] = across[swap], along[swap].copy()
+    return ok, corners[:, 0], along, across
 
 
 def join_tracks(lines: list[LineString], snap_px: float = 2.5) -> list[LineString]:

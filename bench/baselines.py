@@ -74,7 +74,8 @@ def model_only(
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     return {"s_per_tile": elapsed / done, "cpu_s_per_tile": cpu / done, "tiles_timed": done, "window_px": window,
             "batch": batch, "precision": "bf16" if bf16 else "fp32",
-            "torch_threads": torch.get_num_threads()}
+            "torch_threads": torch.get_num_threads(),
+            "gpu_peak_bytes": int(torch.cuda.max_memory_allocated(dev)) if dev.type == "cuda" else 0}
 
 
 def read_ceiling(path: Path, *, tile: int, threads: int) -> dict[str, Any]:

@@ -11,7 +11,9 @@ What each field means:
   ``client_model_meta_s`` are not in ``e2e_s``); Mpx/s are scene megapixels (``size**2 / 1e6``)
   per second.
 - ``model_only_mpx_s``: the scene's tile count times the model's seconds per tile, measured on
-  uint8 batches already on the device, at the pipeline's read window (tile + 2 halo) and batch.
+  uint8 batches already on the device, at the pipeline's read window (tile + 2 halo) and batch,
+  in every Dask worker of the same cluster at once (their processes, threads and allocator: the
+  ceiling the pipeline could reach if reading, vectorising and merging took no time).
 - ``read_ceiling_mpx_s``: every pixel of the file decoded once by a thread pool, nothing else.
 - ``baselines``: ``naive`` and ``torchgeo`` (see ``bench.baselines``); ``e2e_over_naive`` and
   ``e2e_over_torchgeo`` are ``e2e_mpx_s / baseline mpx_s``.
@@ -143,7 +145,7 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
             line["cluster"] = {"start_s": round(time.perf_counter() - t0, 3), "workers": len(workers),
                                "threads": sum(int(w.get("nthreads", 1)) for w in workers.values()),
                                "external": bool(settings.dask_scheduler),
-                               "default_layout": list(local_layout(None))}
+                               "default_layout": list(local_layout(None, device))}
             # the service keeps its workers warm: import torch and load the model before timing
             t0 = time.perf_counter()
             register_model(client, spec, device)
@@ -178,6 +180,12 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
                 e2e_s = time.perf_counter() - started
             client_had_torch = "torch" in sys.modules
             gpu_workers = client.run(_gpu_peak) if device == "cuda" else None
+            log(f"{size} px: model only, on every worker at once")
+            budget = args.model_only_seconds if args.model_only_seconds is not None else MODEL_ONLY_BUDGET_S[device]
+            halo = int(collection["summary"]["halo"])
+            mo = _model_only_on_workers(client, spec, device, window=args.tile + 2 * halo, batch=batch,
+                                        tiles=int(collection["summary"]["tiles"]), budget_s=budget,
+                                        precision=args.precision)
         summary = collection["summary"]
         timings = summary["timings"]
         halo = int(summary["halo"])
@@ -208,21 +216,17 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
             rss_at_peak_by_process_mb=[[role, round(b / MB, 1)] for role, b in rss.at_peak],
         )
 
-        # Only now does this process load torch: during the end-to-end run it was, like
+        # Only now does this process load torch (the baselines): during the end-to-end run it was, like
         # `railsight detect` or the API, a client without it (the workers run the model).
         import torch
 
         from bench import baselines as bl
 
+        # A user's script gets torch's default, a thread per core; this process may have inherited
+        # Dask's OMP_NUM_THREADS=1, which would slow the baselines down unfairly.
+        torch.set_num_threads(os.cpu_count() or 1)
         line["client_imported_torch_during_e2e"] = client_had_torch
         line["machine"] = {**machine(device), "load_avg_1m": load_at_start}
-        torch.set_num_threads(os.cpu_count() or 1)
-        log(f"{size} px: model only")
-        budget = args.model_only_seconds if args.model_only_seconds is not None else MODEL_ONLY_BUDGET_S[device]
-        if device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        mo = bl.model_only(spec, device, window=args.tile + 2 * halo, batch=batch, tiles=tiles, budget_s=budget,
-                           precision=args.precision)
         model_only_mpx_s = size * size / (tiles * mo["s_per_tile"]) / MB
         model_only_per_cpu = size * size / (tiles * mo["cpu_s_per_tile"]) / MB if mo["cpu_s_per_tile"] else None
         mo.update(s_per_tile=_sig(mo["s_per_tile"]), cpu_s_per_tile=_sig(mo["cpu_s_per_tile"]))
@@ -230,9 +234,10 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
                     model_only=mo, e2e_over_model_only=_ratio(e2e_mpx_s, model_only_mpx_s),
                     e2e_over_model_only_cpu=_ratio(line["e2e_mpx_per_cpu_s"], model_only_per_cpu))
         line["gpu_peak_mb"] = None
+        model_only_gpu_peak = mo.pop("gpu_peak_bytes")
         if device == "cuda":
             line["gpu_peak_mb"] = {"workers": [round(v / MB, 1) for v in (gpu_workers or {}).values()],
-                                   "model_only": round(torch.cuda.max_memory_allocated() / MB, 1)}
+                                   "model_only": round(model_only_gpu_peak / MB, 1)}
 
         log(f"{size} px: read-only ceiling")
         rc = bl.read_ceiling(scene_path, tile=args.tile, threads=os.cpu_count() or 1)
@@ -307,6 +312,28 @@ def _targets(line: dict[str, Any]) -> dict[str, Any]:
             "e2e_over_torchgeo>=10": at_least(line.get("e2e_over_torchgeo"), 10.0),
             "e2e>=0.6*min(read_ceiling,model_only)": at_least(
                 line.get("e2e_mpx_s"), 0.6 * min(line["read_ceiling_mpx_s"], line["model_only_mpx_s"]))}
+
+
+def _model_only_on_workers(client, spec, device: str, *, window: int, batch: int, tiles: int, budget_s: float,
+                           precision: str) -> dict[str, Any]:
+    """``bench.baselines.model_only`` in every worker at once (one task each, the scene's tiles shared
+    out), so the ceiling has the pipeline's own processes, threads and allocator. The cluster's
+    throughput is the sum of the workers' own."""
+    from bench import baselines as bl
+
+    workers = sorted(client.scheduler_info(n_workers=-1).get("workers", {}))
+    share = max(1, -(-tiles // len(workers)))
+    futures = [client.submit(bl.model_only, spec, device, window=window, batch=batch, tiles=share, budget_s=budget_s,
+                             precision=precision, workers=[w], allow_other_workers=False, pure=False)
+               for w in workers]
+    each = client.gather(futures)
+    tiles_per_s = sum(1.0 / r["s_per_tile"] for r in each)
+    cpu_s_per_tile = sum(r["cpu_s_per_tile"] * r["tiles_timed"] for r in each) / sum(r["tiles_timed"] for r in each)
+    return {"s_per_tile": 1.0 / tiles_per_s, "cpu_s_per_tile": cpu_s_per_tile,
+            "tiles_timed": sum(r["tiles_timed"] for r in each), "window_px": window, "batch": batch,
+            "precision": each[0]["precision"], "workers": len(each),
+            "torch_threads": [r["torch_threads"] for r in each],
+            "gpu_peak_bytes": max(r.get("gpu_peak_bytes", 0) for r in each)}
 
 
 def _reset_gpu_peak() -> None:

@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from kernels.normalise import normalise
+from models.allocator import keep_freed_memory
 from models.dataset import (
     SYNTH_SCENE_PX,
     TRAIN_SEED_MIN,
@@ -204,6 +205,7 @@ def train(cfg: TrainConfig, *, scene_at: Callable[[int], GridSample] | None = No
     """Train (or fine-tune) and write the weights to ``cfg.out``. ``scene_at`` replaces the scene
     source (tests)."""
     cfg.check()
+    keep_freed_memory()  # CPU steps 1.34 -> 1.20 s (8 x 256 px, 2 cores) with it: models/allocator.py
     threads_before = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

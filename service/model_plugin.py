@@ -60,9 +60,11 @@ class ModelPlugin(WorkerPlugin):
     def setup(self, worker=None) -> None:
         import torch
 
+        from models.allocator import keep_freed_memory
         from models.loading import resolve_device
 
         if worker is not None and resolve_device(self.device).type == "cpu":
+            keep_freed_memory()  # a LocalCluster's workers start with it; workers started elsewhere may not
             host = get_address_host(worker.address)
             dask_threads = self.threads_by_host.get(host, worker.state.nthreads)
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, dask_threads)))

@@ -33,7 +33,7 @@ from service.tile_tasks import BatchResult, TaskOptions, grid_pixel_size_m, run_
 
 ALL_CLASSES = ("railcar", "tarped_cargo", "track")
 TRACK_SNAP_PX = 2.5  # track piece ends this close are joined (see kernels.vectorise.join_tracks)
-DEFAULT_BATCH = {"cuda": 32, "cpu": 4}
+DEFAULT_BATCH = {"cuda": 32, "cpu": 2}
 Progress = Callable[[int, int], None]
 
 

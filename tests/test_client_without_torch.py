@@ -26,7 +26,10 @@ CLIENT = textwrap.dedent(
     with dask_client(PipelineSettings(device="cpu", workers=1)) as client:
         fc = detect_scene(sys.argv[1], DetectOptions(device="cpu"), ModelSpec(), client)
         workers_have_torch = set(client.run(lambda: "torch" in sys.modules).values())
+        workers_have_torchvision = set(client.run(lambda: "torchvision" in sys.modules).values())
+        malloc = set(client.run(lambda: __import__("os").environ.get("MALLOC_ARENA_MAX")).values())
     print(json.dumps({"client_has_torch": "torch" in sys.modules, "workers_have_torch": sorted(workers_have_torch),
+                      "workers_have_torchvision": sorted(workers_have_torchvision), "malloc": sorted(malloc),
                       "tiles": fc["summary"]["tiles"], "model": fc["summary"]["model"]["name"]}))
     """
 )
@@ -40,6 +43,10 @@ def test_a_detection_with_the_shipped_weights_keeps_torch_out_of_the_client(tmp_
     assert got["tiles"] > 0 and got["model"] == read_meta(SHIPPED_WEIGHTS).name
     assert got["workers_have_torch"] == [True]
     assert got["client_has_torch"] is False
+    # the model runs without torchvision (170 MB of RSS per worker), and the workers started with
+    # the malloc settings of models.allocator
+    assert got["workers_have_torchvision"] == [False]
+    assert got["malloc"] == ["1"]
 
 
 def test_metadata_is_read_from_the_weights_file_without_torch(tmp_path):

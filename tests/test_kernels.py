@@ -38,6 +38,23 @@ def test_coupled_cars_become_one_instance_each():
     assert sizes.min() >= 6 * 26  # every car keeps about its own footprint
 
 
+def test_a_pixel_joins_the_seed_it_reaches_inside_its_blob_not_the_nearest_across_a_gap():
+    # A hook: top bar, right column, bottom bar. Seed A sits at the top bar's left end, seed B in the
+    # middle of the bottom bar, 3 px of background below the top bar. The top bar's pixel at x=16
+    # is 5 px from B straight across the gap but 13 px from A along the bar, and 29 px from B
+    # through the blob: it belongs to A's object.
+    mask = np.zeros((12, 34), dtype=bool)
+    mask[0:3, 0:31] = True
+    mask[0:10, 28:31] = True
+    mask[7:10, 0:31] = True
+    core = np.zeros_like(mask)
+    core[0:3, 0:4] = True
+    core[7:10, 14:19] = True
+    labels, n = label_instances(mask, core)
+    assert n == 2
+    assert labels[1, 16] == labels[1, 1] != labels[8, 16]
+
+
 def test_blob_without_a_core_is_kept():
     mask, core = coupled_train(n=2)
     core[:, :40] = False  # the model missed the first car's core

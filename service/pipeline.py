@@ -324,7 +324,10 @@ def _track_features(pieces: list[PixelLine], min_confidence: float, mapper: Geom
 
 
 def _joined_tracks(pieces: list[PixelLine]) -> list[tuple[LineString, float]]:
-    """Join per-tile pieces; each joined line's confidence is the length-weighted mean of its pieces."""
+    """Join per-tile pieces; each joined line's confidence is the length-weighted mean of its pieces.
+    Pieces arrive in the order their batches finish, which varies from run to run, and where three
+    ends meet, snapping and merging depend on order: so they are put in an order of their own first."""
+    pieces = sorted(pieces, key=lambda p: (p.line.coords[0], p.line.coords[-1], p.line.length))
     lines = join_tracks([p.line for p in pieces], snap_px=TRACK_SNAP_PX)
     if not lines:
         return []

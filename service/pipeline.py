@@ -235,10 +235,10 @@ def _assemble(
     mapper = GeometryMapper(info.grid_transform, info.crs_wkt)
     px = grid_pixel_size_m(info)
     counts = dict.fromkeys(options.classes, 0)
-    features = _object_features(acc.objects, options.min_confidence, mapper, px, counts,
-                                box(0, 0, info.grid_width, info.grid_height))
+    floors = confidence_floors(meta, options.min_confidence)
+    features = _object_features(acc.objects, floors, mapper, px, counts, box(0, 0, info.grid_width, info.grid_height))
     if "track" in options.classes:
-        features += _track_features(acc.lines, options.min_confidence, mapper, px, counts)
+        features += _track_features(acc.lines, floors["track"], mapper, px, counts)
     finished = time.perf_counter()
     summary = {
         "counts": counts,
@@ -269,11 +269,19 @@ def _assemble(
     return feature_collection(features, summary)
 
 
-def _object_features(objects: list[PixelObject], min_confidence: float, mapper: GeometryMapper, px: float,
+def confidence_floors(meta: ModelMeta, min_confidence: float) -> dict[str, float]:
+    """The lowest confidence kept, per class: the user's ``min_confidence``, or the model's own floor
+    for that class where it is higher. A floor belongs to one set of weights (chosen on a validation
+    set when they were trained), so it travels in their metadata: ``extra["min_confidence"]``."""
+    own = meta.extra.get("min_confidence", {})
+    return {c: max(min_confidence, float(own.get(c, 0.0))) for c in ALL_CLASSES}
+
+
+def _object_features(objects: list[PixelObject], floors: dict[str, float], mapper: GeometryMapper, px: float,
                      counts: dict[str, int], scene_box: Polygon) -> list[dict]:
     """Features for every object, ordered by class, then top to bottom and left to right. Every step
     runs on arrays of geometries: per-object Python was most of a large scene's merge time."""
-    kept = [o for o in objects if o.confidence >= min_confidence]
+    kept = [o for o in objects if o.confidence >= floors[o.cls]]
     if not kept:
         return []
     polygons = np.array([o.polygon for o in kept], dtype=object)

@@ -242,3 +242,13 @@ def test_joined_tracks_do_not_depend_on_the_order_pieces_arrive_in():
         for order in itertools.permutations(pieces)
     }
     assert len(results) == 1
+
+
+def test_the_models_own_confidence_floor_applies_unless_the_user_asks_for_more():
+    from models.interface import ModelMeta
+    from service.pipeline import confidence_floors
+
+    meta = ModelMeta(name="m", version="1", extra={"min_confidence": {"tarped_cargo": 0.7}})
+    assert confidence_floors(meta, 0.0) == {"railcar": 0.0, "tarped_cargo": 0.7, "track": 0.0}
+    assert confidence_floors(meta, 0.8) == {"railcar": 0.8, "tarped_cargo": 0.8, "track": 0.8}
+    assert confidence_floors(ModelMeta(name="m", version="1"), 0.3)["tarped_cargo"] == 0.3

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import dask
-import psutil
+import dask.system
+import distributed.system
 from distributed import Client, LocalCluster
 
 from models.allocator import MALLOC_ENV
@@ -29,12 +29,14 @@ def local_layout(requested_workers: int | None, device: str = "auto") -> tuple[i
     GPU: one process holds the device (one CUDA context, one copy of the model) with a thread per
     core, so reading and vectorising on the host keep the device fed. ``requested_workers`` splits
     the cores over that many processes instead."""
-    cores = os.cpu_count() or 1
+    # Dask's figures, which honour a container's CPU quota and memory limit (os.cpu_count and the
+    # host's RAM do not: a 4 GB pod on a 16-core node would start 16 workers)
+    cores = dask.system.CPU_COUNT
     if requested_workers:
         return requested_workers, max(1, cores // requested_workers)
     if device == "cuda" or (device == "auto" and gpu_present()):
         return 1, max(2, cores)
-    by_memory = max(1, int(psutil.virtual_memory().total // CPU_WORKER_MEMORY))
+    by_memory = max(1, int(distributed.system.MEMORY_LIMIT // CPU_WORKER_MEMORY))
     return max(1, min(cores, by_memory)), 1
 
 

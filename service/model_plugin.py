@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import TYPE_CHECKING
 
+import dask.system
 from distributed import Client
 from distributed.comm import get_address_host
 from distributed.diagnostics.plugin import WorkerPlugin
@@ -67,7 +67,7 @@ class ModelPlugin(WorkerPlugin):
             keep_freed_memory()  # a LocalCluster's workers start with it; workers started elsewhere may not
             host = get_address_host(worker.address)
             dask_threads = self.threads_by_host.get(host, worker.state.nthreads)
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, dask_threads)))
+            torch.set_num_threads(max(1, dask.system.CPU_COUNT // max(1, dask_threads)))  # quota-aware
         get_model(self.spec, self.device)
 
 

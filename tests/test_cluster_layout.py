@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import platform
-from types import SimpleNamespace
 
+import dask.system
+import distributed.system
 import pytest
 
 from models.allocator import keep_freed_memory
@@ -18,8 +18,8 @@ def host(monkeypatch):
     """A host with ``cores`` cores, ``memory`` bytes of RAM and a GPU or not."""
 
     def make(cores: int, memory: float, gpu: bool = False) -> None:
-        monkeypatch.setattr(os, "cpu_count", lambda: cores)
-        monkeypatch.setattr(cluster.psutil, "virtual_memory", lambda: SimpleNamespace(total=int(memory)))
+        monkeypatch.setattr(dask.system, "CPU_COUNT", cores)
+        monkeypatch.setattr(distributed.system, "MEMORY_LIMIT", int(memory))
         monkeypatch.setattr(cluster, "gpu_present", lambda: gpu)
 
     return make

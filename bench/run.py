@@ -182,14 +182,11 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
             gpu_workers = client.run(_gpu_peak) if device == "cuda" else None
             log(f"{size} px: model only, on every worker at once")
             budget = args.model_only_seconds if args.model_only_seconds is not None else MODEL_ONLY_BUDGET_S[device]
-            halo = int(collection["summary"]["halo"])
-            mo = _model_only_on_workers(client, spec, device, window=args.tile + 2 * halo, batch=batch,
-                                        tiles=int(collection["summary"]["tiles"]), budget_s=budget,
-                                        precision=args.precision)
-        summary = collection["summary"]
+            summary = collection["summary"]
+            halo, tiles = int(summary["halo"]), int(summary["tiles"])
+            mo = _model_only_on_workers(client, spec, device, window=args.tile + 2 * halo, batch=batch, tiles=tiles,
+                                        budget_s=budget, precision=args.precision)
         timings = summary["timings"]
-        halo = int(summary["halo"])
-        tiles = int(summary["tiles"])
         del collection
         line.update(tile=args.tile, halo=halo, window_px=args.tile + 2 * halo, batch=batch, tiles=tiles)
         e2e_mpx_s = size * size / e2e_s / MB
@@ -333,7 +330,7 @@ def _model_only_on_workers(client, spec, device: str, *, window: int, batch: int
             "tiles_timed": sum(r["tiles_timed"] for r in each), "window_px": window, "batch": batch,
             "precision": each[0]["precision"], "workers": len(each),
             "torch_threads": [r["torch_threads"] for r in each],
-            "gpu_peak_bytes": max(r.get("gpu_peak_bytes", 0) for r in each)}
+            "gpu_peak_bytes": max(r["gpu_peak_bytes"] for r in each)}
 
 
 def _reset_gpu_peak() -> None:

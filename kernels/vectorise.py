@@ -37,6 +37,15 @@ SPLIT_FROM_M = 26.0
 SPLIT_MAX_WIDTH_M = 5.0
 CAR_PITCH_M = 16.0
 MIN_LENGTH_M = 8.5
+# A railcar's fitted rectangle comes out about 1 m wider than the car: the rectangle holds the
+# outer corners of a stair-stepped pixel set, and the model's footprint spills a little past the
+# car's edge. Measured on the validation set (engine seed 7000, not the held-out scenes): the median
+# width overshoot was 0.9-1.3 m at every scene pixel size from 0.3 to 1.0 m; narrowing by 1 m raised
+# railcar F1 0.57 -> 0.63 (mean matched IoU 0.64 -> 0.72). The length is left alone: trimming it
+# lowered F1.
+WIDTH_TRIM_M = 1.0
+# The narrowest a trimmed railcar gets, in metres (the narrowest real cars are about 2.4 m).
+MIN_WIDTH_M = 2.0
 # A pixel is part of an object's core (its instance seed) above this core probability.
 CORE_THRESHOLD = 0.5
 
@@ -82,9 +91,15 @@ def vectorise_tile(
     lines: list[PixelLine] = []
     if "track" in classes:
         c = semantic_classes.index("track")
-        band = (winner == c) & valid
-        if band.any():
-            lines = _track_lines(band, probs[c], tile)
+        track = winner == c
+        band = track.copy()
+        if "railcar" in semantic_classes:
+            # A track runs on under the cars standing on it: the model calls those pixels railcar,
+            # yet the analyst wants the line, and a car's long axis is the track's centre line.
+            band |= winner == semantic_classes.index("railcar")
+        band &= valid
+        if (track & valid).any():
+            lines = _track_lines(band, probs[c], track & valid, tile)
     return objects, lines
 
 
@@ -125,6 +140,7 @@ def _owned_objects(labels, count, score, tile: Tile, cls: str, pixel_size_m: flo
     if cls == "railcar":
         labels_kept, rects = _oriented_rectangles(owned, tile)
         labels_kept, rects = whole_cars(labels_kept, rects, pixel_size_m)
+        rects = narrowed(rects, WIDTH_TRIM_M / pixel_size_m, MIN_WIDTH_M / pixel_size_m)
         return [PixelObject(cls, rect, float(stats["score"][label - 1]))
                 for label, rect in zip(labels_kept.tolist(), rects, strict=True)]
     to_grid = Affine.translation(tile.col, tile.row)
@@ -187,6 +203,27 @@ def whole_cars(labels: np.ndarray, rects: np.ndarray, pixel_size_m: float) -> tu
     return labels[owner], out
 
 
+def narrowed(rects: np.ndarray, trim_px: float, min_width_px: float) -> np.ndarray:
+    """Rotated rectangles made ``trim_px`` narrower across their short side (half at each long
+    edge), never below ``min_width_px`` (one already narrower stays as it is); the long side and
+    the centre line along it are kept. Anything not a four-cornered rectangle is returned unchanged."""
+    if not len(rects):
+        return rects
+    ok, corner, along, across = _rectangle_sides(rects)
+    width = np.hypot(*across.T)
+    new_width = np.minimum(width, np.maximum(width - trim_px, min_width_px))
+    sel = ok & (new_width < width)
+    if not sel.any():
+        return rects
+    unit = across[sel] / width[sel, None]
+    start = corner[sel] + unit * ((width[sel] - new_width[sel]) / 2)[:, None]
+    side = unit * new_width[sel, None]
+    quads = np.stack([start, start + along[sel], start + along[sel] + side, start + side, start], axis=1)
+    out = rects.copy()
+    out[sel] = shapely.polygons(quads)
+    return out
+
+
 def _tidy(polygon: Polygon) -> Polygon:
     """Stair-stepped pixel outline -> a simpler valid polygon with the same footprint (holes dropped).
     Pixels that touch only corner to corner make the outline pinch at that corner, which is not a
@@ -198,8 +235,8 @@ def _tidy(polygon: Polygon) -> Polygon:
     return simple if simple.is_valid and not simple.is_empty else outline
 
 
-def _track_lines(band: np.ndarray, score: np.ndarray, tile: Tile) -> list[PixelLine]:
-    confidence = float(score[band].mean())
+def _track_lines(band: np.ndarray, score: np.ndarray, track: np.ndarray, tile: Tile) -> list[PixelLine]:
+    confidence = float(score[track].mean())
     x0, y0 = tile.core_col, tile.core_row
     core_box = (x0, y0, x0 + tile.core_width, y0 + tile.core_height)
     out = []

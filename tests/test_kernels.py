@@ -216,3 +216,47 @@ def test_cars_held_to_real_lengths():
     halves = sorted(cars[:2], key=lambda r: r.bounds[1])
     assert [h.bounds for h in halves] == [pytest.approx((0, 0, 6, 40)), pytest.approx((0, 40, 6, 80))]
     assert cars[2].equals(rects[2]) and cars[3].equals(rects[3])
+
+
+def test_railcar_rectangles_narrowed_about_their_centre_line():
+    """A 6 px wide box loses 2 px across (1 each side), keeps its length and centre line; a 5 px one
+    stops at the 4 px floor; a tilted one narrows across its own short side."""
+    from shapely.geometry import box
+
+    from kernels.vectorise import narrowed
+
+    tilted = shapely.affinity.rotate(box(0, 0, 28, 6), 30, origin=(0, 0))
+    rects = np.array([box(0, 0, 6, 28), box(20, 0, 25, 28), tilted], dtype=object)
+    out = narrowed(rects, 2.0, 4.0)
+    assert out[0].bounds == pytest.approx((1, 0, 5, 28))
+    assert out[1].bounds == pytest.approx((20.5, 0, 24.5, 28))
+    attrs = oriented_box_attributes(out, 1.0)
+    assert attrs["length_m"].tolist() == [28.0, 28.0, 28.0]
+    assert attrs["width_m"].tolist() == [4.0, 4.0, 4.0]
+    assert out[2].centroid.distance(tilted.centroid) < 1e-9
+    assert rects[0].bounds == (0, 0, 6, 28)  # the input is not changed
+
+
+def test_track_runs_on_under_the_cars_standing_on_it():
+    """The model calls a car's pixels railcar, not track: the centre line must still run through
+    the car, as one line, not stop at each end of it."""
+    tile = plan_tiles(256, 256, 256, 32)[0]
+    size = tile.size
+    probs = np.zeros((4, size, size), np.float32)
+    probs[0] = 1
+    probs[0, 120:123, 20:300] = 0
+    probs[3, 120:123, 20:300] = 1  # a track band 3 px wide along row 121
+    probs[3, 118:125, 120:150] = 0
+    probs[1, 118:125, 120:150] = 1  # a car 7 px wide standing on it
+    cores = np.zeros((2, size, size), np.float32)
+    valid = np.ones((size, size), bool)
+    _, lines = vectorise_tile(probs, cores, valid, tile, classes=("track",), semantic_classes=SEMANTIC_CLASSES,
+                              object_classes=OBJECT_CLASSES, pixel_size_m=0.5)
+    joined = join_tracks([pl.line for pl in lines])
+    assert len(joined) == 1
+    line = joined[0]
+    xs = np.asarray(line.coords)[:, 0]
+    # Grid coordinates: the read window starts a halo (32 px) before the core.
+    assert xs.min() <= 1 and xs.max() >= 255  # across the whole core, through the car
+    assert all(abs(y - (121.5 - 32)) <= 1.0 for y in np.asarray(line.coords)[:, 1])
+    assert lines[0].confidence == pytest.approx(1.0)  # the score of the track pixels only

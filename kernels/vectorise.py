@@ -46,8 +46,16 @@ MIN_LENGTH_M = 8.5
 WIDTH_TRIM_M = 1.0
 # The narrowest a trimmed railcar gets, in metres (the narrowest real cars are about 2.4 m).
 MIN_WIDTH_M = 2.0
-# A pixel is part of an object's core (its instance seed) above this core probability.
-CORE_THRESHOLD = 0.5
+# Tracks run on under the cars standing on them (see through_cars): a car counts as standing on a
+# track when its pixels come within this many model pixels (4 m) of visible track. Validation set
+# (engine seed 7000), track recall / precision: cars not counted 0.50 / 0.91; within 0, 2, 4 px
+# 0.89 / 0.93, 0.90 / 0.93, 0.92 / 0.92; within 8 px 0.94 / 0.91; every car 0.94 / 0.89.
+TRACK_REACH_PX = 8
+# A pixel is part of an object's core (its instance seed) above this core probability. Since seeds
+# grow through their blob (kernels.instances), a low threshold pays: a faint core still separates
+# its car. Validation set (engine seed 7000), railcar F1 at 0.2/0.25/0.3/0.35/0.5/0.65:
+# 0.657/0.657/0.664/0.652/0.633/0.628; tarped cargo F1 moved by under 0.003.
+CORE_THRESHOLD = 0.3
 
 
 @dataclass(frozen=True)
@@ -91,16 +99,27 @@ def vectorise_tile(
     lines: list[PixelLine] = []
     if "track" in classes:
         c = semantic_classes.index("track")
-        track = winner == c
-        band = track.copy()
-        if "railcar" in semantic_classes:
-            # A track runs on under the cars standing on it: the model calls those pixels railcar,
-            # yet the analyst wants the line, and a car's long axis is the track's centre line.
-            band |= winner == semantic_classes.index("railcar")
-        band &= valid
-        if (track & valid).any():
-            lines = _track_lines(band, probs[c], track & valid, tile)
+        track = (winner == c) & valid
+        if track.any():
+            band = track
+            if "railcar" in semantic_classes:
+                band = through_cars(track, (winner == semantic_classes.index("railcar")) & valid)
+            lines = _track_lines(band, probs[c], track, tile)
     return objects, lines
+
+
+def through_cars(track: np.ndarray, railcar: np.ndarray) -> np.ndarray:
+    """The track band with the cars that stand on it: a track runs on under its cars, which the
+    model calls railcar, and a car's long axis is the track's centre line. Only cars joined to
+    visible track count, so a car with no track in sight draws no line."""
+    band = track | railcar
+    # Square reach: a maximum filter, which scipy runs separably (3.5x faster than a dilation).
+    reach = band | ndimage.maximum_filter(track.view(np.uint8), size=2 * TRACK_REACH_PX + 1).view(bool)
+    parts, n = ndimage.label(reach, structure=np.ones((3, 3), dtype=bool))
+    on_track = np.zeros(n + 1, dtype=bool)
+    on_track[parts[track]] = True
+    on_track[0] = False
+    return band & on_track[parts]
 
 
 def winning_class(probs: np.ndarray) -> np.ndarray:

@@ -248,12 +248,14 @@ def test_track_runs_on_under_the_cars_standing_on_it():
     probs[3, 120:123, 20:300] = 1  # a track band 3 px wide along row 121
     probs[3, 118:125, 120:150] = 0
     probs[1, 118:125, 120:150] = 1  # a car 7 px wide standing on it
+    probs[0, 200:207, 60:90] = 0
+    probs[1, 200:207, 60:90] = 1  # a car with no track in sight: no line
     cores = np.zeros((2, size, size), np.float32)
     valid = np.ones((size, size), bool)
     _, lines = vectorise_tile(probs, cores, valid, tile, classes=("track",), semantic_classes=SEMANTIC_CLASSES,
                               object_classes=OBJECT_CLASSES, pixel_size_m=0.5)
     joined = join_tracks([pl.line for pl in lines])
-    assert len(joined) == 1
+    assert len(joined) == 1  # and none along the car standing alone
     line = joined[0]
     xs = np.asarray(line.coords)[:, 0]
     # Grid coordinates: the read window starts a halo (32 px) before the core.

@@ -37,13 +37,10 @@ SPLIT_FROM_M = 26.0
 SPLIT_MAX_WIDTH_M = 5.0
 CAR_PITCH_M = 16.0
 MIN_LENGTH_M = 8.5
-# A railcar's fitted rectangle comes out about 1 m wider than the car: the rectangle holds the
-# outer corners of a stair-stepped pixel set, and the model's footprint spills a little past the
-# car's edge. Measured on the validation set (engine seed 7000, not the held-out scenes): the median
-# width overshoot was 0.9-1.3 m at every scene pixel size from 0.3 to 1.0 m; narrowing by 1 m raised
-# railcar F1 0.57 -> 0.63 (mean matched IoU 0.64 -> 0.72). The length is left alone: trimming it
-# lowered F1.
-WIDTH_TRIM_M = 1.0
+# A railcar's fitted rectangle can come out wider than the car: it holds the outer corners of a
+# stair-stepped pixel set, and a model's footprint may spill past the car's edge. How much is a
+# property of the weights, so the trim travels in their metadata (see service.tile_tasks) and is
+# zero for a model that draws exact footprints.
 # The narrowest a trimmed railcar gets, in metres (the narrowest real cars are about 2.4 m).
 MIN_WIDTH_M = 2.0
 # Tracks run on under the cars standing on them (see through_cars): a car counts as standing on a
@@ -81,9 +78,11 @@ def vectorise_tile(
     semantic_classes: tuple[str, ...],
     object_classes: tuple[str, ...],
     pixel_size_m: float,
+    railcar_width_trim_m: float = 0.0,
 ) -> tuple[list[PixelObject], list[PixelLine]]:
     """``probs`` (C, S, S) class probabilities, ``cores`` (K, S, S) core probabilities, ``valid``
-    (S, S) bool, for one tile's read window."""
+    (S, S) bool, for one tile's read window. Railcar rectangles are made ``railcar_width_trim_m``
+    narrower (see ``narrowed``)."""
     winner = winning_class(probs)
     valid = trusted_area(valid)
     objects: list[PixelObject] = []
@@ -95,7 +94,7 @@ def vectorise_tile(
         if not class_mask.any():
             continue
         labels, count = label_instances(class_mask, cores[k] > CORE_THRESHOLD)
-        objects.extend(_owned_objects(labels, count, probs[c], tile, cls, pixel_size_m))
+        objects.extend(_owned_objects(labels, count, probs[c], tile, cls, pixel_size_m, railcar_width_trim_m))
     lines: list[PixelLine] = []
     if "track" in classes:
         c = semantic_classes.index("track")
@@ -143,7 +142,8 @@ def trusted_area(valid: np.ndarray, margin_px: int = NODATA_MARGIN_PX) -> np.nda
     return ndimage.minimum_filter(valid.view(np.uint8), size=2 * margin_px + 1, mode="constant", cval=1).view(bool)
 
 
-def _owned_objects(labels, count, score, tile: Tile, cls: str, pixel_size_m: float) -> list[PixelObject]:
+def _owned_objects(labels, count, score, tile: Tile, cls: str, pixel_size_m: float,
+                   width_trim_m: float) -> list[PixelObject]:  # fmt: skip
     stats = instance_stats(labels, count, score)
     min_px = MIN_AREA_M2[cls] / pixel_size_m**2
     keep = [
@@ -159,7 +159,8 @@ def _owned_objects(labels, count, score, tile: Tile, cls: str, pixel_size_m: flo
     if cls == "railcar":
         labels_kept, rects = _oriented_rectangles(owned, tile)
         labels_kept, rects = whole_cars(labels_kept, rects, pixel_size_m)
-        rects = narrowed(rects, WIDTH_TRIM_M / pixel_size_m, MIN_WIDTH_M / pixel_size_m)
+        if width_trim_m:
+            rects = narrowed(rects, width_trim_m / pixel_size_m, MIN_WIDTH_M / pixel_size_m)
         return [PixelObject(cls, rect, float(stats["score"][label - 1]))
                 for label, rect in zip(labels_kept.tolist(), rects, strict=True)]
     to_grid = Affine.translation(tile.col, tile.row)

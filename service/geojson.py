@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import shapely
@@ -71,21 +72,48 @@ def feature(fid: str, geometry: dict[str, Any], properties: dict[str, Any]) -> d
     return {"type": "Feature", "id": fid, "geometry": geometry, "properties": properties}
 
 
-def feature_collection(features: list[dict], summary: dict[str, Any]) -> dict[str, Any]:
+def feature_collection(features: Sequence[dict], summary: dict[str, Any]) -> dict[str, Any]:
     return {"type": "FeatureCollection", "features": features, "summary": summary}
 
 
 def write_json(data: dict[str, Any], path: str | Path, *, indent: int | None = None) -> Path:
     """Write to a temporary name beside ``path``, fsync, then rename: readers see the old file or the
     new one, never a half-written result."""
+
+    def dump(fh: TextIO) -> None:
+        json.dump(data, fh, indent=indent, separators=None if indent else (",", ":"))
+        if indent:
+            fh.write("\n")
+
+    return _write_atomically(path, dump)
+
+
+def write_geojson(collection: dict[str, Any], path: str | Path) -> Path:
+    """A FeatureCollection written a feature at a time (``features`` may be any sequence, such as a
+    ``FeatureTable``), so the text of a large scene is never all in memory; atomic like ``write_json``."""
+
+    def dump(fh: TextIO) -> None:
+        fh.write('{"type":"FeatureCollection","features":[')
+        for i, feat in enumerate(collection["features"]):
+            if i:
+                fh.write(",")
+            fh.write(json.dumps(feat, separators=(",", ":")))
+        fh.write("]")
+        for key, value in collection.items():
+            if key not in ("type", "features"):
+                fh.write(f",{json.dumps(key)}:{json.dumps(value, separators=(',', ':'))}")
+        fh.write("}")
+
+    return _write_atomically(path, dump)
+
+
+def _write_atomically(path: str | Path, dump: Callable[[TextIO], None]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=indent, separators=None if indent else (",", ":"))
-            if indent:
-                fh.write("\n")
+            dump(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -93,7 +121,3 @@ def write_json(data: dict[str, Any], path: str | Path, *, indent: int | None = N
         if tmp.exists():
             tmp.unlink()
     return path
-
-
-def write_geojson(collection: dict[str, Any], path: str | Path) -> Path:
-    return write_json(collection, path)

@@ -25,7 +25,8 @@ from kernels.vectorise import PixelLine, PixelObject, join_tracks, oriented_box_
 from models.interface import OBJECT_CLASSES, ModelMeta
 from models.spec import PRECISIONS, SHIPPED_WEIGHTS, ModelSpec, read_meta
 from service.errors import BadOption, Cancelled
-from service.geojson import GeometryMapper, feature, feature_collection, geometry_members
+from service.feature_table import FeatureTable
+from service.geojson import GeometryMapper, feature_collection
 from service.model_plugin import register_model
 from service.rasters import ClassRasterWriter, SceneInfo, inspect_scene
 from service.settings import PipelineSettings
@@ -236,9 +237,10 @@ def _assemble(
     px = grid_pixel_size_m(info)
     counts = dict.fromkeys(options.classes, 0)
     floors = confidence_floors(meta, options.min_confidence)
-    features = _object_features(acc.objects, floors, mapper, px, counts, box(0, 0, info.grid_width, info.grid_height))
+    tables = [_object_features(acc.objects, floors, mapper, px, counts, box(0, 0, info.grid_width, info.grid_height))]
     if "track" in options.classes:
-        features += _track_features(acc.lines, floors["track"], mapper, px, counts)
+        tables.append(_track_features(acc.lines, floors["track"], mapper, px, counts))
+    features = FeatureTable.concat(tables)
     finished = time.perf_counter()
     summary = {
         "counts": counts,
@@ -278,12 +280,12 @@ def confidence_floors(meta: ModelMeta, min_confidence: float) -> dict[str, float
 
 
 def _object_features(objects: list[PixelObject], floors: dict[str, float], mapper: GeometryMapper, px: float,
-                     counts: dict[str, int], scene_box: Polygon) -> list[dict]:
+                     counts: dict[str, int], scene_box: Polygon) -> FeatureTable:
     """Features for every object, ordered by class, then top to bottom and left to right. Every step
     runs on arrays of geometries: per-object Python was most of a large scene's merge time."""
     kept = [o for o in objects if o.confidence >= floors[o.cls]]
     if not kept:
-        return []
+        return FeatureTable.empty()
     polygons = np.array([o.polygon for o in kept], dtype=object)
     confidence = np.array([o.confidence for o in kept])
     cls = np.array([OBJECT_CLASSES.index(o.cls) for o in kept])
@@ -296,39 +298,33 @@ def _object_features(objects: list[PixelObject], floors: dict[str, float], mappe
     clipped[edge] = shapely.intersection(polygons[edge], scene_box)
     ok = (shapely.get_type_id(clipped) == shapely.GeometryType.POLYGON) & ~shapely.is_empty(clipped)
     polygons, clipped, confidence, cls = polygons[ok], clipped[ok], confidence[ok], cls[ok]
-    geometries = geometry_members(mapper.to_output(clipped))
-    area = np.round(shapely.area(clipped) * px * px, 2).tolist()
-    railcars = np.flatnonzero(cls == OBJECT_CLASSES.index("railcar"))
-    boxes = {k: v.tolist() for k, v in oriented_box_attributes(polygons[railcars], px).items()}
-    box_row = dict(zip(railcars.tolist(), range(railcars.size), strict=True))
-    features = []
-    for i, (c, conf) in enumerate(zip(cls.tolist(), confidence.tolist(), strict=True)):
-        name = OBJECT_CLASSES[c]
-        counts[name] += 1
-        fid = f"{name}-{counts[name]}"
-        props: dict[str, Any] = {"id": fid, "class": name, "confidence": round(conf, 4)}
-        if i in box_row:
-            props.update((k, v[box_row[i]]) for k, v in boxes.items())
-        props["area_m2"] = area[i]
-        features.append(feature(fid, geometries[i], props))
-    return features
+    names = np.array(OBJECT_CLASSES, dtype=object)[cls]
+    ids = np.empty(len(cls), dtype=object)
+    for k, name in enumerate(OBJECT_CLASSES):
+        mine = np.flatnonzero(cls == k)
+        if not mine.size:
+            continue
+        ids[mine] = [f"{name}-{counts[name] + j}" for j in range(1, mine.size + 1)]
+        counts[name] += mine.size
+    numeric = {"confidence": np.round(confidence, 4), "area_m2": np.round(shapely.area(clipped) * px * px, 2)}
+    railcars = cls == OBJECT_CLASSES.index("railcar")
+    for key, values in oriented_box_attributes(polygons[railcars], px).items():
+        numeric[key] = np.full(len(cls), np.nan)
+        numeric[key][railcars] = values
+    return FeatureTable(mapper.to_output(clipped), ids, names, numeric)
 
 
 def _track_features(pieces: list[PixelLine], min_confidence: float, mapper: GeometryMapper, px: float,
-                    counts: dict[str, int]) -> list[dict]:
+                    counts: dict[str, int]) -> FeatureTable:
     joined = [(line, conf) for line, conf in _joined_tracks(pieces) if conf >= min_confidence]
     if not joined:
-        return []
+        return FeatureTable.empty()
     lines = np.array([line for line, _ in joined], dtype=object)
-    geometries = geometry_members(mapper.to_output(lines))
-    lengths = np.round(shapely.length(lines) * px, 1).tolist()
-    features = []
-    for geometry, (_, conf), length in zip(geometries, joined, lengths, strict=True):
-        counts["track"] += 1
-        fid = f"track-{counts['track']}"
-        props = {"id": fid, "class": "track", "confidence": round(conf, 4), "length_m": length}
-        features.append(feature(fid, geometry, props))
-    return features
+    first = counts["track"]
+    counts["track"] += len(joined)
+    ids = np.array([f"track-{first + j}" for j in range(1, len(joined) + 1)], dtype=object)
+    numeric = {"confidence": np.round([conf for _, conf in joined], 4), "length_m": np.round(shapely.length(lines) * px, 1)}
+    return FeatureTable(mapper.to_output(lines), ids, np.full(len(joined), "track", dtype=object), numeric)
 
 
 def _joined_tracks(pieces: list[PixelLine]) -> list[tuple[LineString, float]]:

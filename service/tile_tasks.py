@@ -81,7 +81,7 @@ def run_batch(info: SceneInfo, tiles: list[Tile], opts: TaskOptions) -> BatchRes
         objects, lines = vectorise_tile(
             probs[k], cores[k], valid, tile,
             classes=opts.classes, semantic_classes=SEMANTIC_CLASSES, object_classes=OBJECT_CLASSES,
-            pixel_size_m=px,
+            pixel_size_m=px, railcar_width_trim_m=float(meta.extra.get("railcar_width_trim_m", 0.0)),
         )
         labels = _labels(np.where(valid, winning_class(probs[k]), INVALID_LABEL), tile) if opts.want_labels else None
         result.tiles.append(TileResult(tile, objects, lines, core_valid[i], labels))

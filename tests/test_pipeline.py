@@ -252,3 +252,21 @@ def test_the_models_own_confidence_floor_applies_unless_the_user_asks_for_more()
     assert confidence_floors(meta, 0.0) == {"railcar": 0.0, "tarped_cargo": 0.7, "track": 0.0}
     assert confidence_floors(meta, 0.8) == {"railcar": 0.8, "tarped_cargo": 0.8, "track": 0.8}
     assert confidence_floors(ModelMeta(name="m", version="1"), 0.3)["tarped_cargo"] == 0.3
+
+
+def test_railcar_width_trim_travels_with_the_weights(tmp_path, dask_client, oracle_spec):
+    """The width trim is chosen for one set of weights and read from their metadata: the oracle's
+    exact 3 m cars stay 3 m, the same model with a 1 m trim gives 2 m cars on the same centre."""
+    from models.spec import ModelSpec
+
+    img = scenes.blank(300, 200)
+    scenes.train_of_cars(img, 40, 80, 4)
+    path = scenes.write(tmp_path / "cars.tif", img)
+    exact = railcars(detect_scene(path, CPU, oracle_spec, dask_client))
+    trimmed = railcars(detect_scene(path, CPU, ModelSpec(factory="tests.oracle_model:build_width_trimmed"),
+                                    dask_client))
+    assert [f["properties"]["width_m"] for f in exact] == [3.0] * 4
+    assert [f["properties"]["width_m"] for f in trimmed] == [2.0] * 4
+    assert [f["properties"]["length_m"] for f in trimmed] == [f["properties"]["length_m"] for f in exact]
+    for a, b in zip(exact, trimmed, strict=True):
+        assert shape(a["geometry"]).centroid.distance(shape(b["geometry"]).centroid) < 1e-7

@@ -1,0 +1,71 @@
+"""Output features kept as columns: they read back as the same GeoJSON dicts, and are written the same."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import shapely
+from shapely.geometry import LineString, Polygon, box
+
+from service.feature_table import CHUNK, FeatureTable
+from service.geojson import feature_collection, write_geojson
+
+
+def _table(n: int) -> FeatureTable:
+    cars = np.array([box(i, 0, i + 0.5, 2) for i in range(n)], dtype=object)
+    return FeatureTable(cars, np.array([f"railcar-{i + 1}" for i in range(n)], dtype=object),
+                        np.full(n, "railcar", dtype=object),
+                        {"confidence": np.linspace(0, 1, n), "length_m": np.full(n, 14.0)})  # fmt: skip
+
+
+def test_features_read_back_as_geojson_dicts_in_order():
+    table = _table(CHUNK + 5)  # more than one chunk
+    got = list(table)
+    assert len(table) == len(got) == CHUNK + 5
+    assert got[0] == {
+        "type": "Feature",
+        "id": "railcar-1",
+        "geometry": {"type": "Polygon", "coordinates": [[[0.5, 0.0], [0.5, 2.0], [0.0, 2.0], [0.0, 0.0], [0.5, 0.0]]]},
+        "properties": {"id": "railcar-1", "class": "railcar", "confidence": 0.0, "length_m": 14.0},
+    }
+    assert table[-1] == got[-1] and table[CHUNK] == got[CHUNK]
+    assert table[3:6] == got[3:6] and table[::2000] == got[::2000]
+    with pytest.raises(IndexError):
+        table[len(table)]
+
+
+def test_concat_leaves_out_properties_a_feature_does_not_have():
+    track = FeatureTable(np.array([LineString([(0, 0), (3, 4)])], dtype=object), np.array(["track-1"], dtype=object),
+                         np.array(["track"], dtype=object), {"confidence": np.array([0.5]), "area_m2": [math.nan]})
+    both = FeatureTable.concat([_table(2), FeatureTable.empty(), track])
+    assert [f["id"] for f in both] == ["railcar-1", "railcar-2", "track-1"]
+    assert both[2]["properties"] == {"id": "track-1", "class": "track", "confidence": 0.5}
+    assert both[2]["geometry"] == {"type": "LineString", "coordinates": [[0.0, 0.0], [3.0, 4.0]]}
+    assert both[0]["properties"]["length_m"] == 14.0
+
+
+def test_geometry_other_than_a_simple_polygon_or_line_is_mapped_too():
+    holed = Polygon([(0, 0), (10, 0), (10, 10), (0, 10)], [[(2, 2), (4, 2), (4, 4), (2, 4)]])
+    table = FeatureTable(np.array([holed], dtype=object), np.array(["c-1"], dtype=object),
+                         np.array(["tarped_cargo"], dtype=object), {})  # fmt: skip
+    assert shapely.geometry.shape(table[0]["geometry"]).equals(holed)
+
+
+def test_columns_must_line_up():
+    with pytest.raises(ValueError, match="one value per geometry"):
+        FeatureTable(np.array([box(0, 0, 1, 1)], dtype=object), np.array([], dtype=object),
+                     np.array(["railcar"], dtype=object), {})  # fmt: skip
+    with pytest.raises(ValueError, match="unknown feature properties"):
+        FeatureTable(np.array([], dtype=object), np.array([], dtype=object), np.array([], dtype=object),
+                     {"colour": np.array([])})  # fmt: skip
+
+
+def test_streamed_file_equals_the_collection_as_dicts(tmp_path):
+    table = _table(7)
+    summary = {"counts": {"railcar": 7}, "crs": "EPSG:32652"}
+    path = write_geojson(feature_collection(table, summary), tmp_path / "out.geojson")
+    assert json.loads(path.read_text()) == {"type": "FeatureCollection", "features": list(table), "summary": summary}
+    assert not list(tmp_path.glob(".*tmp*"))  # written atomically: no temporary left behind

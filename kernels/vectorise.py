@@ -256,17 +256,19 @@ def _tidy(polygon: Polygon) -> Polygon:
 
 
 def _track_lines(band: np.ndarray, score: np.ndarray, track: np.ndarray, tile: Tile) -> list[PixelLine]:
+    """Centre lines of ``band``, simplified and clipped to the tile's core, in one shapely call per
+    step over all of a tile's lines (per line, the calls were a fifth of a tile's track time)."""
+    paths = centre_lines(band)
+    if not paths:
+        return []
     confidence = float(score[track].mean())
     x0, y0 = tile.core_col, tile.core_row
-    core_box = (x0, y0, x0 + tile.core_width, y0 + tile.core_height)
-    out = []
-    for pts in centre_lines(band):
-        line = LineString(pts + (tile.col, tile.row)).simplify(0.75)
-        clipped = shapely.clip_by_rect(line, *core_box)
-        for part in getattr(clipped, "geoms", [clipped]):
-            if isinstance(part, LineString) and not part.is_empty and part.length >= 2:
-                out.append(PixelLine(part, confidence))
-    return out
+    coords = np.concatenate(paths) + (tile.col, tile.row)
+    lines = shapely.linestrings(coords, indices=np.repeat(np.arange(len(paths)), [len(p) for p in paths]))
+    clipped = shapely.clip_by_rect(shapely.simplify(lines, 0.75), x0, y0, x0 + tile.core_width, y0 + tile.core_height)
+    parts = shapely.get_parts(clipped)
+    keep = (shapely.get_type_id(parts) == shapely.GeometryType.LINESTRING) & (shapely.length(parts) >= 2)
+    return [PixelLine(part, confidence) for part in parts[keep]]
 
 
 def oriented_box_attributes(rects: np.ndarray, pixel_size_m: float) -> dict[str, np.ndarray]:

@@ -329,7 +329,8 @@ def _train(cfg: TrainConfig, scene_at: Callable[[int], GridSample] | None,
     extra["total_steps"] = sum(int(h.get("steps", 0)) for h in history)
     extra.pop("notes", None)  # free text about an earlier run: the history says what happened since
     extra.pop("min_confidence", None)  # per-class floors were chosen for the earlier weights
-    extra.pop("railcar_width_trim_m", None)  # and so was the railcar width trim
+    # The railcar width trim stays: it is mostly the geometry of a rectangle fitted around
+    # stair-stepped pixels, and weights trained on from these keep their footprint habits.
     extra["parameters"] = count_parameters(model)
     out_meta = dataclasses.replace(meta, extra=extra,
                                    version=meta.version if cfg.init else cfg.version)

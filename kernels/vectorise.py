@@ -116,8 +116,7 @@ def through_cars(track: np.ndarray, railcar: np.ndarray) -> np.ndarray:
     reach = band | ndimage.maximum_filter(track.view(np.uint8), size=2 * TRACK_REACH_PX + 1).view(bool)
     parts, n = ndimage.label(reach, structure=np.ones((3, 3), dtype=bool))
     on_track = np.zeros(n + 1, dtype=bool)
-    on_track[parts[track]] = True
-    on_track[0] = False
+    on_track[parts[track]] = True  # track pixels always lie in a part, so label 0 stays False
     return band & on_track[parts]
 
 

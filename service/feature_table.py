@@ -64,8 +64,8 @@ class FeatureTable(Sequence[dict[str, Any]]):
 
     def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
         if isinstance(index, slice):
-            return self._build(*index.indices(len(self))[:2]) if index.step in (None, 1) else [
-                self[i] for i in range(*index.indices(len(self)))]  # fmt: skip
+            start, stop, step = index.indices(len(self))
+            return self._build(start, stop) if step == 1 else [self[i] for i in range(start, stop, step)]
         i = index + len(self) if index < 0 else index
         if not 0 <= i < len(self):
             raise IndexError("feature index out of range")

@@ -71,6 +71,7 @@ def run_batch(info: SceneInfo, tiles: list[Tile], opts: TaskOptions) -> BatchRes
     t2 = time.perf_counter()
     outputs = dict(zip(active, range(len(active)), strict=True))
     px = grid_pixel_size_m(info)
+    width_trim_m = float(meta.extra.get("railcar_width_trim_m", 0.0))
     for i, tile in enumerate(tiles):
         if i not in outputs:
             labels = _labels(None, tile) if opts.want_labels else None
@@ -81,7 +82,7 @@ def run_batch(info: SceneInfo, tiles: list[Tile], opts: TaskOptions) -> BatchRes
         objects, lines = vectorise_tile(
             probs[k], cores[k], valid, tile,
             classes=opts.classes, semantic_classes=SEMANTIC_CLASSES, object_classes=OBJECT_CLASSES,
-            pixel_size_m=px, railcar_width_trim_m=float(meta.extra.get("railcar_width_trim_m", 0.0)),
+            pixel_size_m=px, railcar_width_trim_m=width_trim_m,
         )
         labels = _labels(np.where(valid, winning_class(probs[k]), INVALID_LABEL), tile) if opts.want_labels else None
         result.tiles.append(TileResult(tile, objects, lines, core_valid[i], labels))

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # torch is imported where tensors are made: the pipeline's cl
 
 SEMANTIC_CLASSES = ("background", "railcar", "tarped_cargo", "track")
 OBJECT_CLASSES = ("railcar", "tarped_cargo")  # classes with a core channel, in channel order
+ALL_CLASSES = (*OBJECT_CLASSES, "track")  # what a detection run outputs
 OUTPUT_CHANNELS = len(SEMANTIC_CLASSES) + len(OBJECT_CLASSES)
 CLASS_INDEX = {name: i for i, name in enumerate(SEMANTIC_CLASSES)}
 CORE_CHANNEL = {name: len(SEMANTIC_CLASSES) + i for i, name in enumerate(OBJECT_CLASSES)}

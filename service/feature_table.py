@@ -2,8 +2,10 @@
 
 A large scene has many features (about 112,000 at 20,000 x 20,000 px). As dicts of nested lists they
 took about 240 MB of the client before the file was written; as an array of output geometries and a
-few numpy columns they take about a tenth of that. Reading (iteration, indexing, ``len``) gives the
-same dicts as before, built a chunk at a time, and ``service.geojson.write_geojson`` streams them.
+few numpy columns they take about a tenth of that. The geometries wait as WKB: a shapely object is
+several hundred bytes of Python and GEOS objects, a railcar's WKB 93 bytes. Reading (iteration,
+indexing, ``len``) gives the same dicts as before, built a chunk at a time, and
+``service.geojson.write_geojson`` streams them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, overload
 
 import numpy as np
+import shapely
 
 from service.geojson import feature, geometry_members
 
@@ -21,18 +24,21 @@ CHUNK = 4096
 
 
 class FeatureTable(Sequence[dict[str, Any]]):
-    """Features as columns: output geometries (shapely, already in output coordinates), ``id`` and
-    ``class`` strings, and numeric properties (NaN where a property does not apply)."""
+    """Features as columns: output geometries (shapely, already in output coordinates; kept as WKB),
+    ``id`` and ``class`` strings, and numeric properties (NaN where a property does not apply)."""
 
     def __init__(self, geometries: np.ndarray, ids: np.ndarray, classes: np.ndarray,
                  numeric: dict[str, np.ndarray]) -> None:  # fmt: skip
-        n = len(geometries)
+        self._set(shapely.to_wkb(np.asarray(geometries, dtype=object)), ids, classes, numeric)
+
+    def _set(self, wkb: np.ndarray, ids: np.ndarray, classes: np.ndarray, numeric: dict[str, np.ndarray]) -> None:
+        n = len(wkb)
         unknown = set(numeric) - set(NUMERIC_PROPERTIES)
         if unknown:
             raise ValueError(f"unknown feature properties: {sorted(unknown)}")
         if len(ids) != n or len(classes) != n or any(len(v) != n for v in numeric.values()):
             raise ValueError("every feature column must have one value per geometry")
-        self._geometries = np.asarray(geometries, dtype=object)
+        self._wkb = wkb
         self._ids = np.asarray(ids, dtype=object)
         self._classes = np.asarray(classes, dtype=object)
         self._numeric = {k: np.asarray(numeric[k], dtype=np.float64) for k in NUMERIC_PROPERTIES if k in numeric}
@@ -51,10 +57,12 @@ class FeatureTable(Sequence[dict[str, Any]]):
         def column(name: str) -> np.ndarray:
             return np.concatenate([getattr(t, name) for t in tables] or [np.zeros(0, dtype=object)])
 
-        return cls(column("_geometries"), column("_ids"), column("_classes"), numeric)
+        table = cls.__new__(cls)  # the geometries are WKB already
+        table._set(column("_wkb"), column("_ids"), column("_classes"), numeric)
+        return table
 
     def __len__(self) -> int:
-        return len(self._geometries)
+        return len(self._wkb)
 
     @overload
     def __getitem__(self, index: int) -> dict[str, Any]: ...
@@ -78,7 +86,7 @@ class FeatureTable(Sequence[dict[str, Any]]):
     def _build(self, start: int, stop: int) -> list[dict[str, Any]]:
         if stop <= start:
             return []
-        geometries = geometry_members(self._geometries[start:stop])
+        geometries = geometry_members(shapely.from_wkb(self._wkb[start:stop]))
         columns = [(k, v[start:stop].tolist()) for k, v in self._numeric.items()]
         out = []
         for j, (fid, cls, geometry) in enumerate(zip(self._ids[start:stop].tolist(), self._classes[start:stop].tolist(),

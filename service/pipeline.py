@@ -18,21 +18,22 @@ import numpy as np
 import shapely
 from distributed import Client
 from pyproj import CRS
-from shapely.geometry import LineString, Polygon, box
+from shapely import GeometryType
+from shapely.geometry import Polygon, box
 
 from kernels.tiling import SIZE_MULTIPLE, batches, plan_tiles
-from kernels.vectorise import PixelLine, PixelObject, join_tracks, oriented_box_attributes
-from models.interface import OBJECT_CLASSES, ModelMeta
+from kernels.vectorise import join_tracks, oriented_box_attributes
+from models.interface import ALL_CLASSES, OBJECT_CLASSES, ModelMeta
 from models.spec import PRECISIONS, SHIPPED_WEIGHTS, ModelSpec, read_meta
 from service.errors import BadOption, Cancelled
 from service.feature_table import FeatureTable
 from service.geojson import GeometryMapper, feature_collection
 from service.model_plugin import register_model
+from service.pieces import Pieces
 from service.rasters import ClassRasterWriter, SceneInfo, inspect_scene
 from service.settings import PipelineSettings
 from service.tile_tasks import BatchResult, TaskOptions, grid_pixel_size_m, run_batch
 
-ALL_CLASSES = ("railcar", "tarped_cargo", "track")
 TRACK_SNAP_PX = 2.5  # track piece ends this close are joined (see kernels.vectorise.join_tracks)
 DEFAULT_BATCH = {"cuda": 32, "cpu": 2}
 Progress = Callable[[int, int], None]
@@ -208,17 +209,17 @@ class _Accumulator:
     """Small per-tile results gathered on the client as batches finish."""
 
     def __init__(self) -> None:
-        self.objects: list[PixelObject] = []
-        self.lines: list[PixelLine] = []
+        self.objects: list[Pieces] = []
+        self.lines: list[Pieces] = []
         self.valid_px = 0
         self.tiles_done = 0
         self.read_s = self.model_s = self.vectorise_s = 0.0
         self.precisions: set[str] = set()
 
     def add(self, result: BatchResult) -> None:
+        self.objects.append(result.objects)
+        self.lines.append(result.lines)
         for tr in result.tiles:
-            self.objects.extend(tr.objects)
-            self.lines.extend(tr.lines)
             self.valid_px += tr.valid_px
             self.tiles_done += 1
         self.read_s += result.read_s
@@ -226,6 +227,14 @@ class _Accumulator:
         self.vectorise_s += result.vectorise_s
         if result.precision:
             self.precisions.add(result.precision)
+
+    def take_objects(self) -> Pieces:
+        objects, self.objects = self.objects, []
+        return Pieces.concat(objects, GeometryType.POLYGON)
+
+    def take_lines(self) -> Pieces:
+        lines, self.lines = self.lines, []
+        return Pieces.concat(lines, GeometryType.LINESTRING)
 
 
 def _assemble(
@@ -237,9 +246,12 @@ def _assemble(
     px = grid_pixel_size_m(info)
     counts = dict.fromkeys(options.classes, 0)
     floors = confidence_floors(meta, options.min_confidence)
-    tables = [_object_features(acc.objects, floors, mapper, px, counts, box(0, 0, info.grid_width, info.grid_height))]
+    # Each list of pieces is handed over and let go of as soon as it is used: a large scene's pieces
+    # are most of what the client holds, and the track join needs room of its own.
+    tables = [_object_features(acc.take_objects(), floors, mapper, px, counts,
+                               box(0, 0, info.grid_width, info.grid_height))]
     if "track" in options.classes:
-        tables.append(_track_features(acc.lines, floors["track"], mapper, px, counts))
+        tables.append(_track_features(acc.take_lines(), floors["track"], mapper, px, counts))
     features = FeatureTable.concat(tables)
     finished = time.perf_counter()
     summary = {
@@ -279,16 +291,16 @@ def confidence_floors(meta: ModelMeta, min_confidence: float) -> dict[str, float
     return {c: max(min_confidence, float(own.get(c, 0.0))) for c in ALL_CLASSES}
 
 
-def _object_features(objects: list[PixelObject], floors: dict[str, float], mapper: GeometryMapper, px: float,
+def _object_features(objects: Pieces, floors: dict[str, float], mapper: GeometryMapper, px: float,
                      counts: dict[str, int], scene_box: Polygon) -> FeatureTable:
     """Features for every object, ordered by class, then top to bottom and left to right. Every step
     runs on arrays of geometries: per-object Python was most of a large scene's merge time."""
-    kept = [o for o in objects if o.confidence >= floors[o.cls]]
-    if not kept:
+    kept = objects.confidence >= np.array([floors[c] for c in ALL_CLASSES])[objects.classes]
+    if not kept.any():
         return FeatureTable.empty()
-    polygons = np.array([o.polygon for o in kept], dtype=object)
-    confidence = np.array([o.confidence for o in kept])
-    cls = np.array([OBJECT_CLASSES.index(o.cls) for o in kept])
+    polygons = objects.geometries()[kept]
+    confidence = objects.confidence[kept]
+    cls = objects.classes[kept].astype(np.int64)  # ALL_CLASSES starts with OBJECT_CLASSES, in order
     centre = shapely.centroid(polygons)
     order = np.lexsort((shapely.get_x(centre), shapely.get_y(centre), cls))
     polygons, confidence, cls = polygons[order], confidence[order], cls[order]
@@ -314,46 +326,53 @@ def _object_features(objects: list[PixelObject], floors: dict[str, float], mappe
     return FeatureTable(mapper.to_output(clipped), ids, names, numeric)
 
 
-def _track_features(pieces: list[PixelLine], min_confidence: float, mapper: GeometryMapper, px: float,
+def _track_features(pieces: Pieces, min_confidence: float, mapper: GeometryMapper, px: float,
                     counts: dict[str, int]) -> FeatureTable:
-    joined = [(line, conf) for line, conf in _joined_tracks(pieces) if conf >= min_confidence]
-    if not joined:
+    lines, confidence = _joined_tracks(pieces)
+    del pieces  # the caller handed them over: let them go before the output geometries are made
+    keep = confidence >= min_confidence
+    lines, confidence = lines[keep], confidence[keep]
+    if not len(lines):
         return FeatureTable.empty()
-    lines = np.array([line for line, _ in joined], dtype=object)
     first = counts["track"]
-    counts["track"] += len(joined)
-    ids = np.array([f"track-{first + j}" for j in range(1, len(joined) + 1)], dtype=object)
-    numeric = {"confidence": np.round([conf for _, conf in joined], 4), "length_m": np.round(shapely.length(lines) * px, 1)}
-    return FeatureTable(mapper.to_output(lines), ids, np.full(len(joined), "track", dtype=object), numeric)
+    counts["track"] += len(lines)
+    ids = np.array([f"track-{first + j}" for j in range(1, len(lines) + 1)], dtype=object)
+    numeric = {"confidence": np.round(confidence, 4), "length_m": np.round(shapely.length(lines) * px, 1)}
+    return FeatureTable(mapper.to_output(lines), ids, np.full(len(lines), "track", dtype=object), numeric)
 
 
-def _joined_tracks(pieces: list[PixelLine]) -> list[tuple[LineString, float]]:
-    """Join per-tile pieces; each joined line's confidence is the length-weighted mean of its pieces.
-    Pieces arrive in the order their batches finish, which varies from run to run, and where three
-    ends meet, snapping and merging depend on order: so they are put in an order of their own first."""
-    pieces = sorted(pieces, key=lambda p: (p.line.coords[0], p.line.coords[-1], p.line.length))
-    lines = join_tracks([p.line for p in pieces], snap_px=TRACK_SNAP_PX)
-    if not lines:
-        return []
-    owner = _owning_lines([p.line for p in pieces], lines)
-    length = np.array([p.line.length for p in pieces])
-    confidence = np.array([p.confidence for p in pieces])
-    weight = np.bincount(owner, weights=length, minlength=len(lines))
-    total = np.bincount(owner, weights=length * confidence, minlength=len(lines))
-    return [(ln, float(total[i] / weight[i]) if weight[i] else 0.0) for i, ln in enumerate(lines)]
+def _joined_tracks(pieces: Pieces) -> tuple[np.ndarray, np.ndarray]:
+    """Join per-tile pieces into lines (an array of LineStrings) and give each the length-weighted
+    mean confidence of its pieces. Pieces arrive in the order their batches finish, which varies
+    from run to run, and where three ends meet, snapping and merging depend on order: so they are
+    put in an order of their own first (by first point, last point, then length)."""
+    lines = pieces.geometries()
+    if not len(lines):
+        return lines, np.zeros(0)
+    ring = pieces.offsets[0]
+    start, end = pieces.coords[ring[:-1]], pieces.coords[ring[1:] - 1]
+    length = shapely.length(lines)
+    order = np.lexsort((length, end[:, 1], end[:, 0], start[:, 1], start[:, 0]))
+    lines, length, confidence = lines[order], length[order], pieces.confidence[order]
+    joined = join_tracks(lines, snap_px=TRACK_SNAP_PX)
+    if not len(joined):
+        return joined, np.zeros(0)
+    owner = _owning_lines(lines, joined)
+    weight = np.bincount(owner, weights=length, minlength=len(joined))
+    total = np.bincount(owner, weights=length * confidence, minlength=len(joined))
+    return joined, np.divide(total, weight, out=np.zeros(len(joined)), where=weight > 0)
 
 
-def _owning_lines(pieces: list[LineString], lines: list[LineString]) -> np.ndarray:
+def _owning_lines(piece_arr: np.ndarray, line_arr: np.ndarray) -> np.ndarray:
     """Index of the joined line each piece became part of: of the lines near the piece, the one
     closest to three points spread along it. One midpoint is not enough: where two tracks cross at
     a piece's midpoint, both lines are at distance 0."""
-    piece_arr, line_arr = np.array(pieces, dtype=object), np.array(lines, dtype=object)
     near_piece, near_line = shapely.STRtree(line_arr).query(piece_arr, predicate="dwithin", distance=TRACK_SNAP_PX)
     probes = shapely.line_interpolate_point(piece_arr[near_piece, None], [0.25, 0.5, 0.75], normalized=True)
     score = shapely.distance(probes, line_arr[near_line, None]).sum(axis=1)
     order = np.lexsort((score, near_piece))
     best = order[np.r_[True, near_piece[order][1:] != near_piece[order][:-1]]]
-    owner = np.zeros(len(pieces), dtype=np.int64)  # every piece is within the snap distance of its line
+    owner = np.zeros(len(piece_arr), dtype=np.int64)  # every piece is within the snap distance of its line
     owner[near_piece[best]] = near_line[best]
     return owner
 

@@ -8,12 +8,14 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from shapely import GeometryType
 
 from kernels.tiling import Tile
 from kernels.vectorise import PixelLine, PixelObject, vectorise_tile, winning_class
 from models.interface import OBJECT_CLASSES, SEMANTIC_CLASSES
 from models.spec import ModelSpec
 from service.model_plugin import get_model
+from service.pieces import Pieces
 from service.rasters import SceneInfo, open_scene
 
 INVALID_LABEL = 255
@@ -31,8 +33,6 @@ class TaskOptions:
 @dataclass
 class TileResult:
     tile: Tile
-    objects: list[PixelObject]
-    lines: list[PixelLine]
     valid_px: int
     labels: np.ndarray | None = None  # core class labels (uint8, 255 = no data), when asked for
 
@@ -40,6 +40,8 @@ class TileResult:
 @dataclass
 class BatchResult:
     tiles: list[TileResult] = field(default_factory=list)
+    objects: Pieces = field(default_factory=lambda: Pieces.empty(GeometryType.POLYGON))  # of every tile
+    lines: Pieces = field(default_factory=lambda: Pieces.empty(GeometryType.LINESTRING))
     read_s: float = 0.0
     model_s: float = 0.0
     vectorise_s: float = 0.0
@@ -72,20 +74,25 @@ def run_batch(info: SceneInfo, tiles: list[Tile], opts: TaskOptions) -> BatchRes
     outputs = dict(zip(active, range(len(active)), strict=True))
     px = grid_pixel_size_m(info)
     width_trim_m = float(meta.extra.get("railcar_width_trim_m", 0.0))
+    objects: list[PixelObject] = []
+    lines: list[PixelLine] = []
     for i, tile in enumerate(tiles):
         if i not in outputs:
             labels = _labels(None, tile) if opts.want_labels else None
-            result.tiles.append(TileResult(tile, [], [], 0, labels))
+            result.tiles.append(TileResult(tile, 0, labels))
             continue
         k = outputs[i]
         valid = reads[i][1]
-        objects, lines = vectorise_tile(
+        tile_objects, tile_lines = vectorise_tile(
             probs[k], cores[k], valid, tile,
             classes=opts.classes, semantic_classes=SEMANTIC_CLASSES, object_classes=OBJECT_CLASSES,
             pixel_size_m=px, railcar_width_trim_m=width_trim_m,
         )
+        objects += tile_objects
+        lines += tile_lines
         labels = _labels(np.where(valid, winning_class(probs[k]), INVALID_LABEL), tile) if opts.want_labels else None
-        result.tiles.append(TileResult(tile, objects, lines, core_valid[i], labels))
+        result.tiles.append(TileResult(tile, core_valid[i], labels))
+    result.objects, result.lines = Pieces.from_objects(objects), Pieces.from_lines(lines)
     t3 = time.perf_counter()
     result.read_s, result.model_s, result.vectorise_s = t1 - t0, t2 - t1, t3 - t2
     return result

@@ -216,12 +216,13 @@ def test_crossing_track_pieces_each_get_one_owner():
     from shapely.geometry import LineString
 
     from kernels.vectorise import PixelLine
+    from service.pieces import Pieces
     from service.pipeline import _joined_tracks
 
     pieces = [PixelLine(LineString([(0, 0), (10, 10)]), 0.8), PixelLine(LineString([(0, 10), (10, 0)]), 0.4)]
-    joined = _joined_tracks(pieces)
-    assert len(joined) == 2
-    assert sorted(conf for _, conf in joined) == pytest.approx([0.4, 0.8])
+    lines, confidence = _joined_tracks(Pieces.from_lines(pieces))
+    assert len(lines) == 2
+    assert sorted(confidence) == pytest.approx([0.4, 0.8])
 
 
 def test_joined_tracks_do_not_depend_on_the_order_pieces_arrive_in():
@@ -232,13 +233,14 @@ def test_joined_tracks_do_not_depend_on_the_order_pieces_arrive_in():
     from shapely.geometry import LineString
 
     from kernels.vectorise import PixelLine
+    from service.pieces import Pieces
     from service.pipeline import _joined_tracks
 
     pieces = [PixelLine(LineString([(0, 0), (20, 0)]), 0.9), PixelLine(LineString([(21, 0.5), (40, 0)]), 0.7),
               PixelLine(LineString([(21.5, -1), (40, -12)]), 0.5), PixelLine(LineString([(40.5, 0.5), (60, 1)]), 0.6)]
     results = {
         tuple(sorted((round(conf, 6), tuple(map(tuple, np.round(line.coords, 6)))) for line, conf in
-                     _joined_tracks(list(order))))
+                     zip(*_joined_tracks(Pieces.from_lines(list(order))), strict=True)))
         for order in itertools.permutations(pieces)
     }
     assert len(results) == 1

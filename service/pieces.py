@@ -55,6 +55,9 @@ class Pieces:
 
     @classmethod
     def from_objects(cls, objects: Sequence[PixelObject]) -> Pieces:
+        """An outline that is not one polygon (or is empty) cannot be a feature; the merge always
+        dropped such objects, and they are dropped here."""
+        objects = [o for o in objects if o.polygon.geom_type == "Polygon" and not o.polygon.is_empty]
         return cls.of(GeometryType.POLYGON, [o.polygon for o in objects], [o.cls for o in objects],
                       [o.confidence for o in objects])
 

@@ -30,6 +30,15 @@ def test_objects_come_back_as_they_went_in():
     assert len(got[1].interiors) == 1  # a hole survives
 
 
+def test_objects_that_are_not_one_polygon_are_dropped():
+    from shapely.geometry import MultiPolygon
+
+    two = MultiPolygon([box(0, 0, 1, 1), box(3, 3, 4, 4)])
+    objects = [PixelObject("tarped_cargo", two, 0.8), PixelObject("tarped_cargo", Polygon(), 0.8), *_objects(0.0)]
+    pieces = Pieces.from_objects(objects)
+    assert list(pieces.class_names()) == ["railcar", "tarped_cargo"]
+
+
 def test_concat_keeps_order_and_moves_offsets():
     first, second = Pieces.from_objects(_objects(0.0)), Pieces.from_objects(_objects(100.0))
     empty = Pieces.empty(GeometryType.POLYGON)

@@ -5,6 +5,12 @@ layer is a per-channel affine map, so it can live in the conv's weights and bias
 pass over every feature map, which dominates a narrow network on a CPU, disappears (about 1.8x
 on the shipped UNet on this project's 2-core CPU). Channels-last memory suits both oneDNN and
 cuDNN. ``infer`` is the model step of every pipeline task: uint8 tiles in, probabilities out.
+
+Test-time augmentation (``views``): the model is run on 2, 4 or 8 of a tile's eight flipped and
+transposed views and the probabilities are averaged, each mapped back first. The network was trained
+on flips and quarter turns, so every view is a fair look at the tile, and their mean is steadier at
+car ends and tarp edges than one look (models/MODEL.md has the measured gains). Each view costs one
+more model pass.
 """
 
 from __future__ import annotations
@@ -17,9 +23,24 @@ import torch
 from torch.fx.experimental.optimization import fuse
 
 from kernels.normalise import normalise
-from models.interface import ModelMeta, split_output
+from models.interface import TTA_VIEWS, ModelMeta, split_output
 
 log = logging.getLogger(__name__)
+
+def _view(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th of the eight views (0 = as is): bit 0 flips left-right, bit 1 flips top-bottom,
+    bit 2 transposes first."""
+    if k & 4:
+        x = x.transpose(2, 3)
+    dims = [d for bit, d in ((1, 3), (2, 2)) if k & bit]
+    return x.flip(dims) if dims else x
+
+
+def _unview(y: torch.Tensor, k: int) -> torch.Tensor:
+    """``_view``'s inverse: the same flips, then the transpose."""
+    dims = [d for bit, d in ((1, 3), (2, 2)) if k & bit]
+    y = y.flip(dims) if dims else y
+    return y.transpose(2, 3) if k & 4 else y
 
 
 def optimise_for_inference(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
@@ -35,17 +56,29 @@ def optimise_for_inference(module: torch.nn.Module, device: torch.device) -> tor
 
 
 def infer(module: torch.nn.Module, meta: ModelMeta, device: torch.device, rgb: np.ndarray,
-          *, bf16: bool) -> tuple[np.ndarray, np.ndarray]:
+          *, bf16: bool, views: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """(B, 3, S, S) uint8 -> class probabilities (B, 4, S, S) and core probabilities (B, 2, S, S),
     float32 on the host. Channels-last; under bf16 autocast when ``bf16`` (what
-    ``models.loading.autocast_bf16`` decides: CUDA, and CPUs with native bf16), else fp32."""
+    ``models.loading.autocast_bf16`` decides: CUDA, and CPUs with native bf16), else fp32. With
+    ``views`` > 1, the mean over that many views of each tile (tiles must then be square)."""
+    if views not in TTA_VIEWS:
+        raise ValueError(f"views must be one of {TTA_VIEWS}, got {views}")
     batch = torch.from_numpy(rgb)
     cuda = device.type == "cuda"
     with torch.inference_mode():
         if cuda:
             batch = batch.pin_memory().to(device, non_blocking=True)
         x = normalise(batch, meta.mean, meta.std).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = module(x)
-        probs, cores = split_output(logits)
+
+        def look(k: int) -> tuple[torch.Tensor, torch.Tensor]:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                logits = module(_view(x, k).contiguous(memory_format=torch.channels_last))
+            return split_output(_unview(logits, k))
+
+        probs, cores = look(0)
+        for k in range(1, views):
+            p, c = look(k)
+            probs, cores = probs + p, cores + c
+        if views > 1:
+            probs, cores = probs / views, cores / views
         return probs.cpu().numpy(), cores.cpu().numpy()

@@ -25,6 +25,7 @@ SEMANTIC_CLASSES = ("background", "railcar", "tarped_cargo", "track")
 OBJECT_CLASSES = ("railcar", "tarped_cargo")  # classes with a core channel, in channel order
 ALL_CLASSES = (*OBJECT_CLASSES, "track")  # what a detection run outputs
 OUTPUT_CHANNELS = len(SEMANTIC_CLASSES) + len(OBJECT_CLASSES)
+TTA_VIEWS = (1, 2, 4, 8)  # how many flipped views of a tile inference may average (models.inference)
 CLASS_INDEX = {name: i for i, name in enumerate(SEMANTIC_CLASSES)}
 CORE_CHANNEL = {name: len(SEMANTIC_CLASSES) + i for i, name in enumerate(OBJECT_CLASSES)}
 

@@ -8,8 +8,11 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
 from models.spec import WeightsError
 from service.errors import RailsightError
+from service.settings import bad_setting_line
 
 # Subcommand modules, in the order `railsight --help` lists them.
 COMMANDS = ("detect", "batch", "synth", "train", "eval", "serve", "worker")
@@ -41,6 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except USER_ERRORS as exc:
         print(f"railsight: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except ValidationError as exc:  # settings come from RAILSIGHT_* variables: one of them did not parse
+        print(f"railsight: error: {bad_setting_line(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("railsight: interrupted", file=sys.stderr)

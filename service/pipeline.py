@@ -23,7 +23,7 @@ from shapely.geometry import Polygon, box
 
 from kernels.tiling import SIZE_MULTIPLE, batches, plan_tiles
 from kernels.vectorise import join_tracks, oriented_box_attributes
-from models.interface import ALL_CLASSES, OBJECT_CLASSES, ModelMeta
+from models.interface import ALL_CLASSES, OBJECT_CLASSES, TTA_VIEWS, ModelMeta
 from models.spec import PRECISIONS, SHIPPED_WEIGHTS, ModelSpec, read_meta
 from service.errors import BadOption, Cancelled
 from service.feature_table import FeatureTable
@@ -51,6 +51,7 @@ class DetectOptions:
     allow_pixel_coords: bool = False
     max_pixels: int | None = None
     class_raster: str | None = None  # path of a class COG to stream, if wanted
+    tta: int = 1  # model views averaged per tile (models.interface.TTA_VIEWS)
 
     def check(self) -> None:
         if self.tile % SIZE_MULTIPLE or self.tile < 64:
@@ -64,6 +65,8 @@ class DetectOptions:
             raise BadOption(f"unknown device {self.device!r}: use auto, cpu or cuda")
         if self.precision not in PRECISIONS:
             raise BadOption(f"unknown precision {self.precision!r}: use {', '.join(PRECISIONS)}")
+        if self.tta not in TTA_VIEWS:
+            raise BadOption(f"test-time augmentation takes {', '.join(map(str, TTA_VIEWS))} views, got {self.tta}")
 
 
 def options_from_settings(settings: PipelineSettings, **overrides: Any) -> DetectOptions:
@@ -74,6 +77,7 @@ def options_from_settings(settings: PipelineSettings, **overrides: Any) -> Detec
         "precision": settings.precision,
         "min_confidence": settings.min_confidence,
         "max_pixels": settings.max_scene_pixels,
+        "tta": settings.tta,
     }
     base.update({k: v for k, v in overrides.items() if v is not None})
     return DetectOptions(**base)
@@ -136,7 +140,7 @@ def detect_scene(
     kind = register_model(client, model, options.device)
     groups = batches(tiles, options.batch_size or DEFAULT_BATCH[kind])
     task = TaskOptions(model, options.device, tuple(options.classes), want_labels=bool(options.class_raster),
-                       precision=options.precision)
+                       precision=options.precision, tta=options.tta)
     writer = ClassRasterWriter(options.class_raster, info) if options.class_raster else None
     merged = _Accumulator()
     if progress:
@@ -269,6 +273,7 @@ def _assemble(
         "halo": meta.halo_px,
         "device": device,
         "precision": "+".join(sorted(acc.precisions)) or None,
+        "tta_views": options.tta,
         "timings": {
             "inspect_s": round(inspected - started, 3),
             "read_s": round(acc.read_s, 3),

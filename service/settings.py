@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.interface import TTA_VIEWS
 
 Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "bf16", "fp32"]
@@ -33,8 +35,26 @@ class PipelineSettings(BaseSettings):
     )
     max_scene_pixels: int = Field(default=2_500_000_000, ge=1, description="refuse larger scenes")
     min_confidence: float = Field(default=0.0, ge=0.0, le=1.0)
+    tta: int = Field(
+        default=1, description="test-time augmentation: average the model over this many flipped views of each tile"
+    )
+
+    @field_validator("tta")
+    @classmethod
+    def _known_views(cls, value: int) -> int:
+        if value not in TTA_VIEWS:
+            raise ValueError(f"takes {', '.join(map(str, TTA_VIEWS))} views")
+        return value
 
     @field_validator("dask_scheduler", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+
+def bad_setting_line(exc: ValidationError) -> str:
+    """One line naming the environment variable that did not parse, for the CLI's error message."""
+    first = exc.errors()[0]
+    name = "_".join(str(part) for part in first["loc"]).upper()
+    prefix = "RAILSIGHT_" if exc.title.endswith("Settings") else ""  # JobEnv reads Kubernetes' own names
+    return f"bad setting {prefix}{name}={first.get('input')!r}: {first['msg']}"

@@ -28,6 +28,7 @@ class TaskOptions:
     classes: tuple[str, ...]
     want_labels: bool = False
     precision: str = "auto"
+    tta: int = 1
 
 
 @dataclass
@@ -68,7 +69,8 @@ def run_batch(info: SceneInfo, tiles: list[Tile], opts: TaskOptions) -> BatchRes
     active = [i for i, n in enumerate(core_valid) if n > 0]  # tiles wholly in no-data skip the model
     if active:
         bf16 = autocast_bf16(device, opts.precision)
-        probs, cores = infer(module, meta, device, np.stack([reads[i][0] for i in active]), bf16=bf16)
+        probs, cores = infer(module, meta, device, np.stack([reads[i][0] for i in active]), bf16=bf16,
+                             views=opts.tta)
         result.precision = "bf16" if bf16 else "fp32"
     t2 = time.perf_counter()
     outputs = dict(zip(active, range(len(active)), strict=True))

@@ -45,7 +45,7 @@ def submit(http, scene, key=KEY_A, **body):
 def test_submit_poll_and_stream_the_result(api, http):
     scene = car_scene(api.data / "three.tif", 3)
     r = submit(http, scene, site_id="tumangang", acquired_at="2023-10-05T02:14:00Z",
-               options={"min_confidence": 0.1})
+               options={"min_confidence": 0.1, "tta": 2})
     assert r.status_code == 202, r.text
     job = r.json()
     assert job["status"] in ("queued", "running")
@@ -61,6 +61,7 @@ def test_submit_poll_and_stream_the_result(api, http):
     assert result.headers["content-type"] == "application/geo+json"
     fc = result.json()
     assert fc["type"] == "FeatureCollection" and "crs" not in fc
+    assert fc["summary"]["tta_views"] == 2
     cars = [f for f in fc["features"] if f["properties"]["class"] == "railcar"]
     assert len(cars) == 3
     lon, lat = cars[0]["geometry"]["coordinates"][0][0]
@@ -200,6 +201,8 @@ def test_request_errors_are_json(http):
     r = http.post("/v1/jobs", json={"scene": "a.tif", "options": {"classes": ["locomotive"]}}, headers=auth())
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request"
     assert "classes" in r.json()["error"]["message"]
+    r = http.post("/v1/jobs", json={"scene": "a.tif", "options": {"tta": 3}}, headers=auth())
+    assert r.status_code == 400 and "tta" in r.json()["error"]["message"]
     r = http.post("/v1/jobs", json={"scene": "a.tif", "color": "red"}, headers=auth())
     assert r.status_code == 400
     r = http.post("/v1/jobs", content=b"{not json", headers={**auth(), "Content-Type": "application/json"})

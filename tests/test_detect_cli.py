@@ -81,11 +81,19 @@ def test_scene_over_the_size_limit(tmp_path, cli_env):
     (["--bands", "1,2,9"], ["out of range"]),
     (["--bands", "x"], ["band numbers"]),
     (["--classes", "boats"], ["unknown class"]),
+    (["--tta", "3"], ["--tta", "choose from 1, 2, 4, 8"]),
 ])
 def test_bad_options_exit_2_with_one_line(tmp_path, cli_env, args, words):
     scene = scenes.write(tmp_path / "s.tif", scenes.blank(128, 128))
     out = tmp_path / "out.geojson"
     assert_refused(detect(cli_env, scene, "-o", out, *args), out, *words)
+
+
+@pytest.mark.parametrize("name,value", [("RAILSIGHT_TTA", "3"), ("RAILSIGHT_TILE", "big")])
+def test_bad_settings_in_the_environment_exit_2_naming_the_variable(tmp_path, cli_env, name, value):
+    scene = scenes.write(tmp_path / "s.tif", scenes.blank(128, 128))
+    out = tmp_path / "out.geojson"
+    assert_refused(detect(dict(cli_env, **{name: value}), scene, "-o", out), out, f"{name}={value!r}")
 
 
 def test_pixel_coords_allowed_on_request(tmp_path, cli_env):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from models.inference import optimise_for_inference
+from kernels.normalise import normalise
+from models.inference import _unview, _view, infer, optimise_for_inference
+from models.interface import ModelMeta
 from models.loading import autocast_bf16, cpu_has_fast_bf16
 from models.spec import WeightsError
 from models.unet import build_unet
@@ -52,3 +55,46 @@ def test_precision_choice():
     assert autocast_bf16(torch.device("cuda"), "auto") is True
     with pytest.raises(WeightsError, match="unknown precision 'fp8'"):
         autocast_bf16(cpu, "fp8")
+
+
+def test_every_view_maps_back_and_the_eight_differ():
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    seen = set()
+    for k in range(8):
+        assert torch.equal(_unview(_view(x, k), k), x), k
+        seen.add(_view(x, k).numpy().tobytes())
+    assert len(seen) == 8
+
+
+@pytest.mark.parametrize("views,transforms", [(2, [1]), (8, range(8))])
+def test_averaged_views_make_the_answer_follow_the_tile(views, transforms):
+    """A model that is not symmetric gives, averaged over a group of views, the same answer for a
+    flipped tile as the flipped answer: what TTA is for (a tile seen from either side agrees)."""
+    torch.manual_seed(0)
+    model = optimise_for_inference(build_unet().eval(), torch.device("cpu"))
+    meta = ModelMeta(name="t", version="0")
+    rgb = torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8)
+    cpu = torch.device("cpu")
+    probs, cores = infer(model, meta, cpu, rgb.numpy(), bf16=False, views=views)
+    plain, _ = infer(model, meta, cpu, rgb.numpy(), bf16=False)
+    plain_flipped, _ = infer(model, meta, cpu, _view(rgb, 1).contiguous().numpy(), bf16=False)
+    assert not np.allclose(_unview(torch.from_numpy(plain_flipped), 1).numpy(), plain, atol=1e-3), "not symmetric"
+    for k in transforms:
+        turned = _view(rgb, k).contiguous().numpy()
+        p, c = infer(model, meta, cpu, turned, bf16=False, views=views)
+        np.testing.assert_allclose(_unview(torch.from_numpy(p), k).numpy(), probs, atol=1e-5)
+        np.testing.assert_allclose(_unview(torch.from_numpy(c), k).numpy(), cores, atol=1e-5)
+
+
+def test_one_view_is_the_plain_model_and_other_counts_are_refused():
+    torch.manual_seed(0)
+    model = optimise_for_inference(build_unet().eval(), torch.device("cpu"))
+    meta = ModelMeta(name="t", version="0")
+    rgb = np.random.default_rng(0).integers(0, 256, (2, 3, 64, 64), dtype=np.uint8)
+    probs, _ = infer(model, meta, torch.device("cpu"), rgb, bf16=False)
+    with torch.inference_mode():
+        x = normalise(torch.from_numpy(rgb), meta.mean, meta.std).contiguous(memory_format=torch.channels_last)
+        want = model(x)[:, :4].softmax(1).numpy()
+    np.testing.assert_allclose(probs, want, atol=1e-6)
+    with pytest.raises(ValueError, match="views must be one of"):
+        infer(model, meta, torch.device("cpu"), rgb, bf16=False, views=3)

@@ -9,7 +9,7 @@ import pytest
 from pyproj import Transformer
 from shapely.geometry import shape
 
-from service.errors import Cancelled
+from service.errors import BadOption, Cancelled
 from service.pipeline import DetectOptions, detect_scene
 from tests import scenes
 
@@ -208,6 +208,17 @@ def test_summary_names_the_precision_the_workers_used(yard, dask_client, oracle_
     fc = detect_scene(path, DetectOptions(device="cpu", precision=precision), oracle_spec, dask_client)
     assert fc["summary"]["precision"] == precision
     assert fc["summary"]["counts"]["railcar"] == len(boxes)
+
+
+@pytest.mark.parametrize("tta", [2, 8])
+def test_test_time_views_keep_the_objects_and_are_named_in_the_summary(yard, dask_client, oracle_spec, tta):
+    path, boxes = yard
+    plain = detect_scene(path, DetectOptions(device="cpu"), oracle_spec, dask_client)
+    fc = detect_scene(path, DetectOptions(device="cpu", tta=tta), oracle_spec, dask_client)
+    assert fc["summary"]["tta_views"] == tta and plain["summary"]["tta_views"] == 1
+    assert fc["summary"]["counts"] == plain["summary"]["counts"] and fc["summary"]["counts"]["railcar"] == len(boxes)
+    with pytest.raises(BadOption, match="takes 1, 2, 4, 8 views, got 3"):
+        DetectOptions(tta=3).check()
 
 
 def test_crossing_track_pieces_each_get_one_owner():

@@ -20,6 +20,9 @@ class JobOptions(BaseModel):
         default=None, min_length=1, description="classes to report (default: all three)"
     )
     min_confidence: float | None = Field(default=None, ge=0.0, le=1.0, description="drop features below this")
+    tta: Literal[1, 2, 4, 8] | None = Field(
+        default=None, description="average the model over this many flipped views of each tile (slower, steadier)"
+    )
     outputs: list[OutputName] = Field(
         default_factory=lambda: list[OutputName](["geojson"]),
         description="GeoJSON always; add class_cog for a class raster (COG)",

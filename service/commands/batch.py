@@ -187,6 +187,7 @@ def fingerprint(options: DetectOptions, model: dict[str, str], class_raster: boo
         "bands": list(options.bands) if options.bands else None,
         "classes": list(options.classes),
         "min_confidence": options.min_confidence,
+        "tta": options.tta,
         "allow_pixel_coords": options.allow_pixel_coords,
         "class_raster": class_raster,
         "model": model,

@@ -7,6 +7,7 @@ import sys
 
 from tqdm import tqdm
 
+from models.interface import TTA_VIEWS
 from models.spec import PRECISIONS
 from service.cluster import dask_client
 from service.geojson import write_geojson
@@ -36,6 +37,12 @@ def class_list(text: str) -> tuple[str, ...]:
     return classes
 
 
+def add_tta_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tta", type=int, choices=TTA_VIEWS,
+                        help="test-time augmentation: average the model over 2, 4 or 8 flipped views of each tile; "
+                             "each view costs one more model pass (default 1: none)")
+
+
 def add_scene_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by `detect` and `batch`."""
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="model device (default: auto)")
@@ -47,6 +54,7 @@ def add_scene_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bands", type=band_list, help="1-based red,green,blue band numbers, e.g. 3,2,1")
     parser.add_argument("--classes", type=class_list, help=f"comma list of {','.join(ALL_CLASSES)} (default: all)")
     parser.add_argument("--min-confidence", type=float, help="drop features below this confidence (0..1)")
+    add_tta_option(parser)
     parser.add_argument("--allow-pixel-coords", action="store_true", help="run on scenes with no georeferencing")
     parser.add_argument("--max-pixels", type=int, help="refuse scenes with more pixels than this")
     parser.add_argument("--weights", help="weights file (default: the shipped model)")
@@ -68,6 +76,7 @@ def scene_options_from_args(args: argparse.Namespace, settings: PipelineSettings
         bands=args.bands,
         classes=args.classes,
         min_confidence=args.min_confidence,
+        tta=args.tta,
         allow_pixel_coords=args.allow_pixel_coords or None,
         max_pixels=args.max_pixels,
         **extra,

@@ -296,6 +296,7 @@ class Runner:
             self.settings,
             classes=tuple(o["classes"]) if o.get("classes") else None,
             min_confidence=o.get("min_confidence"),
+            tta=o.get("tta"),
             bands=tuple(o["bands"]) if o.get("bands") else None,
             allow_pixel_coords=o.get("allow_pixel_coords") or None,
             class_raster=class_raster,

@@ -27,19 +27,21 @@ from models.interface import TTA_VIEWS, ModelMeta, split_output
 
 log = logging.getLogger(__name__)
 
-def _view(x: torch.Tensor, k: int) -> torch.Tensor:
-    """The k-th of the eight views (0 = as is): bit 0 flips left-right, bit 1 flips top-bottom,
-    bit 2 transposes first."""
-    if k & 4:
-        x = x.transpose(2, 3)
+
+def _flipped(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Bit 0 of ``k`` flips left-right, bit 1 top-bottom (each its own inverse)."""
     dims = [d for bit, d in ((1, 3), (2, 2)) if k & bit]
     return x.flip(dims) if dims else x
 
 
+def _view(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th of the eight views (0 = as is): bit 2 transposes, then ``_flipped``."""
+    return _flipped(x.transpose(2, 3) if k & 4 else x, k)
+
+
 def _unview(y: torch.Tensor, k: int) -> torch.Tensor:
     """``_view``'s inverse: the same flips, then the transpose."""
-    dims = [d for bit, d in ((1, 3), (2, 2)) if k & bit]
-    y = y.flip(dims) if dims else y
+    y = _flipped(y, k)
     return y.transpose(2, 3) if k & 4 else y
 
 
@@ -60,7 +62,8 @@ def infer(module: torch.nn.Module, meta: ModelMeta, device: torch.device, rgb: n
     """(B, 3, S, S) uint8 -> class probabilities (B, 4, S, S) and core probabilities (B, 2, S, S),
     float32 on the host. Channels-last; under bf16 autocast when ``bf16`` (what
     ``models.loading.autocast_bf16`` decides: CUDA, and CPUs with native bf16), else fp32. With
-    ``views`` > 1, the mean over that many views of each tile (tiles must then be square)."""
+    ``views`` > 1, the mean over that many views of each tile (8 includes transposes, so tiles must
+    then be square)."""
     if views not in TTA_VIEWS:
         raise ValueError(f"views must be one of {TTA_VIEWS}, got {views}")
     batch = torch.from_numpy(rgb)

@@ -47,11 +47,22 @@ def label_instances(class_mask: np.ndarray, core_mask: np.ndarray, min_seed_px: 
     crowded = per_blob > 1
     crowded[0] = False
     if crowded.any():
+        # Grown inside the crowded blobs' bounding box only: skimage sets up arrays the size of its
+        # input, which on a whole 576 px tile cost 3.3 ms even with nothing to grow.
         region = crowded[blobs]
-        grown = watershed(np.zeros(region.shape, dtype=np.uint8), markers=np.where(region, seeds, 0), mask=region,
-                          connectivity=2)
-        labels[region] = grown[region]
+        box = bounding_box(region)
+        inside = region[box]
+        grown = watershed(np.zeros(inside.shape, dtype=np.uint8), markers=np.where(inside, seeds[box], 0),
+                          mask=inside, connectivity=2)
+        labels[box][inside] = grown[inside]
     return labels, int(n_seeds + orphans.size)
+
+
+def bounding_box(mask: np.ndarray) -> tuple[slice, slice]:
+    """The smallest (rows, columns) slices holding every True pixel of a 2-D mask with at least one."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 
 def instance_stats(labels: np.ndarray, count: int, score: np.ndarray) -> dict[str, np.ndarray]:

@@ -17,7 +17,7 @@ from rasterio import features
 from scipy import ndimage
 from shapely.geometry import LineString, Polygon, shape
 
-from kernels.instances import instance_stats, label_instances
+from kernels.instances import bounding_box, instance_stats, label_instances
 from kernels.skeleton import centre_lines
 from kernels.tiling import Tile
 
@@ -163,9 +163,12 @@ def _owned_objects(labels, count, score, tile: Tile, cls: str, pixel_size_m: flo
             rects = narrowed(rects, width_trim_m / pixel_size_m, MIN_WIDTH_M / pixel_size_m)
         return [PixelObject(cls, rect, float(stats["score"][label - 1]))
                 for label, rect in zip(labels_kept.tolist(), rects, strict=True)]
-    to_grid = Affine.translation(tile.col, tile.row)
+    # Traced inside the objects' bounding box: GDAL's polygoniser scans every pixel it is given.
+    rows, cols = bounding_box(owned > 0)
+    to_grid = Affine.translation(tile.col + cols.start, tile.row + rows.start)
+    inside = owned[rows, cols]
     parts: dict[int, list[Polygon]] = {}
-    for geom, value in features.shapes(owned, mask=owned > 0, connectivity=8, transform=to_grid):
+    for geom, value in features.shapes(inside, mask=inside > 0, connectivity=8, transform=to_grid):
         parts.setdefault(int(value), []).append(shape(geom))
     out = []
     for label, polys in parts.items():

@@ -81,6 +81,43 @@ def test_centre_line_of_a_band():
     assert xs.max() - xs.min() > 170
 
 
+def test_centre_lines_cover_every_skeleton_step_once():
+    """Chains, junctions, loops and nodes side by side: with no length floor, the polylines step
+    along every pair of neighbouring skeleton pixels exactly once, and only along those."""
+    from skimage.morphology import skeletonize
+
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        band = rng.random((48, 48)) < rng.uniform(0.15, 0.6)
+        ys, xs = np.nonzero(skeletonize(band))
+        pixels = set(zip((xs + 0.5).tolist(), (ys + 0.5).tolist(), strict=True))
+        edges = {frozenset([(x, y), (x + dx, y + dy)]) for x, y in pixels for dx in (-1, 0, 1) for dy in (-1, 0, 1)
+                 if (dx or dy) and (x + dx, y + dy) in pixels}
+        steps = [frozenset(map(tuple, pair)) for line in centre_lines(band, min_length_px=0)
+                 for pair in zip(line[:-1].tolist(), line[1:].tolist(), strict=True)]
+        assert len(steps) == len(set(steps))
+        assert set(steps) == edges
+
+
+def test_centre_line_of_a_ring_is_closed():
+    yy, xx = np.mgrid[:80, :80]
+    r = np.hypot(yy - 40, xx - 40)
+    lines = centre_lines((r > 20) & (r < 24))
+    assert len(lines) == 1
+    assert tuple(lines[0][0]) == tuple(lines[0][-1])
+    assert np.hypot(lines[0][:, 0] - 40, lines[0][:, 1] - 40) == pytest.approx(22, abs=1.5)
+
+
+def test_centre_lines_of_a_junction_meet_at_it():
+    band = np.zeros((60, 120), bool)
+    band[28:31, 5:115] = True  # a through track
+    band[5:29, 58:61] = True  # a spur joining it from above
+    lines = centre_lines(band)
+    assert len(lines) == 3  # the junction's own few pixels make steps too short to keep
+    near = [min(np.hypot(*(end - (59.5, 29.0))) for end in (line[0], line[-1])) for line in lines]
+    assert max(near) <= 1.5  # each line reaches the junction (join_tracks snaps within 2.5 px)
+
+
 def test_join_tracks_snaps_pieces_across_a_boundary():
     a = LineString([(0, 10.0), (100, 10.0)])
     b = LineString([(100, 11.0), (200, 11.5)])  # the neighbour's skeleton is a pixel off

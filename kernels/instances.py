@@ -23,12 +23,14 @@ def label_instances(class_mask: np.ndarray, core_mask: np.ndarray, min_seed_px: 
     numbered 1..count, 0 outside objects."""
     seeds, n_seeds = ndimage.label(core_mask & class_mask, structure=EIGHT)
     if n_seeds:
-        sizes = np.bincount(seeds.ravel(), minlength=n_seeds + 1)
-        small = sizes < min_seed_px
-        small[0] = False
-        if small.any():
-            seeds[small[seeds]] = 0
-            seeds, n_seeds = ndimage.label(seeds > 0, structure=EIGHT)
+        on_seed = seeds > 0
+        kept = np.bincount(seeds[on_seed], minlength=n_seeds + 1) >= min_seed_px
+        kept[0] = False
+        if not kept[1:].all():
+            # Renumbered in the order they came (raster order, as a fresh labelling would number them).
+            renumber = np.where(kept, np.cumsum(kept), 0).astype(seeds.dtype)
+            seeds[on_seed] = renumber[seeds[on_seed]]
+            n_seeds = int(kept.sum())
     blobs, n_blobs = ndimage.label(class_mask, structure=EIGHT)
     # Seeds per blob (every seed lies inside one blob): a blob with one seed takes its label, a blob
     # with none becomes an object of its own (the model missed its core), and only blobs holding
@@ -65,15 +67,22 @@ def bounding_box(mask: np.ndarray) -> tuple[slice, slice]:
     return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 
-def instance_stats(labels: np.ndarray, count: int, score: np.ndarray) -> dict[str, np.ndarray]:
+def labelled_pixels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, columns and labels of every labelled pixel, in raster order."""
+    ys, xs = np.nonzero(labels)
+    return ys, xs, labels[ys, xs]
+
+
+def instance_stats(labels: np.ndarray, count: int, score: np.ndarray,
+                   pixels: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Per-instance pixel count, centroid (x, y in pixel-centre coordinates) and mean score.
     One pass of ``np.bincount`` over the labelled pixels (scipy's per-label helpers each make
-    their own pass over the whole tile, which was a sixth of the vectorising time)."""
+    their own pass over the whole tile, which was a sixth of the vectorising time). ``pixels``:
+    ``labelled_pixels(labels)`` when the caller has them already."""
     if count == 0:
         empty = np.zeros(0)
         return {"area_px": empty, "cx": empty, "cy": empty, "score": empty}
-    ys, xs = np.nonzero(labels)
-    ids = labels[ys, xs]
+    ys, xs, ids = pixels if pixels is not None else labelled_pixels(labels)
     area = np.bincount(ids, minlength=count + 1)[1:].astype(np.float64)
     per = np.maximum(area, 1.0)
     return {

@@ -17,7 +17,7 @@ from rasterio import features
 from scipy import ndimage
 from shapely.geometry import LineString, Polygon, shape
 
-from kernels.instances import bounding_box, instance_stats, label_instances
+from kernels.instances import instance_stats, label_instances, labelled_pixels
 from kernels.skeleton import centre_lines
 from kernels.tiling import Tile
 
@@ -144,7 +144,9 @@ def trusted_area(valid: np.ndarray, margin_px: int = NODATA_MARGIN_PX) -> np.nda
 
 def _owned_objects(labels, count, score, tile: Tile, cls: str, pixel_size_m: float,
                    width_trim_m: float) -> list[PixelObject]:  # fmt: skip
-    stats = instance_stats(labels, count, score)
+    # Worked on as lists of labelled pixels, not whole-tile rasters: objects cover a small part of a tile.
+    ys, xs, ids = pixels = labelled_pixels(labels)
+    stats = instance_stats(labels, count, score, pixels)
     min_px = MIN_AREA_M2[cls] / pixel_size_m**2
     keep = [
         i + 1
@@ -155,20 +157,22 @@ def _owned_objects(labels, count, score, tile: Tile, cls: str, pixel_size_m: flo
         return []
     kept = np.zeros(count + 1, dtype=bool)
     kept[keep] = True
-    owned = np.where(kept[labels], labels, 0).astype(np.int32)
+    mine = kept[ids]
+    ys, xs, ids = ys[mine], xs[mine], ids[mine]
     if cls == "railcar":
-        labels_kept, rects = _oriented_rectangles(owned, tile)
+        labels_kept, rects = _oriented_rectangles(ys, xs, ids, tile)
         labels_kept, rects = whole_cars(labels_kept, rects, pixel_size_m)
         if width_trim_m:
             rects = narrowed(rects, width_trim_m / pixel_size_m, MIN_WIDTH_M / pixel_size_m)
         return [PixelObject(cls, rect, float(stats["score"][label - 1]))
                 for label, rect in zip(labels_kept.tolist(), rects, strict=True)]
     # Traced inside the objects' bounding box: GDAL's polygoniser scans every pixel it is given.
-    rows, cols = bounding_box(owned > 0)
-    to_grid = Affine.translation(tile.col + cols.start, tile.row + rows.start)
-    inside = owned[rows, cols]
+    r0, c0 = int(ys.min()), int(xs.min())
+    owned = np.zeros((int(ys.max()) - r0 + 1, int(xs.max()) - c0 + 1), dtype=np.int32)
+    owned[ys - r0, xs - c0] = ids
+    to_grid = Affine.translation(tile.col + c0, tile.row + r0)
     parts: dict[int, list[Polygon]] = {}
-    for geom, value in features.shapes(inside, mask=inside > 0, connectivity=8, transform=to_grid):
+    for geom, value in features.shapes(owned, mask=owned > 0, connectivity=8, transform=to_grid):
         parts.setdefault(int(value), []).append(shape(geom))
     out = []
     for label, polys in parts.items():
@@ -177,13 +181,13 @@ def _owned_objects(labels, count, score, tile: Tile, cls: str, pixel_size_m: flo
     return out
 
 
-def _oriented_rectangles(owned: np.ndarray, tile: Tile) -> tuple[np.ndarray, np.ndarray]:
-    """The smallest rotated rectangle around each labelled instance's pixels, all instances in one
-    vectorised shapely call, no outline traced. The hull of a pixel set is the hull of the outer
-    corners of each row's leftmost and rightmost pixel, so four points per row and instance."""
-    ys, xs = np.nonzero(owned)  # row-major: within a row, x ascending
-    ids = owned[ys, xs].astype(np.int64)
-    order = np.argsort(ids * owned.shape[0] + ys, kind="stable")
+def _oriented_rectangles(ys: np.ndarray, xs: np.ndarray, ids: np.ndarray, tile: Tile) -> tuple[np.ndarray, np.ndarray]:
+    """The smallest rotated rectangle around each instance's pixels (rows, columns and labels in
+    raster order, as ``labelled_pixels`` gives them), all instances in one vectorised shapely call,
+    no outline traced. The hull of a pixel set is the hull of the outer corners of each row's
+    leftmost and rightmost pixel, so four points per row and instance."""
+    ids = ids.astype(np.int64)
+    order = np.argsort(ids * (int(ys.max()) + 1) + ys, kind="stable")  # by instance, then row; x stays ascending
     ids, ys, xs = ids[order], ys[order], xs[order]
     first = np.flatnonzero(np.r_[True, (ids[1:] != ids[:-1]) | (ys[1:] != ys[:-1])])
     last = np.r_[first[1:], ids.size] - 1

@@ -206,6 +206,7 @@ def test_oriented_rectangles_match_the_traced_outline():
     from shapely.geometry import shape
     from skimage.draw import polygon as fill
 
+    from kernels.instances import labelled_pixels
     from kernels.tiling import plan_tiles
     from kernels.vectorise import _oriented_rectangles
 
@@ -220,7 +221,7 @@ def test_oriented_rectangles_match_the_traced_outline():
                         for dx, dy in [(-half_l, -half_w), (half_l, -half_w), (half_l, half_w), (-half_l, half_w)]])
         rr, cc = fill(pts[:, 1], pts[:, 0], owned.shape)
         owned[rr, cc] = k
-    got = dict(zip(*_oriented_rectangles(owned, tile), strict=True))
+    got = dict(zip(*_oriented_rectangles(*labelled_pixels(owned), tile), strict=True))
     parts = list(features.shapes(owned, mask=owned > 0, connectivity=8, transform=Affine.translation(tile.col, tile.row)))
     single = [(g, int(v)) for g, v in parts if sum(int(w) == int(v) for _, w in parts) == 1]
     assert len(single) >= 15

@@ -24,12 +24,13 @@ def label_instances(class_mask: np.ndarray, core_mask: np.ndarray, min_seed_px: 
     seeds, n_seeds = ndimage.label(core_mask & class_mask, structure=EIGHT)
     if n_seeds:
         on_seed = seeds > 0
-        kept = np.bincount(seeds[on_seed], minlength=n_seeds + 1) >= min_seed_px
+        seed_ids = seeds[on_seed]
+        kept = np.bincount(seed_ids, minlength=n_seeds + 1) >= min_seed_px
         kept[0] = False
         if not kept[1:].all():
             # Renumbered in the order they came (raster order, as a fresh labelling would number them).
             renumber = np.where(kept, np.cumsum(kept), 0).astype(seeds.dtype)
-            seeds[on_seed] = renumber[seeds[on_seed]]
+            seeds[on_seed] = renumber[seed_ids]
             n_seeds = int(kept.sum())
     blobs, n_blobs = ndimage.label(class_mask, structure=EIGHT)
     # Seeds per blob (every seed lies inside one blob): a blob with one seed takes its label, a blob

@@ -63,9 +63,12 @@ def _chains(skel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return xy[np.concatenate(pieces)], np.concatenate(sizes)
 
 
-def _ordered_chains(n, around, node, chain, ca, cb) -> tuple[np.ndarray, np.ndarray]:
+def _ordered_chains(n: int, around: np.ndarray, node: np.ndarray, chain: np.ndarray, ca: np.ndarray,
+                    cb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pixel ids of each chain in order, a node prepended and appended where the chain meets one
-    (a closed loop repeats its first pixel instead), and the length of each."""
+    (a closed loop repeats its first pixel instead), and the length of each. ``n`` skeleton pixels,
+    ``around`` their 8 neighbours' ids (-1: none), ``node`` which are nodes, ``chain`` the ids of the
+    others, ``ca``/``cb`` the chain-to-chain neighbour pairs."""
     _, comp = connected_components(coo_array((np.ones(ca.size), (ca, cb)), shape=(n, n)), directed=False)
     # Each chain starts at an end (a pixel with a node beside it), or anywhere on a closed loop.
     links = np.bincount(ca, minlength=n) + np.bincount(cb, minlength=n)

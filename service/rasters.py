@@ -287,8 +287,8 @@ class SceneReader:
         if not direct:
             rgb[:, dst[0], dst[1]] = _to_uint8(data, info.stretch)
         valid[dst] = True if mask is None else mask > 0
-        if mask is not None or not whole:
-            rgb *= valid  # no-data pixels and the padding past the scene's edge read as black
+        if mask is not None:
+            rgb *= valid  # no-data pixels read as black (the padding past the scene's edge already is)
         return rgb, valid
 
 

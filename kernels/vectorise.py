@@ -15,9 +15,12 @@ import shapely
 from affine import Affine
 from rasterio import features
 from scipy import ndimage
+from scipy.spatial import cKDTree
+from shapely import GeometryType
 from shapely.geometry import LineString, Polygon, shape
 
 from kernels.instances import instance_stats, label_instances, labelled_pixels
+from kernels.linemerge import merge_lines
 from kernels.skeleton import centre_lines
 from kernels.tiling import Tile
 
@@ -312,22 +315,33 @@ def _rectangle_sides(rects: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
 def join_tracks(lines: Sequence[LineString] | np.ndarray, snap_px: float = 2.5) -> np.ndarray:
     """Join per-tile track pieces into continuous centre lines (an array of LineStrings): endpoints
     of different pieces within ``snap_px`` of each other are moved to their midpoint, then pieces
-    meeting end to end merge. All on coordinate arrays: a large scene has some 70,000 pieces."""
+    meeting end to end merge."""
     lines = np.asarray(lines, dtype=object)
     if not len(lines):
         return np.zeros(0, dtype=object)
     coords, index = shapely.get_coordinates(lines, return_index=True)
-    size = np.bincount(index, minlength=len(lines))
+    return join_track_coords(coords, index, snap_px)[0]
+
+
+def join_track_coords(coords: np.ndarray, index: np.ndarray, snap_px: float = 2.5) -> tuple[np.ndarray, np.ndarray]:
+    """``join_tracks`` on the pieces' coordinates (N, 2) and the piece each belongs to (ascending,
+    every piece at least 2 points), which ``coords`` is not changed by; also returns the joined
+    line each piece became part of. All on arrays (a k-d tree pairs the ends, ``merge_lines`` joins
+    the pieces): a large scene has some 70,000 pieces, and as shapely points, trees and GEOS's line
+    merger they were most of the client's peak memory."""
+    if not len(coords):
+        return np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64)
+    size = np.bincount(index)
     last = np.cumsum(size) - 1
     first = last - size + 1
     ends = np.stack([coords[first], coords[last]], axis=1).reshape(-1, 2)  # piece k: rows 2k, 2k + 1
-    points = shapely.points(ends)
-    a, b = shapely.STRtree(points).query(points, predicate="dwithin", distance=snap_px)
+    pairs = cKDTree(ends).query_pairs(snap_px, output_type="ndarray")
+    pairs = pairs[pairs[:, 0] // 2 != pairs[:, 1] // 2]
+    pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
     moved = ends.copy()
-    pair = (a < b) & (a // 2 != b // 2)
-    for i, j in zip(a[pair].tolist(), b[pair].tolist(), strict=True):  # in order: later pairs win
+    for i, j in pairs.tolist():  # in order: later pairs win
         moved[i] = moved[j] = (ends[i] + ends[j]) / 2.0
+    coords = coords.copy()
     coords[first], coords[last] = moved[0::2], moved[1::2]
-    merged = shapely.line_merge(shapely.multilinestrings(shapely.linestrings(coords, indices=index)))
-    parts = shapely.get_parts(merged)
-    return parts[~shapely.is_empty(parts)]
+    merged, offsets, line_of = merge_lines(coords, np.concatenate([[0], last + 1]))
+    return shapely.from_ragged_array(GeometryType.LINESTRING, merged, (offsets,)), line_of

@@ -75,6 +75,25 @@ class Pieces:
             return np.zeros(0, dtype=object)
         return shapely.from_ragged_array(self.kind, self.coords, self.offsets)
 
+    def take(self, order: np.ndarray) -> Pieces:
+        """The line pieces at ``order``, in that order, without making their geometries."""
+        if self.kind != GeometryType.LINESTRING:
+            raise ValueError("take is for line pieces")
+        start, size = self.offsets[0][:-1][order], np.diff(self.offsets[0])[order]
+        offsets = np.concatenate([[0], np.cumsum(size)]).astype(np.int64)
+        rows = np.repeat(start - offsets[:-1], size) + np.arange(offsets[-1])
+        return Pieces(self.kind, self.coords[rows], (offsets,), self.classes[order], self.confidence[order])
+
+    def line_index(self) -> np.ndarray:
+        """The piece each coordinate of line pieces belongs to."""
+        return np.repeat(np.arange(len(self)), np.diff(self.offsets[0]))
+
+    def line_lengths(self) -> np.ndarray:
+        """Length of each line piece, from the coordinates."""
+        step = np.hypot(*np.diff(self.coords, axis=0).T)
+        step[self.offsets[0][1:-1] - 1] = 0.0  # no step from one piece's last point to the next one's first
+        return np.add.reduceat(np.append(step, 0.0), self.offsets[0][:-1]) if len(self) else np.zeros(0)
+
     def class_names(self) -> np.ndarray:
         return np.array(ALL_CLASSES, dtype=object)[self.classes]
 

@@ -22,7 +22,7 @@ from shapely import GeometryType
 from shapely.geometry import Polygon, box
 
 from kernels.tiling import SIZE_MULTIPLE, batches, plan_tiles
-from kernels.vectorise import join_tracks, oriented_box_attributes
+from kernels.vectorise import join_track_coords, oriented_box_attributes
 from models.interface import ALL_CLASSES, OBJECT_CLASSES, TTA_VIEWS, ModelMeta
 from models.spec import PRECISIONS, SHIPPED_WEIGHTS, ModelSpec, read_meta
 from service.errors import BadOption, Cancelled
@@ -34,7 +34,7 @@ from service.rasters import ClassRasterWriter, SceneInfo, inspect_scene
 from service.settings import PipelineSettings
 from service.tile_tasks import BatchResult, TaskOptions, grid_pixel_size_m, run_batch
 
-TRACK_SNAP_PX = 2.5  # track piece ends this close are joined (see kernels.vectorise.join_tracks)
+TRACK_SNAP_PX = 2.5  # track piece ends this close are joined (see kernels.vectorise.join_track_coords)
 DEFAULT_BATCH = {"cuda": 32, "cpu": 2}
 Progress = Callable[[int, int], None]
 
@@ -350,36 +350,19 @@ def _joined_tracks(pieces: Pieces) -> tuple[np.ndarray, np.ndarray]:
     """Join per-tile pieces into lines (an array of LineStrings) and give each the length-weighted
     mean confidence of its pieces. Pieces arrive in the order their batches finish, which varies
     from run to run, and where three ends meet, snapping and merging depend on order: so they are
-    put in an order of their own first (by first point, last point, then length)."""
-    lines = pieces.geometries()
-    if not len(lines):
-        return lines, np.zeros(0)
+    put in an order of their own first (by first point, last point, then length). The pieces stay
+    coordinate arrays throughout: as shapely objects they would double the client's peak."""
+    if not len(pieces):
+        return np.zeros(0, dtype=object), np.zeros(0)
     ring = pieces.offsets[0]
     start, end = pieces.coords[ring[:-1]], pieces.coords[ring[1:] - 1]
-    length = shapely.length(lines)
+    length = pieces.line_lengths()
     order = np.lexsort((length, end[:, 1], end[:, 0], start[:, 1], start[:, 0]))
-    lines, length, confidence = lines[order], length[order], pieces.confidence[order]
-    joined = join_tracks(lines, snap_px=TRACK_SNAP_PX)
-    if not len(joined):
-        return joined, np.zeros(0)
-    owner = _owning_lines(lines, joined)
+    pieces, length = pieces.take(order), length[order]
+    joined, owner = join_track_coords(pieces.coords, pieces.line_index(), snap_px=TRACK_SNAP_PX)
     weight = np.bincount(owner, weights=length, minlength=len(joined))
-    total = np.bincount(owner, weights=length * confidence, minlength=len(joined))
+    total = np.bincount(owner, weights=length * pieces.confidence, minlength=len(joined))
     return joined, np.divide(total, weight, out=np.zeros(len(joined)), where=weight > 0)
-
-
-def _owning_lines(piece_arr: np.ndarray, line_arr: np.ndarray) -> np.ndarray:
-    """Index of the joined line each piece became part of: of the lines near the piece, the one
-    closest to three points spread along it. One midpoint is not enough: where two tracks cross at
-    a piece's midpoint, both lines are at distance 0."""
-    near_piece, near_line = shapely.STRtree(line_arr).query(piece_arr, predicate="dwithin", distance=TRACK_SNAP_PX)
-    probes = shapely.line_interpolate_point(piece_arr[near_piece, None], [0.25, 0.5, 0.75], normalized=True)
-    score = shapely.distance(probes, line_arr[near_line, None]).sum(axis=1)
-    order = np.lexsort((score, near_piece))
-    best = order[np.r_[True, near_piece[order][1:] != near_piece[order][:-1]]]
-    owner = np.zeros(len(piece_arr), dtype=np.int64)  # every piece is within the snap distance of its line
-    owner[near_piece[best]] = near_line[best]
-    return owner
 
 
 def _crs_name(wkt: str | None) -> str | None:

@@ -74,3 +74,18 @@ def test_geometries_of_many_pieces_match_one_by_one():
     joined = Pieces.concat(parts, GeometryType.LINESTRING)
     assert all(shapely.equals_exact(g, p.line, 0) for g, p in zip(joined.geometries(), lines, strict=True))
     assert np.array_equal(joined.confidence, [p.confidence for p in lines])
+
+
+def test_taking_line_pieces_reorders_them_with_their_lengths_and_index():
+    rng = np.random.default_rng(1)
+    lines = [PixelLine(LineString(rng.uniform(0, 100, (int(rng.integers(2, 7)), 2))), float(rng.uniform()))
+             for _ in range(40)]
+    pieces = Pieces.from_lines(lines)
+    order = rng.permutation(40)
+    taken = pieces.take(order)
+    assert all(shapely.equals_exact(g, lines[k].line, 0) for g, k in zip(taken.geometries(), order, strict=True))
+    assert np.array_equal(taken.confidence, pieces.confidence[order])
+    assert taken.line_lengths() == pytest.approx([lines[k].line.length for k in order])
+    assert np.array_equal(np.bincount(taken.line_index()), [len(lines[k].line.coords) for k in order])
+    with pytest.raises(ValueError, match="line pieces"):
+        Pieces.from_objects(_objects(0.0)).take(np.array([1, 0]))

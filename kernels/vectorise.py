@@ -275,7 +275,10 @@ def _track_lines(band: np.ndarray, score: np.ndarray, track: np.ndarray, tile: T
     x0, y0 = tile.core_col, tile.core_row
     coords = np.concatenate(paths) + (tile.col, tile.row)
     lines = shapely.linestrings(coords, indices=np.repeat(np.arange(len(paths)), [len(p) for p in paths]))
-    clipped = shapely.clip_by_rect(shapely.simplify(lines, 0.75), x0, y0, x0 + tile.core_width, y0 + tile.core_height)
+    # Plain Douglas-Peucker: the topology-preserving variant took 3.7 ms a tile against 0.2 and gave
+    # the same lines on 16 bench tiles (a centre line does not fold back within 0.75 px of itself).
+    simple = shapely.simplify(lines, 0.75, preserve_topology=False)
+    clipped = shapely.clip_by_rect(simple, x0, y0, x0 + tile.core_width, y0 + tile.core_height)
     parts = shapely.get_parts(clipped)
     keep = (shapely.get_type_id(parts) == shapely.GeometryType.LINESTRING) & (shapely.length(parts) >= 2)
     return [PixelLine(part, confidence) for part in parts[keep]]

@@ -17,6 +17,7 @@ from shapely.geometry import mapping
 MEDIA_TYPE = "application/geo+json"
 # 1e-8 degrees is about a millimetre: plenty, and it keeps files small.
 DECIMALS = 8
+FEATURES_PER_WRITE = 4096  # features encoded per json.dumps call: few calls, bounded text
 
 
 class GeometryMapper:
@@ -94,10 +95,11 @@ def write_geojson(collection: dict[str, Any], path: str | Path) -> Path:
 
     def dump(fh: TextIO) -> None:
         fh.write('{"type":"FeatureCollection","features":[')
-        for i, feat in enumerate(collection["features"]):
-            if i:
+        features = collection["features"]
+        for start in range(0, len(features), FEATURES_PER_WRITE):  # one encoder call a slice, not a feature
+            if start:
                 fh.write(",")
-            fh.write(json.dumps(feat, separators=(",", ":")))
+            fh.write(json.dumps(features[start:start + FEATURES_PER_WRITE], separators=(",", ":"))[1:-1])
         fh.write("]")
         for key, value in collection.items():
             if key not in ("type", "features"):

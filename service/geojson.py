@@ -61,10 +61,10 @@ def geometry_members(geoms: np.ndarray) -> list[dict[str, Any]]:
         if not idx.size:
             continue
         lines = select(geoms[idx])
-        coords = shapely.get_coordinates(lines)
-        pieces = np.split(coords, np.cumsum(shapely.get_num_coordinates(lines))[:-1])
-        for i, xy in zip(idx.tolist(), pieces, strict=True):
-            pts = xy.tolist()
+        points = shapely.get_coordinates(lines).tolist()  # one conversion, then list slices per geometry
+        ends = np.cumsum(shapely.get_num_coordinates(lines)).tolist()
+        for i, start, stop in zip(idx.tolist(), [0, *ends[:-1]], ends, strict=True):
+            pts = points[start:stop]
             out[i] = {"type": name, "coordinates": [pts] if name == "Polygon" else pts}
     return [m if m is not None else mapping(g) for m, g in zip(out, geoms, strict=True)]
 

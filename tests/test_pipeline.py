@@ -6,6 +6,8 @@ import threading
 
 import numpy as np
 import pytest
+import rasterio
+import rasterio.io
 from pyproj import Transformer
 from shapely.geometry import shape
 
@@ -200,6 +202,40 @@ def test_large_scene_statistics_come_from_a_sparse_sample(tmp_path, monkeypatch)
     assert info.stretch is not None and info.stretch[0][0] == pytest.approx(440, abs=1)
     full = scenes.write(tmp_path / "full.tif", img)
     assert rasters.inspect_scene(full, model_pixel_size_m=0.5).stretch[0][0] == pytest.approx(440, abs=1)
+
+
+def test_a_large_plain_uint8_scene_is_only_checked_on_a_few_windows(tmp_path, monkeypatch):
+    """No statistics and no no-data check are needed, so a 6 x 6 grid of windows is read, not 24 x
+    24; the last block is among them, so a file cut short is still refused before any worker runs."""
+    from rasterio.windows import Window
+
+    from service import rasters
+    from service.errors import SceneError
+
+    monkeypatch.setattr(rasters, "SPARSE_ABOVE_PX", 100 * 100)
+    seen: list[Window] = []
+    real_read = rasterio.io.DatasetReader.read
+
+    def counting_read(self, *args, window=None, **kwargs):
+        if window is not None:
+            seen.append(window)
+        return real_read(self, *args, window=window, **kwargs)
+
+    monkeypatch.setattr(rasterio.io.DatasetReader, "read", counting_read)
+    noise = np.random.default_rng(0).integers(0, 255, (3, 1024, 1024), dtype=np.uint8)  # blocks of real size
+    path = scenes.write(tmp_path / "plain.tif", noise)
+    info = rasters.inspect_scene(path, model_pixel_size_m=0.5)
+    assert info.stretch is None and len(seen) == rasters.CHECK_GRID**2
+    assert max(w.row_off for w in seen) + 64 == 1024 and max(w.col_off for w in seen) + 64 == 1024
+    seen.clear()
+    rasters.inspect_scene(scenes.write(tmp_path / "masked.tif", scenes.blank(1024, 1024),
+                                       mask=np.ones((1024, 1024), bool)), model_pixel_size_m=0.5)
+    assert len(seen) == rasters.SPARSE_GRID**2  # a mask may hide everything: the full sample
+    whole = path.read_bytes()
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(whole[: len(whole) * 9 // 10])
+    with pytest.raises(SceneError, match="could not be read|not a raster"):
+        rasters.inspect_scene(cut, model_pixel_size_m=0.5)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

@@ -33,7 +33,8 @@ def labelled(tmp_path_factory):
 def init_weights(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("init") / "init.pt"
-    save_weights(path, build_unet(**SMALL), ModelMeta(version="0.0.1", arch_args=SMALL))
+    save_weights(path, build_unet(**SMALL), ModelMeta(version="0.0.1", arch_args=SMALL,
+                                                        extra={"min_confidence": {"tarped_cargo": 0.7}}))
     return path
 
 
@@ -97,6 +98,8 @@ def test_finetune_cli_on_two_labelled_scenes(labelled, init_weights, tmp_path, c
     assert meta.extra["history"][-1]["kind"] == "fine-tune" and len(meta.extra["history"]) == len(init_history) + 1
     assert meta.extra["total_steps"] == sum(h["steps"] for h in init_history) + 8
     assert meta.version == "0.0.1" and meta.arch_args == SMALL  # the init model's identity is kept
+    assert meta.extra["min_confidence"] == {"tarped_cargo": 0.7}  # and its confidence floors, said to be inherited
+    assert meta.extra["history"][-1]["confidence_floors"] == "inherited"
     before = read_weights(init_weights)[1]
     assert any(not torch.equal(before[k], state[k]) for k in state)
     assert str(out) in capsys.readouterr().out

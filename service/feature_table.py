@@ -44,6 +44,14 @@ class FeatureTable(Sequence[dict[str, Any]]):
         self._numeric = {k: np.asarray(numeric[k], dtype=np.float64) for k in NUMERIC_PROPERTIES if k in numeric}
 
     @classmethod
+    def from_wkb(cls, wkb: np.ndarray, ids: np.ndarray, classes: np.ndarray,
+                 numeric: dict[str, np.ndarray]) -> FeatureTable:  # fmt: skip
+        """A table of geometries already WKB (see ``GeometryMapper.to_output_wkb``)."""
+        table = cls.__new__(cls)
+        table._set(np.asarray(wkb, dtype=object), ids, classes, numeric)
+        return table
+
+    @classmethod
     def empty(cls) -> FeatureTable:
         none = np.zeros(0, dtype=object)
         return cls(none, none, none, {})
@@ -57,9 +65,7 @@ class FeatureTable(Sequence[dict[str, Any]]):
         def column(name: str) -> np.ndarray:
             return np.concatenate([getattr(t, name) for t in tables] or [np.zeros(0, dtype=object)])
 
-        table = cls.__new__(cls)  # the geometries are WKB already
-        table._set(column("_wkb"), column("_ids"), column("_classes"), numeric)
-        return table
+        return cls.from_wkb(column("_wkb"), column("_ids"), column("_classes"), numeric)
 
     def __len__(self) -> int:
         return len(self._wkb)

@@ -37,6 +37,12 @@ class GeometryMapper:
         """Grid pixels -> the output's coordinates, polygons oriented counter-clockwise (right-hand rule)."""
         return shapely.orient_polygons(shapely.transform(geoms, self._output_coords), exterior_cw=False)
 
+    def to_output_wkb(self, geoms: np.ndarray, chunk: int = 8192) -> np.ndarray:
+        """``to_output`` as WKB, a chunk at a time: the output geometries of a whole large scene at
+        once were most of the client's peak memory, and a feature table keeps only the WKB."""
+        parts = [shapely.to_wkb(self.to_output(geoms[i:i + chunk])) for i in range(0, len(geoms), chunk)]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=object)
+
     def _output_coords(self, coords: np.ndarray) -> np.ndarray:
         a, b, d, e, xoff, yoff = self._affine
         x = a * coords[:, 0] + b * coords[:, 1] + xoff

@@ -69,3 +69,19 @@ def test_streamed_file_equals_the_collection_as_dicts(tmp_path):
     path = write_geojson(feature_collection(table, summary), tmp_path / "out.geojson")
     assert json.loads(path.read_text()) == {"type": "FeatureCollection", "features": list(table), "summary": summary}
     assert not list(tmp_path.glob(".*tmp*"))  # written atomically: no temporary left behind
+
+
+def test_output_geometries_made_a_chunk_at_a_time_are_the_same():
+    from affine import Affine
+    from pyproj import CRS
+
+    from service.geojson import GeometryMapper
+
+    mapper = GeometryMapper(Affine(0.5, 0, 600000, 0, -0.5, 5300000), CRS.from_epsg(32632).to_wkt())
+    geoms = np.array([box(i, 0, i + 3, 2) for i in range(7)] + [LineString([(0, 0), (5, 9)])], dtype=object)
+    whole = shapely.to_wkb(mapper.to_output(geoms))
+    assert list(mapper.to_output_wkb(geoms, chunk=3)) == list(whole)
+    assert len(mapper.to_output_wkb(geoms[:0])) == 0
+    ids = np.array([f"f-{i}" for i in range(8)], dtype=object)
+    names = np.full(8, "railcar", dtype=object)
+    assert list(FeatureTable.from_wkb(whole, ids, names, {})) == list(FeatureTable(mapper.to_output(geoms), ids, names, {}))

@@ -95,9 +95,23 @@ def run_batch(info: SceneInfo, tiles: list[Tile], opts: TaskOptions) -> BatchRes
         labels = _labels(np.where(valid, winning_class(probs[k]), INVALID_LABEL), tile) if opts.want_labels else None
         result.tiles.append(TileResult(tile, core_valid[i], labels))
     result.objects, result.lines = Pieces.from_objects(objects), Pieces.from_lines(lines)
+    _trim_now_and_then()
     t3 = time.perf_counter()
     result.read_s, result.model_s, result.vectorise_s = t1 - t0, t2 - t1, t3 - t2
     return result
+
+
+_batches_run = 0
+TRIM_EVERY = 50  # batches between malloc trims in a worker (see models.allocator.release_freed_memory)
+
+
+def _trim_now_and_then() -> None:
+    global _batches_run
+    _batches_run += 1
+    if _batches_run % TRIM_EVERY == 0:
+        from models.allocator import release_freed_memory
+
+        release_freed_memory()
 
 
 def _labels(full: np.ndarray | None, tile: Tile) -> np.ndarray:

@@ -54,3 +54,19 @@ def test_asked_for_workers_share_the_cores(host):
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 def test_malloc_settings_are_taken_on_glibc():
     assert keep_freed_memory() is True
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
+def test_workers_hand_freed_memory_back_every_so_many_batches(monkeypatch):
+    """Kept freed memory crept up over a long run (about 100 MB a worker from a 10,000 to a
+    20,000 px scene); a trim every TRIM_EVERY batches holds it, at no measured cost."""
+    from models import allocator
+    from service import tile_tasks
+
+    assert allocator.release_freed_memory() is True
+    calls = []
+    monkeypatch.setattr(allocator, "release_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr(tile_tasks, "_batches_run", 0)
+    for _ in range(2 * tile_tasks.TRIM_EVERY + 1):
+        tile_tasks._trim_now_and_then()
+    assert len(calls) == 2

@@ -37,11 +37,8 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
 def keep_freed_memory() -> bool:
     """Set this process's malloc as ``MALLOC_ENV`` does for new ones. Threads that already have an
     arena keep it, so call this early. False (and nothing changed) where the C library is not glibc."""
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
+    mallopt = _libc_function("mallopt")
+    if mallopt is None:
         return False
     ok = all(mallopt(param, value) == 1 for param, value in (
         (_M_ARENA_MAX, ARENA_MAX), (_M_MMAP_THRESHOLD, MMAP_THRESHOLD), (_M_TRIM_THRESHOLD, TRIM_THRESHOLD)))
@@ -55,10 +52,16 @@ def release_freed_memory() -> bool:
     of the heap included. Kept memory creeps up as a long run's small long-lived allocations pin
     the heap between freed model blocks; an occasional trim bounds that at the price of one batch's
     page faults. False where the C library has no ``malloc_trim``."""
-    name = ctypes.util.find_library("c")
-    try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError, TypeError):
+    trim = _libc_function("malloc_trim")
+    if trim is None:
         return False
     trim(0)
     return True
+
+
+def _libc_function(name: str):
+    """A function of the C library, or None where there is none of that name (not glibc)."""
+    try:
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c")), name)
+    except (OSError, AttributeError, TypeError):
+        return None

@@ -4,6 +4,7 @@ The client imports this module too (to submit ``run_batch``); torch is only impo
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field
 
@@ -12,6 +13,7 @@ from shapely import GeometryType
 
 from kernels.tiling import Tile
 from kernels.vectorise import PixelLine, PixelObject, vectorise_tile, winning_class
+from models.allocator import release_freed_memory
 from models.interface import OBJECT_CLASSES, SEMANTIC_CLASSES
 from models.spec import ModelSpec
 from service.model_plugin import get_model
@@ -95,22 +97,18 @@ def run_batch(info: SceneInfo, tiles: list[Tile], opts: TaskOptions) -> BatchRes
         labels = _labels(np.where(valid, winning_class(probs[k]), INVALID_LABEL), tile) if opts.want_labels else None
         result.tiles.append(TileResult(tile, core_valid[i], labels))
     result.objects, result.lines = Pieces.from_objects(objects), Pieces.from_lines(lines)
-    _trim_now_and_then()
     t3 = time.perf_counter()
     result.read_s, result.model_s, result.vectorise_s = t1 - t0, t2 - t1, t3 - t2
+    _trim_now_and_then()
     return result
 
 
-_batches_run = 0
 TRIM_EVERY = 50  # batches between malloc trims in a worker (see models.allocator.release_freed_memory)
+_batch_numbers = itertools.count(1)
 
 
 def _trim_now_and_then() -> None:
-    global _batches_run
-    _batches_run += 1
-    if _batches_run % TRIM_EVERY == 0:
-        from models.allocator import release_freed_memory
-
+    if next(_batch_numbers) % TRIM_EVERY == 0:
         release_freed_memory()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import platform
 
 import dask.system
@@ -65,8 +66,8 @@ def test_workers_hand_freed_memory_back_every_so_many_batches(monkeypatch):
 
     assert allocator.release_freed_memory() is True
     calls = []
-    monkeypatch.setattr(allocator, "release_freed_memory", lambda: calls.append(1) or True)
-    monkeypatch.setattr(tile_tasks, "_batches_run", 0)
+    monkeypatch.setattr(tile_tasks, "release_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr(tile_tasks, "_batch_numbers", itertools.count(1))
     for _ in range(2 * tile_tasks.TRIM_EVERY + 1):
         tile_tasks._trim_now_and_then()
     assert len(calls) == 2

@@ -322,21 +322,19 @@ def join_tracks(lines: Sequence[LineString] | np.ndarray, snap_px: float = 2.5) 
     lines = np.asarray(lines, dtype=object)
     if not len(lines):
         return np.zeros(0, dtype=object)
-    coords, index = shapely.get_coordinates(lines, return_index=True)
-    return join_track_coords(coords, index, snap_px)[0]
+    _, coords, (offsets,) = shapely.to_ragged_array(lines, include_z=False)
+    return join_track_coords(coords, offsets, snap_px)[0]
 
 
-def join_track_coords(coords: np.ndarray, index: np.ndarray, snap_px: float = 2.5) -> tuple[np.ndarray, np.ndarray]:
-    """``join_tracks`` on the pieces' coordinates (N, 2) and the piece each belongs to (ascending,
-    every piece at least 2 points), which ``coords`` is not changed by; also returns the joined
-    line each piece became part of. All on arrays (a k-d tree pairs the ends, ``merge_lines`` joins
-    the pieces): a large scene has some 70,000 pieces, and as shapely points, trees and GEOS's line
-    merger they were most of the client's peak memory."""
-    if not len(coords):
+def join_track_coords(coords: np.ndarray, offsets: np.ndarray, snap_px: float = 2.5) -> tuple[np.ndarray, np.ndarray]:
+    """``join_tracks`` on the pieces' coordinates (N, 2), piece k being ``coords[offsets[k]:offsets[k + 1]]``
+    (at least 2 points), which ``coords`` is not changed by; also returns the joined line each piece
+    became part of. All on arrays (a k-d tree pairs the ends, ``merge_lines`` joins the pieces): a
+    large scene has some 70,000 pieces, and as shapely points, trees and GEOS's line merger they
+    were most of the client's peak memory."""
+    if len(offsets) < 2:
         return np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64)
-    size = np.bincount(index)
-    last = np.cumsum(size) - 1
-    first = last - size + 1
+    first, last = offsets[:-1], offsets[1:] - 1
     ends = np.stack([coords[first], coords[last]], axis=1).reshape(-1, 2)  # piece k: rows 2k, 2k + 1
     pairs = cKDTree(ends).query_pairs(snap_px, output_type="ndarray")
     pairs = pairs[pairs[:, 0] // 2 != pairs[:, 1] // 2]
@@ -346,5 +344,5 @@ def join_track_coords(coords: np.ndarray, index: np.ndarray, snap_px: float = 2.
         moved[i] = moved[j] = (ends[i] + ends[j]) / 2.0
     coords = coords.copy()
     coords[first], coords[last] = moved[0::2], moved[1::2]
-    merged, offsets, line_of = merge_lines(coords, np.concatenate([[0], last + 1]))
-    return shapely.from_ragged_array(GeometryType.LINESTRING, merged, (offsets,)), line_of
+    merged, merged_offsets, line_of = merge_lines(coords, offsets)
+    return shapely.from_ragged_array(GeometryType.LINESTRING, merged, (merged_offsets,)), line_of

@@ -84,10 +84,6 @@ class Pieces:
         rows = np.repeat(start - offsets[:-1], size) + np.arange(offsets[-1])
         return Pieces(self.kind, self.coords[rows], (offsets,), self.classes[order], self.confidence[order])
 
-    def line_index(self) -> np.ndarray:
-        """The piece each coordinate of line pieces belongs to."""
-        return np.repeat(np.arange(len(self)), np.diff(self.offsets[0]))
-
     def line_lengths(self) -> np.ndarray:
         """Length of each line piece, from the coordinates."""
         step = np.hypot(*np.diff(self.coords, axis=0).T)

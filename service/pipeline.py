@@ -363,7 +363,7 @@ def _joined_tracks(pieces: Pieces) -> tuple[np.ndarray, np.ndarray]:
     length = pieces.line_lengths()
     order = np.lexsort((length, end[:, 1], end[:, 0], start[:, 1], start[:, 0]))
     pieces, length = pieces.take(order), length[order]
-    joined, owner = join_track_coords(pieces.coords, pieces.line_index(), snap_px=TRACK_SNAP_PX)
+    joined, owner = join_track_coords(pieces.coords, pieces.offsets[0], snap_px=TRACK_SNAP_PX)
     weight = np.bincount(owner, weights=length, minlength=len(joined))
     total = np.bincount(owner, weights=length * pieces.confidence, minlength=len(joined))
     return joined, np.divide(total, weight, out=np.zeros(len(joined)), where=weight > 0)

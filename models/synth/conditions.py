@@ -13,6 +13,9 @@ PIXEL_SIZE_RANGE_M = (0.25, 1.0)
 SEASONS = ("summer", "spring", "autumn", "winter", "snow", "arid")
 SEASON_WEIGHTS = (0.28, 0.14, 0.16, 0.14, 0.16, 0.12)
 GAUGES = ("1435", "1520", "dual")
+# Share of yards standing (nearly) empty: bare track fields on ballast are what a model must not
+# take for cars (the real Muttenz picture's false railcars were mostly empty track pairs).
+EMPTY_YARD_SHARE = 0.15
 
 # Keys that change the scene's contents rather than its look; also accepted as overrides.
 CONTENT_KEYS = frozenset({"electrified", "nodata", "curved", "occupancy", "n_tracks", "hide_objects"})
@@ -66,7 +69,7 @@ def sample_conditions(rng: np.random.Generator, pixel_size_m: float | None = Non
         "electrified": bool(rng.random() < 0.5),
         "nodata": bool(rng.random() < 0.3),
         "curved": bool(rng.random() < 0.3),
-        "occupancy": float(rng.uniform(0.15, 0.95)),
+        "occupancy": float(rng.uniform(0.15, 0.95) if rng.random() >= EMPTY_YARD_SHARE else rng.uniform(0.0, 0.15)),
         "n_tracks": None,
         "hide_objects": False,
     }

@@ -315,8 +315,9 @@ def build_layout(rng: np.random.Generator, extent_m: float, cond: dict, min_trac
     # --- ballast bed and service paths
     hw = float(rng.uniform(2.1, 2.8))
     ballast = shapely.union_all([t.line.buffer(hw, cap_style="flat", quad_segs=2) for t in tracks])
-    if rng.random() < 0.7:  # one continuous bed across the field: close gaps narrower than 3 m
-        ballast = ballast.buffer(1.5, quad_segs=2).buffer(-1.5, quad_segs=2)
+    if rng.random() < 0.75:  # one continuous bed across the field, mast rows and switch areas too:
+        close = float(rng.uniform(1.5, 5.0))  # gaps narrower than 3-10 m are ballasted
+        ballast = ballast.buffer(close, quad_segs=2).buffer(-close, quad_segs=2)
     paths = []
     if rng.random() < 0.7:
         w = float(rng.uniform(2.5, 5.0))

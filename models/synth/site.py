@@ -50,6 +50,8 @@ def build_site(rng: np.random.Generator, layout: Layout, cond: dict, extent_m: f
             use = "country"
             site.solid += branches
         v = edge + side * float(rng.uniform(1.0, 8.0))
+        if use != "country" and rng.random() < 0.3:
+            v = _trackside_buildings(rng, site, frame, half, edge + side * float(rng.uniform(0.5, 3.0)), side, season)
         if use == "industrial":
             v = _industrial(rng, site, frame, half, v, side, season)
         if use in ("industrial", "road") or rng.random() < 0.4:
@@ -95,6 +97,23 @@ def _industrial(rng, site: Site, frame: YardFrame, half: float, v: float, side: 
             u += length + float(rng.uniform(6.0, 40.0))
     site.solid.append(frame.area(u0, u1, va, vb))
     return v + side * depth
+
+
+def _trackside_buildings(rng, site: Site, frame: YardFrame, half: float, v: float, side: float, season: str) -> float:
+    """Goods sheds and warehouses standing right beside the outer track, their long roofs (and, with
+    the sun behind them, their shadows) next to and across the ballast, as in real yards. Returns
+    the ``v`` beyond them."""
+    depth = float(rng.uniform(10.0, 35.0))
+    va, vb = sorted((v, v + side * depth))
+    u0, u1 = _span(rng, half, min(2 * half, 80.0))
+    u = u0
+    while u < u1 - 30.0:
+        length = float(min(rng.uniform(50.0, 260.0), u1 - u))
+        cx, cy, angle = frame.rigid(u + length / 2, (va + vb) / 2)
+        site.prims += dx.building(rng, cx, cy, angle, length, depth, "warehouse", season == "snow")
+        site.solid.append(frame.area(u, u + length, va, vb))
+        u += length + float(rng.uniform(8.0, 60.0))
+    return v + side * (depth + float(rng.uniform(2.0, 8.0)))
 
 
 def _fill_row(rng, site: Site, frame: YardFrame, u0: float, u1: float, a: float, b: float, kind: str, snow: bool) -> None:

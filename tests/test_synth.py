@@ -203,3 +203,28 @@ def test_palette_draws_follow_the_palette_not_its_address():
         want_rng = np.random.default_rng(i)
         want_rng.random()  # pick draws the colour name first
         assert pick(np.random.default_rng(i), {name: 1}) == jitter(want_rng, PAINT[name])
+
+
+def test_buildings_beside_the_tracks_keep_off_them():
+    """Engine 1.1.0 stands warehouses right beside the outer track; none may cover a track."""
+    from models.synth.layout import build_layout
+    from models.synth.site import build_site
+
+    beside = 0
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        cond = sample_conditions(rng, 0.5, {"season": "summer"})
+        layout = build_layout(rng, 400.0, cond)
+        site = build_site(rng, layout, cond, 400.0)
+        tracks = [t.line.buffer(2.0) for t in layout.tracks]
+        roofs = [p.polygon for p in site.prims if p.height >= 6.0 and p.length >= 50.0]
+        for roof in roofs:
+            assert not any(roof.intersects(t) for t in tracks)
+        beside += sum(1 for r in roofs if min(r.distance(t) for t in tracks) < 12.0)
+    assert beside > 0  # some do stand within a few metres of the ballast
+
+
+def test_some_yards_stand_empty():
+    occupancy = np.array([sample_conditions(np.random.default_rng(s))["occupancy"] for s in range(400)])
+    assert 0.08 < (occupancy < 0.15).mean() < 0.25
+    assert occupancy.min() >= 0.0 and occupancy.max() <= 0.95

@@ -155,7 +155,7 @@ def build_layout(rng: np.random.Generator, extent_m: float, cond: dict, min_trac
         radius = float(rng.uniform(max(350.0, 1.6 * half), max(2500.0, 2.0 * half))) * float(rng.choice([-1, 1]))
     frame = YardFrame(theta=theta, ox=float(offset[0]), oy=float(offset[1]), radius=radius)
     electrified = bool(cond.get("electrified"))
-    sleeper = "concrete" if rng.random() < 0.6 else "wood"
+    sleeper = "concrete" if rng.random() < 0.75 else "wood"
 
     # --- the track field: spacings, wider gaps for mast rows and platforms
     max_tracks = int(np.clip(0.5 * extent_m / 5.0, 4, 44))

@@ -332,6 +332,7 @@ def _train(cfg: TrainConfig, scene_at: Callable[[int], GridSample] | None,
     extra.update(record)
     extra["history"] = history
     extra["total_steps"] = sum(int(h.get("steps", 0)) for h in history)
+    extra["total_train_seconds"] = round(sum(float(h.get("train_seconds", 0.0)) for h in history), 1)
     extra.pop("notes", None)  # free text about an earlier run: the history says what happened since
     # The railcar width trim stays: it is mostly the geometry of a rectangle fitted around
     # stair-stepped pixels, and weights trained on from these keep their footprint habits.

@@ -97,6 +97,8 @@ def test_finetune_cli_on_two_labelled_scenes(labelled, init_weights, tmp_path, c
     init_history = read_weights(init_weights)[0].extra.get("history", [])
     assert meta.extra["history"][-1]["kind"] == "fine-tune" and len(meta.extra["history"]) == len(init_history) + 1
     assert meta.extra["total_steps"] == sum(h["steps"] for h in init_history) + 8
+    all_seconds = sum(h.get("train_seconds", 0.0) for h in meta.extra["history"])
+    assert meta.extra["total_train_seconds"] == pytest.approx(all_seconds, abs=0.1)
     assert meta.version == "0.0.1" and meta.arch_args == SMALL  # the init model's identity is kept
     assert meta.extra["min_confidence"] == {"tarped_cargo": 0.7}  # and its confidence floors, said to be inherited
     assert meta.extra["history"][-1]["confidence_floors"] == "inherited"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,10 @@ def release_freed_memory() -> bool:
     return True
 
 
+@functools.cache
 def _libc_function(name: str):
-    """A function of the C library, or None where there is none of that name (not glibc)."""
+    """A function of the C library, or None where there is none of that name (not glibc). Looked up
+    once per process: ``find_library`` runs ``ldconfig``, and workers trim every few batches."""
     try:
         return getattr(ctypes.CDLL(ctypes.util.find_library("c")), name)
     except (OSError, AttributeError, TypeError):

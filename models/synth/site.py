@@ -89,12 +89,7 @@ def _industrial(rng, site: Site, frame: YardFrame, half: float, v: float, side: 
     if side * (v + side * depth - limit) > 15.0:  # warehouse(s) at the back
         wa, wb = sorted((limit + side * 2.0, v + side * depth - side * 2.0))
         u = u0 + float(rng.uniform(0, 10))
-        while u < u1 - 30:
-            length = float(min(rng.uniform(40.0, 220.0), u1 - u))
-            cx, cy, angle = frame.rigid(u + length / 2, (wa + wb) / 2)
-            site.prims += dx.building(rng, cx, cy, angle, length, wb - wa, "warehouse", season == "snow")
-            site.solid.append(frame.area(u, u + length, wa, wb))
-            u += length + float(rng.uniform(6.0, 40.0))
+        _warehouse_row(rng, site, frame, u, u1, wa, wb, (40.0, 220.0), (6.0, 40.0), season == "snow")
     site.solid.append(frame.area(u0, u1, va, vb))
     return v + side * depth
 
@@ -106,14 +101,19 @@ def _trackside_buildings(rng, site: Site, frame: YardFrame, half: float, v: floa
     depth = float(rng.uniform(10.0, 35.0))
     va, vb = sorted((v, v + side * depth))
     u0, u1 = _span(rng, half, min(2 * half, 80.0))
-    u = u0
-    while u < u1 - 30.0:
-        length = float(min(rng.uniform(50.0, 260.0), u1 - u))
-        cx, cy, angle = frame.rigid(u + length / 2, (va + vb) / 2)
-        site.prims += dx.building(rng, cx, cy, angle, length, depth, "warehouse", season == "snow")
-        site.solid.append(frame.area(u, u + length, va, vb))
-        u += length + float(rng.uniform(8.0, 60.0))
+    _warehouse_row(rng, site, frame, u0, u1, va, vb, (50.0, 260.0), (8.0, 60.0), season == "snow")
     return v + side * (depth + float(rng.uniform(2.0, 8.0)))
+
+
+def _warehouse_row(rng, site: Site, frame: YardFrame, u: float, u1: float, va: float, vb: float,
+                   lengths: tuple[float, float], gaps: tuple[float, float], snow: bool) -> None:
+    """Warehouses along ``u`` from ``u`` to ``u1``, filling ``va``..``vb`` across, with gaps between."""
+    while u < u1 - 30.0:
+        length = float(min(rng.uniform(*lengths), u1 - u))
+        cx, cy, angle = frame.rigid(u + length / 2, (va + vb) / 2)
+        site.prims += dx.building(rng, cx, cy, angle, length, vb - va, "warehouse", snow)
+        site.solid.append(frame.area(u, u + length, va, vb))
+        u += length + float(rng.uniform(*gaps))
 
 
 def _fill_row(rng, site: Site, frame: YardFrame, u0: float, u1: float, a: float, b: float, kind: str, snow: bool) -> None:

@@ -54,7 +54,7 @@ def sample_conditions(rng: np.random.Generator, pixel_size_m: float | None = Non
         "sun_azimuth_deg": azimuth,
         "haze": haze,
         # share of the light that shadows lose: clear sun mostly, sometimes thin cloud
-        "shadow_depth": float(rng.uniform(0.5, 0.75) if rng.random() < 0.88 else rng.uniform(0.15, 0.35)),
+        "shadow_depth": float(rng.uniform(0.5, 0.85) if rng.random() < 0.88 else rng.uniform(0.15, 0.35)),
         "haze_colour": [float(v) for v in rng.uniform([0.72, 0.75, 0.78], [0.9, 0.92, 0.97])],
         "blur_px": _blur(rng),
         "noise": float(rng.uniform(0.5, 5.0)),

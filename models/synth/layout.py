@@ -155,7 +155,10 @@ def build_layout(rng: np.random.Generator, extent_m: float, cond: dict, min_trac
         radius = float(rng.uniform(max(350.0, 1.6 * half), max(2500.0, 2.0 * half))) * float(rng.choice([-1, 1]))
     frame = YardFrame(theta=theta, ox=float(offset[0]), oy=float(offset[1]), radius=radius)
     electrified = bool(cond.get("electrified"))
-    sleeper = "concrete" if rng.random() < 0.75 else "wood"
+    # Many yards mix sleeper kinds track by track (Muttenz: wooden and concrete side by side);
+    # ``sleeper`` is the yard's majority, for ladders and sidings.
+    concrete_share = float(rng.choice([1.0, 0.0, rng.uniform(0.3, 0.9)], p=(0.45, 0.15, 0.4)))
+    sleeper = "concrete" if concrete_share >= 0.5 else "wood"
 
     # --- the track field: spacings, wider gaps for mast rows and platforms
     max_tracks = int(np.clip(0.5 * extent_m / 5.0, 4, 44))
@@ -200,7 +203,8 @@ def build_layout(rng: np.random.Generator, extent_m: float, cond: dict, min_trac
             continue
         spans.append((u0, u1, float(v_tracks[k])))
         tracks.append(
-            Track(frame.line([(u0, v_tracks[k]), (u1, v_tracks[k])]), gauges[k], "yard", True, sleeper, electrified)
+            Track(frame.line([(u0, v_tracks[k]), (u1, v_tracks[k])]), gauges[k], "yard", True,
+                  "concrete" if rng.random() < concrete_share else "wood", electrified)  # fmt: skip
         )
     for pts in ladders:
         tracks.append(Track(frame.line(pts), gauges[n], "ladder", False, sleeper, electrified))

@@ -133,10 +133,17 @@ def _paint_surfaces(rgb, surfaces: list[Surface], transform_m, p, colours, noise
 
 
 def _paint_tracks(rgb, layout: Layout, transform_m, p, cond, rng) -> None:
-    alphas = track_alphas(layout.tracks, transform_m, rgb.shape[1:], p)
     snow = cond["season"] == "snow"
+    # Each track's own bed (sleepers and the ballast between them) is lighter or darker than the
+    # ballast between tracks: fresh or dirty ballast. On real yards at 0.5 m that makes every track a
+    # distinct band about 3 m wide, the width of a railcar, which an engine of faint tracks on even
+    # ballast never showed (the Muttenz picture's empty tracks were called railcars).
+    yard_tone = float(rng.uniform(-0.3, 0.0) if snow else rng.uniform(-0.22, 0.25))
+    tones = yard_tone + rng.normal(0.0, 0.06, size=len(layout.tracks))
+    bed_width = float(rng.uniform(2.6, 3.4))
+    alphas = track_alphas(layout.tracks, transform_m, rgb.shape[1:], p, tones, bed_width)
     mid_col = np.asarray(jitter(rng, (0.24, 0.20, 0.17), 0.1), np.float32)[:, None, None]
-    conc = np.asarray(jitter(rng, (0.68, 0.67, 0.64), 0.04), np.float32)[:, None, None]
+    conc = np.asarray(jitter(rng, (0.76, 0.75, 0.72), 0.05), np.float32)[:, None, None]
     wood = np.asarray(jitter(rng, (0.30, 0.24, 0.19), 0.08), np.float32)[:, None, None]
     rail_col = np.asarray(jitter(rng, (0.66, 0.65, 0.64) if rng.random() < 0.6 else (0.40, 0.30, 0.24), 0.05), np.float32)
     dark = np.asarray((0.12, 0.11, 0.10), np.float32)[:, None, None]
@@ -144,12 +151,12 @@ def _paint_tracks(rgb, layout: Layout, transform_m, p, cond, rng) -> None:
     # Muttenz picture's empty tracks are light sleepers and thin rails on grey ballast). A dark strip
     # on every track taught the model "dark 3 m band = track, anything else on it = railcar".
     k_mid = float(rng.uniform(0.1, 0.4)) if snow else float(rng.uniform(0.0, 0.6))
-    k_sl = 0.25 if snow else float(rng.uniform(0.45, 0.85))
-    rr, cc = np.nonzero(alphas["middle"] + alphas["sleeper"] + alphas["rail"] + alphas["rail_shadow"])
+    k_sl = 0.25 if snow else float(rng.uniform(0.55, 0.9))
+    rr, cc = np.nonzero(alphas["bed"] + alphas["rail"] + alphas["rail_shadow"])
     if rr.size == 0:
         return
     a = {k: v[rr, cc][None] for k, v in alphas.items()}
-    px = rgb[:, rr, cc]
+    px = rgb[:, rr, cc] * (1 + a["bed_tone"] * a["bed"])
     px = px * (1 - k_mid * a["middle"]) + mid_col[:, :, 0] * k_mid * a["middle"]
     sleeper_col = conc[:, :, 0] * (1 - a["wood"]) + wood[:, :, 0] * a["wood"]
     px = px * (1 - k_sl * a["sleeper"]) + sleeper_col * k_sl * a["sleeper"]

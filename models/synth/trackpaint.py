@@ -22,7 +22,7 @@ from models.synth.burn import burn
 from models.synth.layout import RAIL_OFFSETS, Track
 from models.synth.noise import band_coverage, stripe_coverage
 
-BAND_M = 1.9  # half-width of the painted track band
+BAND_M = 2.2  # half-width of the painted track band (the widest bed, 3.4 m, and a pixel)
 SLEEPER_PERIOD_M = 0.6
 SLEEPER_HALF_LENGTH_M = 1.3
 
@@ -44,12 +44,16 @@ def _groups(bands: list[Polygon]) -> list[list[int]]:
 
 
 def track_alphas(
-    tracks: list[Track], transform_m: Affine, shape: tuple[int, int], pixel_size_m: float
+    tracks: list[Track], transform_m: Affine, shape: tuple[int, int], pixel_size_m: float,
+    bed_tones: np.ndarray | None = None, bed_width_m: float = 3.0,
 ) -> dict[str, np.ndarray]:
-    """Per-pixel coverage (0..1) of ``rail``, ``rail_shadow``, ``sleeper`` and ``middle`` (between
-    the rails), plus ``wood`` (1 where the sleepers are wooden)."""
+    """Per-pixel coverage (0..1) of ``rail``, ``rail_shadow``, ``sleeper``, ``middle`` (between the
+    rails) and ``bed`` (the ``bed_width_m`` wide band of the track's own ballast), plus ``wood`` (1
+    where the sleepers are wooden) and ``bed_tone`` (``bed_tones`` of the track there, 0 without)."""
     h, w = shape
-    out = {k: np.zeros(shape, dtype=np.float32) for k in ("rail", "rail_shadow", "sleeper", "middle", "wood")}
+    keys = ("rail", "rail_shadow", "sleeper", "middle", "bed", "wood", "bed_tone")
+    out = {k: np.zeros(shape, dtype=np.float32) for k in keys}
+    tones = np.zeros(len(tracks), np.float32) if bed_tones is None else np.asarray(bed_tones, np.float32)
     x0, y1 = transform_m @ (0, 0)
     x1, y0 = transform_m @ (w, h)
     view = box(min(x0, x1) - 3, min(y0, y1) - 3, max(x0, x1) + 3, max(y0, y1) + 3)
@@ -98,12 +102,15 @@ def track_alphas(
         dx, dy = direction[seg, 0], direction[seg, 1]
         s = s_start[seg] + rx * dx + ry * dy
         d = -rx * dy + ry * dx
-        _accumulate(out, rr, cc, s, d, track_of[seg], tracks, pixel_size_m)
+        _accumulate(out, rr, cc, s, d, track_of[seg], tracks, pixel_size_m, tones, bed_width_m)
     return out
 
 
-def _accumulate(out, rr, cc, s, d, track_idx, tracks: list[Track], p: float) -> None:
+def _accumulate(out, rr, cc, s, d, track_idx, tracks: list[Track], p: float, tones, bed_width_m: float) -> None:
     foot = p * 1.1
+    bed = band_coverage(d, 0.0, bed_width_m, foot)
+    closer = bed > out["bed"][rr, cc]
+    out["bed_tone"][rr[closer], cc[closer]] = tones[track_idx[closer]]
     sleeper = stripe_coverage(s, SLEEPER_PERIOD_M, 0.26, foot) * band_coverage(d, 0.0, 2 * SLEEPER_HALF_LENGTH_M, foot)
     middle = band_coverage(d, 0.0, 1.45, foot)
     rail = np.zeros_like(d)
@@ -116,6 +123,7 @@ def _accumulate(out, rr, cc, s, d, track_idx, tracks: list[Track], p: float) -> 
             rail[sel] = np.maximum(rail[sel], band_coverage(d[sel], r, 0.1, foot))
             shadow[sel] = np.maximum(shadow[sel], band_coverage(d[sel], r + math.copysign(0.12, r), 0.14, foot))
     wood = np.array([tracks[t].sleeper == "wood" for t in range(len(tracks))], dtype=np.float32)[track_idx]
-    for key, val in (("rail", rail), ("rail_shadow", shadow), ("sleeper", sleeper), ("middle", middle), ("wood", wood)):
+    pairs = (("rail", rail), ("rail_shadow", shadow), ("sleeper", sleeper), ("middle", middle), ("bed", bed), ("wood", wood))
+    for key, val in pairs:
         cur = out[key][rr, cc]
         out[key][rr, cc] = np.maximum(cur, val)

@@ -228,3 +228,33 @@ def test_some_yards_stand_empty():
     occupancy = np.array([sample_conditions(np.random.default_rng(s))["occupancy"] for s in range(400)])
     assert 0.08 < (occupancy < 0.15).mean() < 0.25
     assert occupancy.min() >= 0.0 and occupancy.max() <= 0.95
+
+
+def test_each_track_bed_is_a_band_of_its_own_tone():
+    """Engine 1.3.0: at 0.5 m a real yard shows every track as a band about 3 m wide, lighter or
+    darker than the ballast between tracks (fresh or dirty); faint rails on even ballast taught the
+    model to call real empty tracks railcars."""
+    from types import SimpleNamespace
+
+    from shapely.geometry import LineString
+
+    from models.synth.layout import Track
+    from models.synth.render import _paint_tracks
+
+    p, size = 0.5, 200
+    transform = Affine(p, 0, -size * p / 2, 0, -p, size * p / 2)
+    contrasts = []
+    for sleeper in ("concrete", "wood"):
+        tracks = [Track(LineString([(-60, v), (60, v)]), "1435", "yard", True, sleeper, False) for v in (-10, -5, 0, 5, 10)]
+        rows = (size / 2 - np.array([-10, -5, 0, 5, 10]) / p).astype(int)
+        for seed in range(24):
+            rgb = np.full((3, size, size), 0.5, np.float32)
+            layout = SimpleNamespace(tracks=tracks)
+            _paint_tracks(rgb, layout, transform, p, {"season": "summer"}, np.random.default_rng(seed))
+            lum = rgb.mean(axis=0)[:, 20:-20]
+            bed = np.mean([lum[r - 2 : r + 3].mean() for r in rows])  # within 1.25 m of each centre line
+            between = np.mean([lum[r + 5].mean() for r in rows[:-1]])  # 2.5 m off: the ballast in between
+            contrasts.append(bed - between)
+    contrasts = np.array(contrasts)
+    assert np.median(np.abs(contrasts)) > 0.05
+    assert (contrasts > 0.05).sum() >= 3 and (contrasts < -0.05).sum() >= 3  # lighter beds and darker ones

@@ -138,8 +138,8 @@ def _paint_tracks(rgb, layout: Layout, transform_m, p, cond, rng) -> None:
     # ballast between tracks: fresh or dirty ballast. On real yards at 0.5 m that makes every track a
     # distinct band about 3 m wide, the width of a railcar, which an engine of faint tracks on even
     # ballast never showed (the Muttenz picture's empty tracks were called railcars).
-    yard_tone = float(rng.uniform(-0.3, 0.0) if snow else rng.uniform(-0.22, 0.25))
-    tones = yard_tone + rng.normal(0.0, 0.06, size=len(layout.tracks))
+    yard_tone = float(rng.uniform(-0.35, 0.0) if snow else rng.uniform(-0.3, 0.35))
+    tones = yard_tone + rng.normal(0.0, 0.08, size=len(layout.tracks))
     bed_width = float(rng.uniform(2.6, 3.4))
     alphas = track_alphas(layout.tracks, transform_m, rgb.shape[1:], p, tones, bed_width)
     mid_col = np.asarray(jitter(rng, (0.24, 0.20, 0.17), 0.1), np.float32)[:, None, None]

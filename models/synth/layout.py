@@ -203,8 +203,14 @@ def build_layout(rng: np.random.Generator, extent_m: float, cond: dict, min_trac
             continue
         spans.append((u0, u1, float(v_tracks[k])))
         tracks.append(
-            Track(frame.line([(u0, v_tracks[k]), (u1, v_tracks[k])]), gauges[k], "yard", True,
-                  "concrete" if rng.random() < concrete_share else "wood", electrified)  # fmt: skip
+            Track(
+                frame.line([(u0, v_tracks[k]), (u1, v_tracks[k])]),
+                gauges[k],
+                "yard",
+                True,
+                "concrete" if rng.random() < concrete_share else "wood",
+                electrified,
+            )  # fmt: skip
         )
     for pts in ladders:
         tracks.append(Track(frame.line(pts), gauges[n], "ladder", False, sleeper, electrified))

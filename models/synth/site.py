@@ -105,8 +105,18 @@ def _trackside_buildings(rng, site: Site, frame: YardFrame, half: float, v: floa
     return v + side * (depth + float(rng.uniform(2.0, 8.0)))
 
 
-def _warehouse_row(rng, site: Site, frame: YardFrame, u: float, u1: float, va: float, vb: float,
-                   lengths: tuple[float, float], gaps: tuple[float, float], snow: bool) -> None:
+def _warehouse_row(
+    rng,
+    site: Site,
+    frame: YardFrame,
+    u: float,
+    u1: float,
+    va: float,
+    vb: float,
+    lengths: tuple[float, float],
+    gaps: tuple[float, float],
+    snow: bool,
+) -> None:
     """Warehouses along ``u`` from ``u`` to ``u1``, filling ``va``..``vb`` across, with gaps between."""
     while u < u1 - 30.0:
         length = float(min(rng.uniform(*lengths), u1 - u))

@@ -44,8 +44,12 @@ def _groups(bands: list[Polygon]) -> list[list[int]]:
 
 
 def track_alphas(
-    tracks: list[Track], transform_m: Affine, shape: tuple[int, int], pixel_size_m: float,
-    bed_tones: np.ndarray | None = None, bed_width_m: float = 3.0,
+    tracks: list[Track],
+    transform_m: Affine,
+    shape: tuple[int, int],
+    pixel_size_m: float,
+    bed_tones: np.ndarray | None = None,
+    bed_width_m: float = 3.0,
 ) -> dict[str, np.ndarray]:
     """Per-pixel coverage (0..1) of ``rail``, ``rail_shadow``, ``sleeper``, ``middle`` (between the
     rails) and ``bed`` (the ``bed_width_m`` wide band of the track's own ballast), plus ``wood`` (1

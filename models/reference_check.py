@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from service.cluster import dask_client
+    from service.geojson import write_geojson
     from service.pipeline import detect_scene, model_spec_from_settings, options_from_settings
     from service.settings import PipelineSettings
 
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         with dask_client(settings) as client:
             collection = detect_scene(tif, options_from_settings(settings), model_spec_from_settings(settings), client)
     if args.out:
-        args.out.write_text(json.dumps(collection))
+        write_geojson(collection, args.out)
     result = score_centres(railcars_in_pixels(collection, transform), list(MUTTENZ_CAR_CENTRES))
     result["counts"] = collection["summary"]["counts"]
     print(json.dumps(result))

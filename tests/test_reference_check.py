@@ -6,11 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import shapely
-from PIL import Image
 from pyproj import Transformer
 from shapely.geometry import box, mapping
 
-from models.reference_check import CRS, railcars_in_pixels, score_centres, write_picture
+from models.reference_check import CRS, find_label_boxes, railcars_in_pixels, score_centres, write_picture
 
 
 def test_each_car_is_claimed_once_and_misses_are_counted():
@@ -21,14 +20,26 @@ def test_each_car_is_claimed_once_and_misses_are_counted():
         box(45, 5, 55, 15),  # a hit
         box(100, 100, 120, 110),  # on no marked car
     ]
-    assert score_centres(polygons, centres) == {"railcars": 4, "cars_marked": 3, "cars_hit": 2, "on_no_car": 1}
+    want = {"railcars": 4, "cars_marked": 3, "cars_hit": 2, "on_no_car": 1, "on_label_box": 0}
+    assert score_centres(polygons, centres) == want
     assert score_centres([], centres)["cars_hit"] == 0
+    # the miss half on a label box counts apart; one barely touching a box does not
+    labels = [box(110, 95, 130, 105), box(0, 200, 10, 210)]
+    got = score_centres([*polygons, box(9, 205, 60, 215)], centres, labels)
+    assert (got["on_label_box"], got["on_no_car"]) == (1, 1)
+
+
+def test_label_boxes_are_the_white_patches():
+    rgb = np.full((100, 200, 3), 120, np.uint8)
+    rgb[10:40, 20:150] = 255  # a label box
+    rgb[30:35, 60:120] = 0  # with its text
+    rgb[70:72, 10:12] = 255  # a glint: too small
+    (found,) = find_label_boxes(rgb)
+    assert found.bounds == (20, 10, 150, 40)
 
 
 def test_detections_come_back_to_picture_pixels(tmp_path):
-    picture = tmp_path / "p.png"
-    Image.fromarray(np.zeros((60, 80, 3), np.uint8)).save(picture)
-    transform = write_picture(picture, tmp_path / "p.tif", 0.1)
+    transform = write_picture(np.zeros((60, 80, 3), np.uint8), tmp_path / "p.tif", 0.1)
     to_lonlat = Transformer.from_crs(CRS, "EPSG:4326", always_xy=True)
 
     def lonlat(col: float, row: float) -> tuple[float, float]:

@@ -82,22 +82,12 @@ def read_picture(picture: Path) -> np.ndarray:
 
 def write_picture(rgb: np.ndarray, out: Path, pixel_size_m: float):
     """The picture (H, W, 3) as an RGB GeoTIFF; returns its affine transform."""
-    import rasterio
     from rasterio.transform import from_origin
 
+    from service.rasters import write_geotiff
+
     transform = from_origin(*ORIGIN, pixel_size_m, pixel_size_m)
-    profile = {
-        "driver": "GTiff",
-        "width": rgb.shape[1],
-        "height": rgb.shape[0],
-        "count": 3,
-        "dtype": "uint8",
-        "crs": CRS,
-        "transform": transform,
-        "photometric": "RGB",
-    }
-    with rasterio.open(out, "w", **profile) as dst:
-        dst.write(rgb.transpose(2, 0, 1))
+    write_geotiff(out, np.ascontiguousarray(rgb.transpose(2, 0, 1)), transform=transform, crs=CRS)
     return transform
 
 

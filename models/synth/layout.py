@@ -210,7 +210,7 @@ def build_layout(rng: np.random.Generator, extent_m: float, cond: dict, min_trac
                 True,
                 "concrete" if rng.random() < concrete_share else "wood",
                 electrified,
-            )  # fmt: skip
+            )
         )
     for pts in ladders:
         tracks.append(Track(frame.line(pts), gauges[n], "ladder", False, sleeper, electrified))

@@ -48,16 +48,16 @@ def track_alphas(
     transform_m: Affine,
     shape: tuple[int, int],
     pixel_size_m: float,
-    bed_tones: np.ndarray | None = None,
-    bed_width_m: float = 3.0,
+    bed_tones: np.ndarray,
+    bed_width_m: float,
 ) -> dict[str, np.ndarray]:
     """Per-pixel coverage (0..1) of ``rail``, ``rail_shadow``, ``sleeper``, ``middle`` (between the
     rails) and ``bed`` (the ``bed_width_m`` wide band of the track's own ballast), plus ``wood`` (1
-    where the sleepers are wooden) and ``bed_tone`` (``bed_tones`` of the track there, 0 without)."""
+    where the sleepers are wooden) and ``bed_tone`` (``bed_tones`` of the track there, 0 off tracks)."""
     h, w = shape
     keys = ("rail", "rail_shadow", "sleeper", "middle", "bed", "wood", "bed_tone")
     out = {k: np.zeros(shape, dtype=np.float32) for k in keys}
-    tones = np.zeros(len(tracks), np.float32) if bed_tones is None else np.asarray(bed_tones, np.float32)
+    tones = np.asarray(bed_tones, np.float32)
     x0, y1 = transform_m @ (0, 0)
     x1, y0 = transform_m @ (w, h)
     view = box(min(x0, x1) - 3, min(y0, y1) - 3, max(x0, x1) + 3, max(y0, y1) + 3)

@@ -258,3 +258,71 @@ def test_each_track_bed_is_a_band_of_its_own_tone():
     contrasts = np.array(contrasts)
     assert np.median(np.abs(contrasts)) > 0.05
     assert (contrasts > 0.05).sum() >= 3 and (contrasts < -0.05).sum() >= 3  # lighter beds and darker ones
+
+
+def _mean_gradient(image: np.ndarray) -> float:
+    grey = image.astype(np.float32).mean(axis=0)
+    return float(np.hypot(np.diff(grey, axis=1)[:-1], np.diff(grey, axis=0)[:, :-1]).mean())
+
+
+def test_sharpening_raises_local_contrast_and_is_drawn_for_most_scenes():
+    """Engine 1.4.0: vendor sharpening (an unsharp mask after the noise), because the engine's
+    scenes were much softer than real imagery on the model grid."""
+    same = {"pixel_size_m": 0.4, "season": "summer", "blur_px": 0.6, "noise": 2.0, "jpeg_quality": None}
+    soft = render_scene(11, size_px=256, sharpen=0.0, sharpen_px=0.0, **same).image
+    sharp = render_scene(11, size_px=256, sharpen=1.0, sharpen_px=1.0, **same).image
+    assert _mean_gradient(sharp) > 1.3 * _mean_gradient(soft)
+    drawn = np.array([sample_conditions(np.random.default_rng(s))["sharpen"] for s in range(300)])
+    assert 0.5 < (drawn > 0).mean() < 0.7
+    assert drawn.max() <= 1.5
+
+
+def _site_with(monkeypatch, use: str, seeds: range):
+    """Sites whose countryside is all ``use`` (the land-use draw forced), with their layouts."""
+    from models.synth import site as site_module
+    from models.synth.layout import build_layout
+
+    weights = tuple(1.0 if u == use else 0.0 for u in site_module.COUNTRY_USES)
+    monkeypatch.setattr(site_module, "COUNTRY_WEIGHTS", weights)
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        cond = sample_conditions(rng, 0.5, {"season": "summer"})
+        layout = build_layout(rng, 400.0, cond)
+        yield layout, site_module.build_site(rng, layout, cond, 400.0)
+
+
+def _wide(polygon, metres: float) -> bool:
+    ring = np.asarray(polygon.minimum_rotated_rectangle.exterior.coords)
+    return bool(min(np.hypot(*(ring[1] - ring[0])), np.hypot(*(ring[2] - ring[1]))) > metres)
+
+
+def test_car_parks_hold_rows_of_cars_on_asphalt_off_the_tracks(monkeypatch):
+    import shapely
+
+    parked = 0
+    for layout, site in _site_with(monkeypatch, "carpark", range(6)):
+        tracks = shapely.union_all([t.line.buffer(2.0) for t in layout.tracks])
+        parks = [s.geometry for s in site.surfaces if s.material == "asphalt" and _wide(s.geometry, 12.0)]
+        if not parks:
+            continue
+        asphalt = shapely.union_all(parks).buffer(0.5)  # car parks, not roads
+        cars = [p.polygon for p in site.prims if p.style == "vehicle"]
+        on_asphalt = [c for c in cars if asphalt.contains(c)]
+        parked += len(on_asphalt)
+        assert not any(c.intersects(tracks) for c in cars)
+        for i, a in enumerate(on_asphalt):  # parked side by side, never on top of each other
+            assert all(a.intersection(b).area < 0.05 * a.area for b in on_asphalt[i + 1 :])
+    assert parked > 100
+
+
+def test_allotment_gardens_are_plots_with_sheds_and_greenhouses(monkeypatch):
+    plots = sheds = greenhouses = 0
+    for _, site in _site_with(monkeypatch, "gardens", range(6)):
+        fields = [s.geometry for s in site.surfaces if s.material == "field" and s.geometry.area < 450.0]
+        plots += len(fields)
+        small = [p for p in site.prims if p.height < 6.0 and p.style in ("gable", "long_ribs", "flat")]
+        sheds += sum(1 for p in small if p.length * p.width <= 16.0 and p.height > 2.5)
+        greenhouses += sum(1 for p in small if p.height == 2.2)
+        for i, a in enumerate(fields[:200]):  # plots tile the ground without overlapping
+            assert all(a.intersection(b).area < 1.0 for b in fields[i + 1 : 200])
+    assert plots > 100 and sheds > 50 and greenhouses > 30

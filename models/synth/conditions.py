@@ -28,9 +28,18 @@ def _blur(rng: np.random.Generator) -> float:
     return float(rng.uniform(0.3, 0.8) if rng.random() < 0.75 else rng.uniform(0.8, 1.3))
 
 
+def _sharpening(rng: np.random.Generator) -> tuple[float, float]:
+    """Ground-processing sharpening (MTF compensation, an unsharp mask): (amount, radius in pixels).
+    Many vendor products carry it; without it the engine's scenes had half the local contrast of the
+    real Muttenz picture (mean gradient on the model grid 0.027 against 0.063)."""
+    if rng.random() < 0.4:
+        return 0.0, 0.0
+    return float(rng.uniform(0.3, 1.5)), float(rng.uniform(0.7, 1.6))
+
+
 def sample_conditions(rng: np.random.Generator, pixel_size_m: float | None = None, overrides: dict | None = None) -> dict:
     """Draw a scene's conditions. ``overrides`` replaces any drawn value; ``clean=True`` switches off
-    every sensor effect (haze, blur, noise, JPEG, pan-sharpening, colour balance)."""
+    every sensor effect (haze, blur, sharpening, noise, JPEG, pan-sharpening, colour balance)."""
     overrides = dict(overrides or {})
     clean = bool(overrides.pop("clean", False))
     lo, hi = PIXEL_SIZE_RANGE_M
@@ -47,6 +56,7 @@ def sample_conditions(rng: np.random.Generator, pixel_size_m: float | None = Non
         if haze_draw < 0.9
         else float(rng.uniform(0.3, 0.55))
     )
+    sharpen, sharpen_px = _sharpening(rng)
     conditions: dict = {
         "pixel_size_m": float(pixel_size_m) if pixel_size_m is not None else float(rng.uniform(lo, hi)),
         "season": season,
@@ -57,6 +67,8 @@ def sample_conditions(rng: np.random.Generator, pixel_size_m: float | None = Non
         "shadow_depth": float(rng.uniform(0.5, 0.85) if rng.random() < 0.88 else rng.uniform(0.15, 0.35)),
         "haze_colour": [float(v) for v in rng.uniform([0.72, 0.75, 0.78], [0.9, 0.92, 0.97])],
         "blur_px": _blur(rng),
+        "sharpen": sharpen,
+        "sharpen_px": sharpen_px,
         "noise": float(rng.uniform(0.5, 5.0)),
         "jpeg_quality": None if rng.random() < 0.5 else int(rng.integers(40, 96)),
         "pansharpen_px": 0.0 if rng.random() < 0.5 else float(rng.uniform(0.6, 1.8)),
@@ -75,8 +87,8 @@ def sample_conditions(rng: np.random.Generator, pixel_size_m: float | None = Non
     }
     if clean:
         conditions.update(
-            haze=0.0, blur_px=0.0, noise=0.0, jpeg_quality=None, pansharpen_px=0.0, gains=[1.0, 1.0, 1.0],
-            gamma=1.0, contrast=1.0, brightness=0.0, saturation=1.0,
+            haze=0.0, blur_px=0.0, sharpen=0.0, sharpen_px=0.0, noise=0.0, jpeg_quality=None, pansharpen_px=0.0,
+            gains=[1.0, 1.0, 1.0], gamma=1.0, contrast=1.0, brightness=0.0, saturation=1.0,
         )  # fmt: skip
     unknown = set(overrides) - set(conditions)
     if unknown:

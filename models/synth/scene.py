@@ -32,7 +32,7 @@ from models.synth.site import build_site
 # 1.2.0: lighter track middles (oily strip 0-60 %, was 35-75 %), concrete sleepers in 75 % of yards (60 %);
 # 1.1.0: empty yards, buildings beside the tracks, wider ballast beds; 1.0.1: palette draws no longer
 # depend on dict ids
-ENGINE_VERSION = "1.3.0"
+ENGINE_VERSION = "1.4.0"
 # An object stays in the truth when at least this share of its footprint is visible; cut-off
 # slivers are still labelled as class pixels, but not counted.
 MIN_VISIBLE_SHARE = 0.25

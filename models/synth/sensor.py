@@ -1,5 +1,6 @@
 """What the atmosphere and the sensor do to a clean picture: colour balance, tone curve, haze,
-pan-sharpening colour blur, optical blur, noise and JPEG-like block compression.
+pan-sharpening colour blur, optical blur, noise, the ground segment's sharpening and JPEG-like
+block compression.
 
 ``apply_sensor`` takes display RGB in 0..1 (3, H, W) and returns uint8; each effect is set by the
 scene's conditions (see ``conditions``), and a clean scene passes through unchanged apart from
@@ -113,6 +114,9 @@ def apply_sensor(rgb: np.ndarray, cond: dict, rng: np.random.Generator) -> np.nd
         chroma = (sigma * np.float32(0.4)) * rng.standard_normal(shape, dtype=np.float32)
         img255[0] += chroma
         img255[2] -= chroma
+    if cond["sharpen"] > 0:  # after the noise: MTF compensation amplifies it too
+        soft = ndimage.gaussian_filter(img255, (0, float(cond["sharpen_px"]), float(cond["sharpen_px"])), truncate=3.0)
+        img255 += np.float32(cond["sharpen"]) * (img255 - soft)
     if cond["jpeg_quality"]:
         img255 = jpeg_like(np.clip(img255, 0, 255), int(cond["jpeg_quality"]))
     np.clip(img255, 0, 255, out=img255)

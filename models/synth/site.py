@@ -17,6 +17,7 @@ from shapely.geometry import LineString, Polygon
 
 from models.synth import distractors as dx
 from models.synth.cargo import Cargo, cargo_cluster
+from models.synth.colours import mix
 from models.synth.layout import Layout, YardFrame
 from models.synth.prims import Prim, Surface
 
@@ -56,7 +57,7 @@ def build_site(rng: np.random.Generator, layout: Layout, cond: dict, extent_m: f
             v = _industrial(rng, site, frame, half, v, side, season)
         if use in ("industrial", "road") or rng.random() < 0.4:
             v = _road(rng, site, frame, half, v + side * float(rng.uniform(2.0, 20.0)), side, cond["pixel_size_m"])
-        _country(rng, site, frame, half, v, side, season)
+        _country(rng, site, frame, half, v, side, season, cond["pixel_size_m"])
     _yard_extras(rng, site, layout, season)
     _crossing_paths(rng, site, extent_m, cond["pixel_size_m"])
     return site
@@ -156,8 +157,7 @@ def _road(rng, site: Site, frame: YardFrame, half: float, v: float, side: float,
     site.surfaces.append(Surface(frame.area(-half, half, va, vb), "asphalt", float(rng.uniform(-1, 1))))
     if rng.random() < 0.7:  # dashed centre line, at least a pixel wide, fainter the wider it is drawn
         vc = (va + vb) / 2
-        mark = max(0.075, 0.55 * pixel_size)
-        tone = -min(0.9, (mark - 0.075) / mark)
+        mark, tone = _marking(pixel_size)
         dash, gap = float(rng.uniform(3.0, 6.0)), float(rng.uniform(3.0, 9.0))
         for u in np.arange(-half, half, dash + gap):
             if not site.sees(frame, float(u), float(u) + dash, vc, vc):
@@ -176,7 +176,21 @@ def _road(rng, site: Site, frame: YardFrame, half: float, v: float, side: float,
     return v + side * width
 
 
-def _country(rng, site: Site, frame: YardFrame, half: float, v: float, side: float, season: str) -> None:
+# Allotment gardens and car parks next to yards: grids of small sheds, greenhouses, plots and parked
+# cars were the real Muttenz picture's false railcars off the tracks.
+COUNTRY_USES = ("field", "houses", "grass", "trees", "gardens", "carpark")
+COUNTRY_WEIGHTS = (0.29, 0.17, 0.24, 0.12, 0.1, 0.08)
+
+
+def _marking(pixel_size: float) -> tuple[float, float]:
+    """A painted line 0.15 m wide as a Surface can draw it: (half-width, tone). Drawn at least a
+    pixel wide, so fainter the wider it is drawn (the tone is the line's share of the pixel)."""
+    mark = max(0.075, 0.55 * pixel_size)
+    return mark, -min(0.9, (mark - 0.075) / mark)
+
+
+def _country(rng, site: Site, frame: YardFrame, half: float, v: float, side: float, season: str,
+             pixel_size: float) -> None:  # fmt: skip
     """Fields, grass, a few houses and trees from ``v`` to the edge of the domain."""
     far = side * half
     blocked = dx.blocker(site.solid)
@@ -184,7 +198,7 @@ def _country(rng, site: Site, frame: YardFrame, half: float, v: float, side: flo
     while side * (far - pos) > 10.0:
         depth = float(rng.uniform(30.0, 200.0))
         a, b = sorted((pos, pos + side * depth))
-        use = str(rng.choice(["field", "houses", "grass", "trees"], p=(0.35, 0.2, 0.3, 0.15)))
+        use = str(rng.choice(COUNTRY_USES, p=COUNTRY_WEIGHTS))
         if not site.sees(frame, -half, half, a, b):
             use = "grass"
         if use == "field":
@@ -207,6 +221,10 @@ def _country(rng, site: Site, frame: YardFrame, half: float, v: float, side: flo
                 if rng.random() < 0.6:
                     x, y = frame.warp(float(u) + rng.uniform(-8, 8), (a + b) / 2 + float(rng.normal(0, depth / 4)))
                     site.prims += dx.tree_cluster(rng, float(x), float(y), 4.0, season, blocked)
+        elif use == "gardens":
+            _gardens(rng, site, frame, half, a, b, season, blocked)
+        elif use == "carpark":
+            _car_park(rng, site, frame, half, a, min(b, a + 60.0), pixel_size, blocked)
         elif use == "trees":
             for _ in range(int(rng.integers(3, 15))):
                 x, y = frame.warp(float(rng.uniform(-half, half)), float(rng.uniform(a, b)))
@@ -214,6 +232,69 @@ def _country(rng, site: Site, frame: YardFrame, half: float, v: float, side: flo
                     continue
                 site.prims += dx.tree_cluster(rng, float(x), float(y), float(rng.uniform(3.0, 12.0)), season, blocked)
         pos += side * depth
+
+
+def _gardens(rng, site: Site, frame: YardFrame, half: float, a: float, b: float, season: str, blocked) -> None:
+    """Allotment gardens: plots in a grid along gravel paths, each with its own cover (crop rows,
+    grass, bare soil), a small shed, often a greenhouse or a tree."""
+    u0, u1 = _span(rng, half, min(2 * half, 60.0))
+    plot_u, plot_v = float(rng.uniform(8.0, 16.0)), float(rng.uniform(12.0, 25.0))
+    path = float(rng.uniform(1.5, 3.0))
+    snow = season == "snow"
+    for v in np.arange(a, b - plot_v, plot_v + path):
+        va, vb = float(v), float(v) + plot_v
+        site.surfaces.append(Surface(frame.area(u0, u1, vb, vb + path), "gravel", float(rng.uniform(-1, 1))))
+        for u in np.arange(u0, u1 - plot_u, plot_u + 0.5):
+            ua, ub = float(u), float(u) + plot_u
+            if not site.sees(frame, ua, ub, va, vb):
+                continue
+            site.surfaces.append(Surface(frame.area(ua, ub, va, vb), "field", float(rng.uniform(-1, 1)),
+                                         frame.angle(0.0) + float(rng.choice([0.0, math.pi / 2])),
+                                         float(rng.uniform(0.6, 1.5))))  # fmt: skip
+            _garden_buildings(rng, site, frame, ua, ub, va, vb, snow, blocked)
+            if rng.random() < 0.4:
+                x, y = frame.warp(float(rng.uniform(ua, ub)), float(rng.uniform(va, vb)))
+                site.prims.append(dx.tree(rng, float(x), float(y), season, float(rng.uniform(1.0, 3.0))))
+
+
+def _garden_buildings(rng, site: Site, frame: YardFrame, ua: float, ub: float, va: float, vb: float, snow: bool,
+                      blocked) -> None:  # fmt: skip
+    """A plot's shed at one end and, in half the plots, a whitish greenhouse beside it."""
+    if rng.random() < 0.8:
+        length, width = float(rng.uniform(2.0, 4.5)), float(rng.uniform(2.0, 3.5))
+        cx, cy, angle = frame.rigid(float(rng.uniform(ua + 2.5, ub - 2.5)), vb - width / 2 - 0.5,
+                                    float(rng.normal(0, 0.05)))  # fmt: skip
+        prims = dx.building(rng, cx, cy, angle, length, width, "shed", snow)
+        if not blocked(prims[0].polygon):
+            site.prims += prims[:1]
+    if rng.random() < 0.5:
+        length, width = float(rng.uniform(3.0, 8.0)), float(rng.uniform(2.0, 3.5))
+        cx, cy, angle = frame.rigid((ua + ub) / 2, va + width / 2 + 1.0)
+        glass = mix((0.8, 0.83, 0.82), (0.45, 0.5, 0.4), float(rng.uniform(0.0, 0.5)))
+        site.prims.append(Prim(cx, cy, angle, length, width, glass, "long_ribs", 2.2, (0.6, 0.1, 0.0, 0.0), 0.05))
+
+
+def _car_park(rng, site: Site, frame: YardFrame, half: float, a: float, b: float, pixel_size: float,
+              blocked) -> None:  # fmt: skip
+    """An asphalt car park: double rows of bays with white lines, most of them taken."""
+    u0, u1 = _span(rng, half, min(2 * half, 40.0))
+    site.surfaces.append(Surface(frame.area(u0, u1, a, b), "asphalt", float(rng.uniform(-1, 1))))
+    bay, depth, aisle = float(rng.uniform(2.4, 2.7)), 5.0, float(rng.uniform(6.0, 7.0))
+    occupancy = float(rng.uniform(0.4, 0.95))
+    mark, tone = _marking(pixel_size)
+    for v in np.arange(a + 1.0, b - 2 * depth, 2 * depth + aisle):
+        for row, facing in ((float(v) + depth / 2, 0.0), (float(v) + 1.5 * depth, math.pi)):
+            for u in np.arange(u0 + 1.0, u1 - bay, bay):
+                if not site.sees(frame, float(u), float(u) + bay, row - depth / 2, row + depth / 2):
+                    continue
+                line = frame.area(float(u) - mark, float(u) + mark, row - depth / 2, row + depth / 2)
+                site.surfaces.append(Surface(line, "marking", tone))
+                if rng.random() < occupancy:
+                    cx, cy, angle = frame.rigid(float(u) + bay / 2, row, math.pi / 2 + facing + float(rng.normal(0, 0.03)))
+                    car = dx.vehicle(rng, cx, cy, angle)
+                    if car.length < depth - 0.2 and not blocked(car.polygon):  # vans would reach the next row
+                        site.prims.append(car)
+    site.solid.append(frame.area(u0, u1, a, b))
 
 
 def _crossing_paths(rng, site: Site, extent_m: float, pixel_size: float) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -301,6 +303,9 @@ class SceneReader:
             rgb *= valid  # no-data pixels read as black (the padding past the scene's edge already is)
         return rgb, valid
 
+    def close(self) -> None:
+        self._src.close()
+
 
 def _to_uint8(data: np.ndarray, stretch: tuple[tuple[float, float], ...] | None) -> np.ndarray:
     if stretch is None:
@@ -317,6 +322,42 @@ def open_scene(info: SceneInfo) -> Iterator[SceneReader]:
     """Open a described scene for window reads (one per Dask task or per worker thread)."""
     with _open(info.path) as src:
         yield SceneReader(info, src)
+
+
+# Scenes a worker keeps open between tasks (see shared_reader), over all its threads.
+KEEP_OPEN = 4
+_kept_open: OrderedDict[tuple, SceneReader] = OrderedDict()
+_kept_open_lock = threading.Lock()
+
+
+def shared_reader(info: SceneInfo) -> SceneReader:
+    """This thread's reader of a described scene, kept open from one task to the next. A tile's
+    window with its halo spans up to 3 x 3 of the file's blocks, most of them shared with the
+    neighbouring tiles; a dataset opened afresh for every task decoded them all again (GDAL drops a
+    dataset's cached blocks when it closes), three times the decoding. Keyed by thread (a GDAL
+    dataset is not thread-safe) and by the file's identity, so a scene rewritten in place is
+    opened anew; the least recently used beyond ``KEEP_OPEN`` are closed."""
+    key = (info, threading.get_ident(), _file_identity(info.path))
+    with _kept_open_lock:
+        reader = _kept_open.get(key)
+        if reader is not None:
+            _kept_open.move_to_end(key)
+            return reader
+    reader = SceneReader(info, _open(info.path))
+    with _kept_open_lock:
+        _kept_open[key] = reader
+        while len(_kept_open) > KEEP_OPEN:
+            _, old = _kept_open.popitem(last=False)
+            old.close()
+    return reader
+
+
+def _file_identity(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:  # a URL or /vsi path: GDAL's own
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def write_geotiff(

@@ -18,7 +18,7 @@ from models.interface import OBJECT_CLASSES, SEMANTIC_CLASSES
 from models.spec import ModelSpec
 from service.model_plugin import get_model
 from service.pieces import Pieces
-from service.rasters import SceneInfo, open_scene
+from service.rasters import SceneInfo, shared_reader
 
 INVALID_LABEL = 255
 
@@ -64,8 +64,8 @@ def run_batch(info: SceneInfo, tiles: list[Tile], opts: TaskOptions) -> BatchRes
     module, meta, device = get_model(opts.model, opts.device)
     result = BatchResult()
     t0 = time.perf_counter()
-    with open_scene(info) as reader:
-        reads = [reader.read(t.col, t.row, t.size, t.size) for t in tiles]
+    reader = shared_reader(info)
+    reads = [reader.read(t.col, t.row, t.size, t.size) for t in tiles]
     t1 = time.perf_counter()
     core_valid = [int(valid[t.core_slices()].sum()) for t, (_, valid) in zip(tiles, reads, strict=True)]
     active = [i for i, n in enumerate(core_valid) if n > 0]  # tiles wholly in no-data skip the model

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from service.rasters import inspect_scene, open_scene
+from service import rasters
+from service.rasters import inspect_scene, open_scene, shared_reader
 from tests.scenes import write
 
 # Windows in model-grid pixels (col, row, size): inside, across the top-left corner, across the
@@ -70,3 +71,27 @@ def test_resampled_reads_keep_the_scene_whole_and_valid(tmp_path):
     assert ok.all() and (rgb[0] == 90).all() and (rgb[1] == 160).all()
     assert edge_ok[:40, :40].all() and not edge_ok[40:].any() and not edge_ok[:, 40:].any()
     assert (edge_rgb[:, 40:] == 0).all() and (edge_rgb[1, :40, :40] == 160).all()
+
+
+def test_a_worker_keeps_a_scene_open_between_tasks_until_the_file_changes(tmp_path, monkeypatch):
+    """``shared_reader`` hands a thread the same open scene for every task (GDAL's block cache then
+    serves the blocks neighbouring tiles share), a new one once the file is rewritten, and keeps at
+    most ``KEEP_OPEN`` scenes open."""
+    monkeypatch.setattr(rasters, "_kept_open", type(rasters._kept_open)())
+    path = scene(tmp_path, "all valid")
+    info = inspect_scene(path, model_pixel_size_m=0.5)
+    first = shared_reader(info)
+    assert shared_reader(info) is first
+    with open_scene(info) as fresh:
+        for col, row, size in WINDOWS:
+            assert all(np.array_equal(a, b) for a, b in zip(first.read(col, row, size, size),
+                                                             fresh.read(col, row, size, size), strict=True))
+    rewritten = write(tmp_path / "s.tif", np.full((3, 220, 300), 77, dtype=np.uint8))
+    again = shared_reader(inspect_scene(rewritten, model_pixel_size_m=0.5))
+    assert again is not first
+    assert (again.read(0, 0, 32, 32)[0] == 77).all()
+    others = [write(tmp_path / f"o{i}.tif", np.full((3, 40, 40), i, dtype=np.uint8)) for i in range(rasters.KEEP_OPEN)]
+    for other in others:
+        shared_reader(inspect_scene(other, model_pixel_size_m=0.5))
+    assert len(rasters._kept_open) == rasters.KEEP_OPEN
+    assert again._src.closed  # the least recently used went first

@@ -27,6 +27,7 @@ from models.synth.render import paint_scene
 from models.synth.sensor import apply_sensor
 from models.synth.site import build_site
 
+# 1.4.0: vendor sharpening (unsharp mask) in 60 % of scenes, allotment gardens and car parks beside yards;
 # 1.3.0: each track's bed is a lighter or darker band than the ballast between tracks, sleepers mixed
 # track by track, brighter concrete sleepers, deeper shadows (shadow depth up to 0.85);
 # 1.2.0: lighter track middles (oily strip 0-60 %, was 35-75 %), concrete sleepers in 75 % of yards (60 %);

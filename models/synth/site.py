@@ -3,7 +3,8 @@ with traffic, fields, houses, allotment gardens, car parks and trees.
 
 Both sides of the yard (in yard coordinates, beyond the band the tracks occupy) get a land use:
 industrial (a hardstand next to the tracks, warehouses, an access road), a road corridor, or
-countryside (bands of fields, grass, houses, trees, gardens or car parks outwards). Hardstands are packed in rows along the tracks, so nothing overlaps by construction.
+countryside (bands of fields, grass, houses, trees, gardens or car parks outwards). Hardstands are
+packed in rows along the tracks, so nothing overlaps by construction.
 """
 
 from __future__ import annotations

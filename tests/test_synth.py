@@ -207,15 +207,8 @@ def test_palette_draws_follow_the_palette_not_its_address():
 
 def test_buildings_beside_the_tracks_keep_off_them():
     """Engine 1.1.0 stands warehouses right beside the outer track; none may cover a track."""
-    from models.synth.layout import build_layout
-    from models.synth.site import build_site
-
     beside = 0
-    for seed in range(40):
-        rng = np.random.default_rng(seed)
-        cond = sample_conditions(rng, 0.5, {"season": "summer"})
-        layout = build_layout(rng, 400.0, cond)
-        site = build_site(rng, layout, cond, 400.0)
+    for layout, site in _sites(range(40)):
         tracks = [t.line.buffer(2.0) for t in layout.tracks]
         roofs = [p.polygon for p in site.prims if p.height >= 6.0 and p.length >= 50.0]
         for roof in roofs:
@@ -277,18 +270,25 @@ def test_sharpening_raises_local_contrast_and_is_drawn_for_most_scenes():
     assert drawn.max() <= 1.5
 
 
-def _site_with(monkeypatch, use: str, seeds: range):
-    """Sites whose countryside is all ``use`` (the land-use draw forced), with their layouts."""
-    from models.synth import site as site_module
+def _sites(seeds: range):
+    """(layout, site) of a 400 m summer scene at 0.5 m for each seed."""
     from models.synth.layout import build_layout
+    from models.synth.site import build_site
 
-    weights = tuple(1.0 if u == use else 0.0 for u in site_module.COUNTRY_USES)
-    monkeypatch.setattr(site_module, "COUNTRY_WEIGHTS", weights)
     for seed in seeds:
         rng = np.random.default_rng(seed)
         cond = sample_conditions(rng, 0.5, {"season": "summer"})
         layout = build_layout(rng, 400.0, cond)
-        yield layout, site_module.build_site(rng, layout, cond, 400.0)
+        yield layout, build_site(rng, layout, cond, 400.0)
+
+
+def _site_with(monkeypatch, use: str, seeds: range):
+    """Sites whose countryside is all ``use`` (the land-use draw forced), with their layouts."""
+    from models.synth import site as site_module
+
+    weights = tuple(1.0 if u == use else 0.0 for u in site_module.COUNTRY_USES)
+    monkeypatch.setattr(site_module, "COUNTRY_WEIGHTS", weights)
+    yield from _sites(seeds)
 
 
 def _wide(polygon, metres: float) -> bool:

@@ -115,7 +115,8 @@ def apply_sensor(rgb: np.ndarray, cond: dict, rng: np.random.Generator) -> np.nd
         img255[0] += chroma
         img255[2] -= chroma
     if cond["sharpen"] > 0:  # after the noise: MTF compensation amplifies it too
-        soft = ndimage.gaussian_filter(img255, (0, float(cond["sharpen_px"]), float(cond["sharpen_px"])), truncate=3.0)
+        radius = float(cond["sharpen_px"])
+        soft = ndimage.gaussian_filter(img255, (0, radius, radius), truncate=3.0)
         img255 += np.float32(cond["sharpen"]) * (img255 - soft)
     if cond["jpeg_quality"]:
         img255 = jpeg_like(np.clip(img255, 0, 255), int(cond["jpeg_quality"]))

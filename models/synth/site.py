@@ -267,7 +267,7 @@ def _garden_buildings(rng, site: Site, frame: YardFrame, ua: float, ub: float, v
                                     float(rng.normal(0, 0.05)))  # fmt: skip
         prims = dx.building(rng, cx, cy, angle, length, width, "shed", snow)
         if not blocked(prims[0].polygon):
-            site.prims += prims[:1]
+            site.prims += prims
     if rng.random() < 0.5:
         length, width = float(rng.uniform(3.0, 8.0)), float(rng.uniform(2.0, 3.5))
         cx, cy, angle = frame.rigid((ua + ub) / 2, va + width / 2 + 1.0)

@@ -19,7 +19,7 @@ import shapely
 from service.geojson import feature, geometry_members
 
 # Properties in the order they appear in a feature; a NaN in a column means "not for this feature".
-NUMERIC_PROPERTIES = ("confidence", "length_m", "width_m", "heading_deg", "area_m2")
+NUMERIC_PROPERTIES = ("confidence", "length_m", "bridged_m", "width_m", "heading_deg", "area_m2")
 CHUNK = 4096
 
 

@@ -22,6 +22,7 @@ from shapely import GeometryType
 from shapely.geometry import Polygon, box
 
 from kernels.tiling import SIZE_MULTIPLE, batches, plan_tiles
+from kernels.track_gaps import bridge_gaps
 from kernels.vectorise import join_track_coords, oriented_box_attributes
 from models.interface import ALL_CLASSES, OBJECT_CLASSES, TTA_VIEWS, ModelMeta
 from models.spec import PRECISIONS, SHIPPED_WEIGHTS, ModelSpec, read_meta
@@ -35,6 +36,16 @@ from service.settings import PipelineSettings
 from service.tile_tasks import BatchResult, TaskOptions, grid_pixel_size_m, run_batch
 
 TRACK_SNAP_PX = 2.5  # track piece ends this close are joined (see kernels.vectorise.join_track_coords)
+# Gaps in track lines bridged (kernels.track_gaps): free ends up to TRACK_BRIDGE_M apart that point
+# at each other. Chosen on three validation sets (engine 1.4.0, seeds 7000 / 7100 / 7200, 30 scenes,
+# run 15), pooled track recall / precision / F1: not bridged 0.837 / 0.952 / 0.891; up to 100 m
+# 0.912 / 0.926 / 0.919; 150 m 0.928 / 0.914 / 0.921 (precision 0.899 on one set); 150 m with a
+# bend of 5 degrees, not 8, 0.925 / 0.917 / 0.921 and both at 0.9 or more on each set; 200 m
+# (lines of 5 m up) 0.931 / 0.913. Leaving lines under 10 m unbridged: 0.903 / 0.938.
+TRACK_BRIDGE_M = 150.0
+TRACK_TANGENT_M = 6.0  # an end's direction: from the point this far back along its line
+TRACK_TURN_DEG = 15.0
+TRACK_BEND_DEG = 5.0
 DEFAULT_BATCH = {"cuda": 32, "cpu": 2}
 Progress = Callable[[int, int], None]
 
@@ -337,36 +348,42 @@ def _object_features(objects: Pieces, floors: dict[str, float], mapper: Geometry
 
 def _track_features(pieces: Pieces, min_confidence: float, mapper: GeometryMapper, px: float,
                     counts: dict[str, int]) -> FeatureTable:
-    lines, confidence = _joined_tracks(pieces)
+    lines, confidence, bridged_px = _joined_tracks(pieces, px)
     del pieces  # the caller handed them over: let them go before the output geometries are made
     keep = confidence >= min_confidence
-    lines, confidence = lines[keep], confidence[keep]
+    lines, confidence, bridged_px = lines[keep], confidence[keep], bridged_px[keep]
     if not len(lines):
         return FeatureTable.empty()
     first = counts["track"]
     counts["track"] += len(lines)
     ids = np.array([f"track-{first + j}" for j in range(1, len(lines) + 1)], dtype=object)
-    numeric = {"confidence": np.round(confidence, 4), "length_m": np.round(shapely.length(lines) * px, 1)}
+    numeric = {"confidence": np.round(confidence, 4), "length_m": np.round(shapely.length(lines) * px, 1),
+               "bridged_m": np.round(bridged_px * px, 1)}
     return FeatureTable.from_wkb(mapper.to_output_wkb(lines), ids, np.full(len(lines), "track", dtype=object), numeric)
 
 
-def _joined_tracks(pieces: Pieces) -> tuple[np.ndarray, np.ndarray]:
-    """Join per-tile pieces into lines (an array of LineStrings) and give each the length-weighted
-    mean confidence of its pieces. Pieces arrive in the order their batches finish, which varies
-    from run to run, and where three ends meet, snapping and merging depend on order: so they are
-    put in an order of their own first (by first point, last point, then length). The pieces stay
-    coordinate arrays throughout: as shapely objects they would double the client's peak."""
+def _joined_tracks(pieces: Pieces, px: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Join per-tile pieces into lines (an array of LineStrings), bridge the lines' gaps, and give
+    each line the length-weighted mean confidence of its pieces (bridges carry no weight) and the
+    length it was bridged over, in grid pixels. ``px``: a grid pixel's size in metres.
+    Pieces arrive in the order their batches finish, which varies from run to run, and where three
+    ends meet, snapping and merging depend on order: so they are put in an order of their own first
+    (by first point, last point, then length). The pieces stay coordinate arrays until they are
+    joined: as shapely objects they would double the client's peak."""
     if not len(pieces):
-        return np.zeros(0, dtype=object), np.zeros(0)
+        return np.zeros(0, dtype=object), np.zeros(0), np.zeros(0)
     ring = pieces.offsets[0]
     start, end = pieces.coords[ring[:-1]], pieces.coords[ring[1:] - 1]
     length = pieces.line_lengths()
     order = np.lexsort((length, end[:, 1], end[:, 0], start[:, 1], start[:, 0]))
     pieces, length = pieces.take(order), length[order]
     joined, owner = join_track_coords(pieces.coords, pieces.offsets[0], snap_px=TRACK_SNAP_PX)
+    joined, line_of, bridged = bridge_gaps(joined, max_gap_px=TRACK_BRIDGE_M / px, tangent_px=TRACK_TANGENT_M / px,
+                                           max_turn_deg=TRACK_TURN_DEG, max_bend_deg=TRACK_BEND_DEG)
+    owner = line_of[owner]
     weight = np.bincount(owner, weights=length, minlength=len(joined))
     total = np.bincount(owner, weights=length * pieces.confidence, minlength=len(joined))
-    return joined, np.divide(total, weight, out=np.zeros(len(joined)), where=weight > 0)
+    return joined, np.divide(total, weight, out=np.zeros(len(joined)), where=weight > 0), bridged
 
 
 def _crs_name(wkt: str | None) -> str | None:

@@ -1,0 +1,123 @@
+"""Bridging gaps in track centre lines, after the per-tile pieces are joined.
+
+A track line that stops, and another that starts further on pointing back at it, are most often one
+track the model lost sight of in between: under a long train it did not see track beside, in a
+shadow, past a switch. Two free line ends are bridged by a straight piece when:
+
+- they are at most ``max_gap_px`` apart;
+- each end's direction (from the point ``tangent_px`` back along its line) turns by at most
+  ``max_turn_deg`` onto the straight between them;
+- the two turns agree to within ``max_bend_deg``. Equal turns are a gentle curve; opposite turns
+  make an S, which is a jump across to the neighbouring track.
+
+Each end is bridged at most once, nearest pairs first. All of it runs on arrays: a large scene has
+tens of thousands of lines.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import shapely
+from scipy.spatial import cKDTree
+from shapely import GeometryType
+
+from kernels.linemerge import merge_lines
+
+
+def bridge_gaps(lines: np.ndarray, *, max_gap_px: float, tangent_px: float, max_turn_deg: float,
+                max_bend_deg: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``lines`` (an array of LineStrings) with their gaps bridged and the lines merged through the
+    bridges. Also returns the new line each input line became part of, and each new line's length
+    drawn across gaps (what the model did not see: a user may want to know)."""
+    lines = np.asarray(lines, dtype=object)
+    bridges = gap_bridges(lines, max_gap_px=max_gap_px, tangent_px=tangent_px, max_turn_deg=max_turn_deg,
+                          max_bend_deg=max_bend_deg)
+    if not len(bridges):
+        return lines, np.arange(len(lines)), np.zeros(len(lines))
+    _, coords, (offsets,) = shapely.to_ragged_array(lines, include_z=False)
+    coords = np.concatenate([coords, bridges.reshape(-1, 2)])
+    offsets = np.concatenate([offsets, offsets[-1] + 2 * np.arange(1, len(bridges) + 1)])
+    merged, merged_offsets, line_of = merge_lines(coords, offsets)
+    bridged = np.bincount(line_of[len(lines):], weights=np.hypot(*(bridges[:, 1] - bridges[:, 0]).T),
+                          minlength=len(merged_offsets) - 1)
+    return shapely.from_ragged_array(GeometryType.LINESTRING, merged, (merged_offsets,)), line_of[: len(lines)], bridged
+
+
+def gap_bridges(lines: np.ndarray, *, max_gap_px: float, tangent_px: float, max_turn_deg: float,
+                max_bend_deg: float) -> np.ndarray:
+    """The bridges (B, 2, 2): each runs from one line's end point to another's, exactly."""
+    if len(lines) < 2:
+        return np.zeros((0, 2, 2))
+    length = shapely.length(lines)
+    # Row 2k is line k's start, row 2k + 1 its end; ``inner`` is the point tangent_px back from each.
+    ends = shapely.get_coordinates(np.stack([shapely.get_point(lines, 0), shapely.get_point(lines, -1)], axis=1).ravel())
+    back = np.minimum(tangent_px, length)
+    inner = shapely.get_coordinates(shapely.line_interpolate_point(
+        np.repeat(lines, 2), np.stack([back, length - back], axis=1).ravel()))
+    direction = ends - inner
+    norm = np.hypot(*direction.T)
+    direction = direction / np.where(norm > 0, norm, 1.0)[:, None]
+    # Free ends only: not shared with another end (a junction, or a closed line's own start).
+    _, where, shared = np.unique(ends, axis=0, return_inverse=True, return_counts=True)
+    free = (shared[where.reshape(-1)] == 1) & (norm > 0)
+    candidates = np.flatnonzero(free)
+    if candidates.size < 2:
+        return np.zeros((0, 2, 2))
+    points, heading = ends[candidates], direction[candidates]
+    limits = (max_gap_px, np.radians(max_turn_deg), np.radians(max_bend_deg))
+    tree = cKDTree(points)
+    passing = [np.zeros(0, dtype=np.int64)]
+    # Pairs are looked for in the cone ahead of each end (see _cone_circles) a chunk of ends at a
+    # time and tested at once: in a dense yard every end within reach of another is millions of
+    # pairs, hundreds of MB at 20,000 px, of which a few thousand pass.
+    for centre, radius in _cone_circles(max_gap_px, np.tan(limits[1])):
+        for first in range(0, len(points), CHUNK):
+            probes = points[first:first + CHUNK] + heading[first:first + CHUNK] * centre
+            hits = cKDTree(probes).sparse_distance_matrix(tree, radius, output_type="ndarray")
+            passing.append(_passing(hits["i"] + first, hits["j"], points, heading, candidates, *limits))
+    # A pair found from both of its ends, or by two circles, is kept once.
+    a, b = np.divmod(np.unique(np.concatenate(passing)), len(points))
+    gap = np.hypot(*(points[b] - points[a]).T)
+    used = np.zeros(len(points), dtype=bool)
+    chosen = []
+    for i in np.argsort(gap, kind="stable").tolist():  # nearest first
+        if not used[a[i]] and not used[b[i]]:
+            used[a[i]] = used[b[i]] = True
+            chosen.append(i)
+    return np.stack([points[a[chosen]], points[b[chosen]]], axis=1) if chosen else np.zeros((0, 2, 2))
+
+
+CHUNK = 4096  # ends whose cones are searched at once
+# The cone ahead of an end, cut at these fractions of its length, each piece held in one circle.
+_CONE_CUTS = (0.0, 0.25, 0.55, 1.0)
+
+
+def _cone_circles(reach: float, spread: float) -> list[tuple[float, float]]:
+    """(distance ahead, radius) of circles that together hold the cone ahead of an end, up to
+    ``reach`` along it and ``spread`` times as far to the side as ahead: a fifth of the area of the
+    full circle of ``reach`` when the sides turn 15 degrees."""
+    return [((x0 + x1) / 2 * reach, float(np.hypot((x1 - x0) / 2, x1 * spread)) * reach)
+            for x0, x1 in zip(_CONE_CUTS[:-1], _CONE_CUTS[1:], strict=False)]
+
+
+def _passing(a: np.ndarray, b: np.ndarray, points: np.ndarray, heading: np.ndarray, line_end: np.ndarray,
+             max_gap: float, max_turn: float, max_bend: float) -> np.ndarray:
+    """Codes ``min * n + max`` of the pairs of ends (a, b) that may be bridged (see the module
+    docstring); ``line_end`` numbers each end 2k or 2k + 1 by its line k. Angles in radians."""
+    other = line_end[a] // 2 != line_end[b] // 2
+    a, b = a[other], b[other]
+    step = points[b] - points[a]
+    gap = np.hypot(*step.T)
+    chord = step / np.where(gap > 0, gap, 1.0)[:, None]
+    # Signed turns, travelling from a to b: a's direction onto the chord, then the chord onto b's
+    # direction of travel (the reverse of the way b's end points). The same for the pair (b, a).
+    turn_a = _signed_angle(heading[a], chord)
+    turn_b = _signed_angle(chord, -heading[b])
+    ok = ((gap > 0) & (gap <= max_gap) & (np.abs(turn_a) <= max_turn) & (np.abs(turn_b) <= max_turn)
+          & (np.abs(turn_a - turn_b) <= max_bend))
+    return np.minimum(a[ok], b[ok]) * len(points) + np.maximum(a[ok], b[ok])
+
+
+def _signed_angle(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Angle (radians, anticlockwise positive) turning unit vectors ``u`` onto ``v``, row by row."""
+    return np.arctan2(u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0], (u * v).sum(axis=1))

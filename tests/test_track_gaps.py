@@ -1,0 +1,74 @@
+"""Bridging gaps in track centre lines (kernels.track_gaps)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from shapely.geometry import LineString
+
+from kernels.track_gaps import bridge_gaps
+
+RULES = {"max_gap_px": 100.0, "tangent_px": 12.0, "max_turn_deg": 15.0, "max_bend_deg": 8.0}
+
+
+def _arc(radius: float, start_deg: float, end_deg: float) -> LineString:
+    t = np.radians(np.linspace(start_deg, end_deg, 40))
+    return LineString(np.column_stack([radius * np.cos(t), radius * np.sin(t)]))
+
+
+def test_a_straight_gap_is_bridged_into_one_line():
+    lines = [LineString([(0, 0), (50, 0)]), LineString([(90, 0.5), (200, 1)])]
+    joined, line_of, bridged = bridge_gaps(np.array(lines, dtype=object), **RULES)
+    assert len(joined) == 1 and line_of.tolist() == [0, 0]
+    assert joined[0].length == pytest.approx(50 + 40 + lines[1].length, abs=0.01)
+    assert bridged[0] == pytest.approx(40.0, abs=0.01)
+    assert joined[0].coords[0] in ((0, 0), (200, 1))  # the ends are the outer ends, untouched
+
+
+def test_a_gap_on_a_gentle_curve_is_bridged():
+    # A 1,000 px radius: a gap of 60 px turns the track by under 4 degrees.
+    first, second = _arc(1000, 0, 10), _arc(1000, 13.5, 25)
+    joined, _, bridged = bridge_gaps(np.array([first, second], dtype=object), **RULES)
+    gap = np.hypot(*np.subtract(second.coords[0], first.coords[-1]))
+    assert len(joined) == 1 and bridged[0] == pytest.approx(gap)
+
+
+def test_no_jump_across_to_the_neighbouring_track():
+    """One track stops, and the next one over (9 px to the side) starts further on: the straight
+    between the ends turns one way off the first and the other way onto the second, an S."""
+    lines = [LineString([(0, 0), (100, 0)]), LineString([(160, 9), (300, 9)])]
+    joined, _, bridged = bridge_gaps(np.array(lines, dtype=object), **RULES)
+    assert len(joined) == 2 and not bridged.any()
+
+
+def test_ends_too_far_apart_or_pointing_elsewhere_stay_apart():
+    far = [LineString([(0, 0), (100, 0)]), LineString([(210, 0), (300, 0)])]
+    crossing = [LineString([(0, 0), (100, 0)]), LineString([(130, -50), (130, 50)])]
+    for lines in (far, crossing):
+        joined, _, bridged = bridge_gaps(np.array(lines, dtype=object), **RULES)
+        assert len(joined) == 2 and not bridged.any()
+
+
+def test_an_end_at_a_junction_is_not_bridged():
+    """Two lines meet at (0, 0), so that end is not free, though a third line points straight at it."""
+    lines = [LineString([(-100, 0), (0, 0)]), LineString([(0, 0), (0, 100)]), LineString([(40, 0), (140, 0)])]
+    joined, _, bridged = bridge_gaps(np.array(lines, dtype=object), **RULES)
+    assert len(joined) == 3 and not bridged.any()
+
+
+def test_each_end_is_bridged_once():
+    """A track ends where two branches start a little further on: one of them is joined to it, the
+    other stays a line of its own."""
+    lines = [LineString([(-100, 0), (0, 0)]), LineString([(30, 2), (130, 8)]), LineString([(30, -2), (130, -8)])]
+    joined, line_of, bridged = bridge_gaps(np.array(lines, dtype=object), **RULES)
+    assert len(joined) == 2 and len(set(line_of.tolist())) == 2
+    assert line_of[0] in (line_of[1], line_of[2])
+    assert sorted(bridged.round(2).tolist()) == [0.0, pytest.approx(30.07, abs=0.01)]
+
+
+def test_nothing_to_bridge():
+    one = np.array([LineString([(0, 0), (10, 0)])], dtype=object)
+    joined, line_of, bridged = bridge_gaps(one, **RULES)
+    assert joined[0].equals(one[0]) and line_of.tolist() == [0] and bridged.tolist() == [0.0]
+    empty = bridge_gaps(np.zeros(0, dtype=object), **RULES)
+    assert [len(a) for a in empty] == [0, 0, 0]

@@ -142,6 +142,8 @@ def track_counts(
         "pred_hits": p_hit,
         "truth_length_m": float(sum(g.length for g in truth)),
         "pred_length_m": float(sum(g.length for g in pred)),
+        "truth_lines": len(truth),
+        "pred_lines": len(pred),
     }
 
 
@@ -197,6 +199,11 @@ def track_rates(c: dict) -> dict:
         "f1": _round(_f1(p, r)),
         "truth_length_m": round(c["truth_length_m"], 1),
         "pred_length_m": round(c["pred_length_m"], 1),
+        # Found lines per true line: recall and precision give credit for many short pieces along a
+        # track, which an analyst would rather have as one line (1.0 is one line per true track).
+        "truth_lines": c.get("truth_lines"),
+        "pred_lines": c.get("pred_lines"),
+        "lines_per_true_line": _round(_ratio(c.get("pred_lines", 0), c.get("truth_lines", 0)), 2),
     }
 
 

@@ -90,6 +90,7 @@ def test_track_recall_and_precision_within_tolerance():
     r = track_rates(c)
     assert r["recall"] == pytest.approx(0.52)
     assert r["precision"] == pytest.approx(50 / 90, abs=1e-4)
+    assert (r["truth_lines"], r["pred_lines"], r["lines_per_true_line"]) == (1, 2, 2.0)
     missed = track_rates(track_counts(truth, []))
     assert missed["recall"] == 0.0 and missed["precision"] is None and missed["f1"] == 0.0
 

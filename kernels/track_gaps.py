@@ -16,6 +16,8 @@ tens of thousands of lines.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import shapely
 from scipy.spatial import cKDTree
@@ -97,7 +99,7 @@ def _cone_circles(reach: float, spread: float) -> list[tuple[float, float]]:
     ``reach`` along it and ``spread`` times as far to the side as ahead: a fifth of the area of the
     full circle of ``reach`` when the sides turn 15 degrees."""
     return [((x0 + x1) / 2 * reach, float(np.hypot((x1 - x0) / 2, x1 * spread)) * reach)
-            for x0, x1 in zip(_CONE_CUTS[:-1], _CONE_CUTS[1:], strict=False)]
+            for x0, x1 in pairwise(_CONE_CUTS)]
 
 
 def _passing(a: np.ndarray, b: np.ndarray, points: np.ndarray, heading: np.ndarray, line_end: np.ndarray,

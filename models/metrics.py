@@ -201,9 +201,9 @@ def track_rates(c: dict) -> dict:
         "pred_length_m": round(c["pred_length_m"], 1),
         # Found lines per true line: recall and precision give credit for many short pieces along a
         # track, which an analyst would rather have as one line (1.0 is one line per true track).
-        "truth_lines": c.get("truth_lines"),
-        "pred_lines": c.get("pred_lines"),
-        "lines_per_true_line": _round(_ratio(c.get("pred_lines", 0), c.get("truth_lines", 0)), 2),
+        "truth_lines": c["truth_lines"],
+        "pred_lines": c["pred_lines"],
+        "lines_per_true_line": _round(_ratio(c["pred_lines"], c["truth_lines"]), 2),
     }
 
 

@@ -299,4 +299,22 @@ def test_track_runs_on_under_the_cars_standing_on_it():
     # Grid coordinates: the read window starts a halo (32 px) before the core.
     assert xs.min() <= 1 and xs.max() >= 255  # across the whole core, through the car
     assert all(abs(y - (121.5 - 32)) <= 1.0 for y in np.asarray(line.coords)[:, 1])
-    assert lines[0].confidence == pytest.approx(1.0)  # the score of the track pixels only
+    assert lines[0].confidence == pytest.approx(1.0)  # track, or railcar where the line runs under a car
+
+
+def test_each_track_line_scores_the_pixels_along_it_not_the_whole_tile():
+    """A faint line (a field's edge the model barely calls track) must not borrow the confidence of
+    a clear track in the same tile: each line's confidence is the mean track score along it."""
+    tile = plan_tiles(256, 256, 256, 32)[0]
+    size = tile.size
+    probs = np.zeros((4, size, size), np.float32)
+    probs[0] = 1
+    probs[0, 80:83, :] = 0
+    probs[3, 80:83, :] = 0.9  # clear track along row 81
+    probs[0, 200:203, :] = 0.45
+    probs[3, 200:203, :] = 0.55  # faint track along row 201
+    cores = np.zeros((2, size, size), np.float32)
+    _, lines = vectorise_tile(probs, cores, np.ones((size, size), bool), tile, classes=("track",),
+                              semantic_classes=SEMANTIC_CLASSES, object_classes=OBJECT_CLASSES, pixel_size_m=0.5)
+    by_row = {int(np.mean(np.asarray(pl.line.coords)[:, 1])): pl.confidence for pl in lines}  # centres at y + 0.5
+    assert by_row == {81 - 32: pytest.approx(0.9), 201 - 32: pytest.approx(0.55)}

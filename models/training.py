@@ -50,6 +50,7 @@ from models.interface import ModelMeta
 from models.loading import autocast_bf16, build_model, read_weights, resolve_device, save_weights
 from models.losses import railsight_loss
 from models.spec import SHIPPED_WEIGHTS
+from models.synth.conditions import SEASONS
 from models.unet import DEFAULT_BLOCKS, DEFAULT_WIDTHS, build_unet, count_parameters
 
 MODEL_VERSION = "0.1.0"
@@ -71,6 +72,9 @@ class TrainConfig:
     labels: tuple[str, ...] = ()
     labels_crs: str | None = None
     synth_share: float | None = None  # fine-tuning: share of synthetic scenes mixed in (default 0)
+    # (season, share): that share of the synthetic scenes is rendered in that season, to train harder
+    # on a condition the model is weakest in; the rest draw their season as the engine does.
+    season_share: tuple[str, float] | None = None
     synth_size_px: int = SYNTH_SCENE_PX
     crops_per_scene: int | None = None  # default 24 synthetic, 8 for a user's scenes
     pool: int = 3
@@ -112,6 +116,14 @@ class TrainConfig:
             raise ValueError(f"--synth-share must be between 0 and 1, got {self.synth_share}")
         if self.synth_share and not self.finetune:
             raise ValueError("--synth-share only applies when fine-tuning (--scenes/--labels)")
+        if self.season_share is not None:
+            season, share = self.season_share
+            if season not in SEASONS:
+                raise ValueError(f"--season-share: season must be one of {', '.join(SEASONS)}, got {season!r}")
+            if not 0 < share <= 1:
+                raise ValueError(f"--season-share: share must be above 0 and at most 1, got {share:g}")
+            if self.finetune:
+                raise ValueError("--season-share applies to synthetic training, not fine-tuning")
         if self.crops_per_scene is not None and self.crops_per_scene < 1:
             raise ValueError(f"--crops-per-scene must be at least 1, got {self.crops_per_scene}")
         if self.checkpoint_every < 1:
@@ -173,6 +185,11 @@ def scene_source(cfg: TrainConfig, model_pixel_size_m: float) -> tuple[Callable[
     """Where crops come from, and the names of the user scenes (if any)."""
     synth = synthetic_scenes(cfg.seed, cfg.synth_size_px, **cfg.synth_overrides)
     if not cfg.finetune:
+        if cfg.season_share:
+            season, share = cfg.season_share
+            # The same training seeds, so a scene index picks one layout in one of two looks.
+            seasonal = synthetic_scenes(cfg.seed, cfg.synth_size_px, **{**cfg.synth_overrides, "season": season})
+            synth = mixed_scenes(synth, seasonal, share)
         return synth, []
     samples = [user_sample(s, lab, model_pixel_size_m=model_pixel_size_m, labels_crs=cfg.labels_crs)
                for s, lab in zip(cfg.scenes, cfg.labels, strict=True)]
@@ -319,7 +336,8 @@ def _train(cfg: TrainConfig, scene_at: Callable[[int], GridSample] | None,
         "engine": {"name": "models.synth", "version": engine_version(), "run_seed": cfg.seed,
                    "scene_seeds": f"models.dataset.train_scene_seed(run_seed, i) >= {TRAIN_SEED_MIN}",
                    "scene_px": cfg.synth_size_px,
-                   "synth_share": 1.0 if not finetune else (cfg.synth_share or 0.0)},
+                   "synth_share": 1.0 if not finetune else (cfg.synth_share or 0.0),
+                   **({"season_share": dict([cfg.season_share])} if cfg.season_share else {})},
     }
     if finetune:
         record["scenes"] = [Path(n).name for n in names]

@@ -128,6 +128,12 @@ def test_labels_are_reprojected_onto_the_grid(labelled):
         (["train", "--batch", "x"], "invalid int value"),
         (["train", "--device", "tpu"], "invalid choice"),
         (["train", "--synth-share", "0.5"], "--synth-share only applies when fine-tuning"),
+        (["train", "--season-share", "monsoon=0.3"], "season must be one of summer, spring"),
+        (["train", "--season-share", "snow=1.5"], "share must be above 0 and at most 1, got 1.5"),
+        (["train", "--season-share", "snow"], "share must be above 0 and at most 1, got nan"),
+        (["train", "--season-share", "snow=lots"], "expected SEASON=SHARE"),
+        (["train", "--season-share", "snow=0.4", "--scenes", "a.tif", "--labels", "a.geojson"],
+         "--season-share applies to synthetic training, not fine-tuning"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(argv, message, capsys):
@@ -153,3 +159,21 @@ def test_bad_labels_and_files_exit_2_with_one_line(labelled, init_weights, tmp_p
         rc = main(["train", *extra, *common])
         err = capsys.readouterr().err.strip()
         assert rc == 2 and len(err.splitlines()) == 1 and message in err, err
+
+
+def test_season_share_renders_that_share_of_training_scenes_in_the_season(monkeypatch):
+    """``--season-share snow=0.4``: about 40 % of the training scene indices are rendered in snow
+    (the rest draw their season as usual), from the run's own training seeds, deterministically."""
+    import models.dataset as dataset
+    from models.training import TrainConfig, scene_source
+
+    asked = []
+    monkeypatch.setattr(dataset, "synthetic_sample", lambda seed, **kw: asked.append((seed, kw.get("season"))) or seed)
+    scene_at, _ = scene_source(TrainConfig(seed=3, season_share=("snow", 0.4)), 0.5)
+    seeds = [scene_at(i) for i in range(1000)]
+    snowy = [season == "snow" for _, season in asked]
+    assert 0.38 <= np.mean(snowy) <= 0.42
+    assert all(season in (None, "snow") for _, season in asked)
+    assert seeds == [dataset.train_scene_seed(3, i) for i in range(1000)]  # training seeds, whatever the season
+    asked.clear()
+    assert [scene_at(i) for i in range(50)] == seeds[:50] and np.mean([s == "snow" for _, s in asked]) == np.mean(snowy[:50])

@@ -20,6 +20,14 @@ def path_list(text: str) -> tuple[str, ...]:
     return items
 
 
+def season_share(text: str) -> tuple[str, float]:
+    season, sep, share = text.partition("=")
+    try:
+        return season.strip(), float(share) if sep else float("nan")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SEASON=SHARE such as snow=0.4, got {text!r}") from None
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train the model (synthetic scenes) or fine-tune it on labelled scenes")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps (default 2000; 300 when fine-tuning)")
@@ -38,6 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "properties.class railcar, tarped_cargo or track; any CRS)")
     p.add_argument("--labels-crs", help="CRS of the labels when the files do not say (default WGS 84)")
     p.add_argument("--synth-share", type=float, help="fine-tuning: share of synthetic scenes mixed in (default 0)")
+    p.add_argument("--season-share", type=season_share, metavar="SEASON=SHARE",
+                   help="render this share of the synthetic scenes in one season, e.g. snow=0.4 (default: "
+                        "seasons drawn as the engine draws them)")
     p.add_argument("--lr", type=float, help="peak learning rate (default 3e-3; 5e-4 from --init)")
     p.add_argument("--workers", type=int, help="data loader processes rendering scenes (default 1; 0 = inline)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
@@ -69,6 +80,7 @@ def config_from_args(args: argparse.Namespace):
         labels=tuple(args.labels),
         labels_crs=args.labels_crs,
         synth_share=args.synth_share,
+        season_share=args.season_share,
         synth_size_px=args.scene_px,
         crops_per_scene=args.crops_per_scene,
         workers=args.workers,

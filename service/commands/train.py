@@ -21,10 +21,10 @@ def path_list(text: str) -> tuple[str, ...]:
 
 
 def season_share(text: str) -> tuple[str, float]:
-    season, sep, share = text.partition("=")
+    season, _, share = text.partition("=")
     try:
-        return season.strip(), float(share) if sep else float("nan")
-    except ValueError:
+        return season.strip(), float(share)
+    except ValueError:  # no "=", or no number after it
         raise argparse.ArgumentTypeError(f"expected SEASON=SHARE such as snow=0.4, got {text!r}") from None
 
 

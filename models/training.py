@@ -337,7 +337,7 @@ def _train(cfg: TrainConfig, scene_at: Callable[[int], GridSample] | None,
                    "scene_seeds": f"models.dataset.train_scene_seed(run_seed, i) >= {TRAIN_SEED_MIN}",
                    "scene_px": cfg.synth_size_px,
                    "synth_share": 1.0 if not finetune else (cfg.synth_share or 0.0),
-                   **({"season_share": dict([cfg.season_share])} if cfg.season_share else {})},
+                   **({"season_share": {cfg.season_share[0]: cfg.season_share[1]}} if cfg.season_share else {})},
     }
     if finetune:
         record["scenes"] = [Path(n).name for n in names]

@@ -253,6 +253,19 @@ def synthetic_scenes(run_seed: int, size_px: int = SYNTH_SCENE_PX, **overrides) 
     return scene_at
 
 
+def pixel_size_scenes(run_seed: int, low_m: float, high_m: float, size_px: int = SYNTH_SCENE_PX,
+                      **overrides) -> Callable[[int], GridSample]:
+    """``scene_at`` rendering the index-th training scene at a pixel size between ``low_m`` and
+    ``high_m``, spread evenly over the indices (a low-discrepancy sequence, so deterministic)."""
+
+    def scene_at(index: int) -> GridSample:
+        pixel_size_m = low_m + (high_m - low_m) * ((index * 0.7548776662466927) % 1.0)
+        return synthetic_sample(train_scene_seed(run_seed, index), size_px=size_px,
+                                pixel_size_m=pixel_size_m, **overrides)
+
+    return scene_at
+
+
 def fixed_scenes(samples: Sequence[GridSample]) -> Callable[[int], GridSample]:
     """``scene_at`` cycling through samples already in memory (fine-tuning on a user's scenes)."""
     samples = list(samples)
@@ -263,15 +276,21 @@ def fixed_scenes(samples: Sequence[GridSample]) -> Callable[[int], GridSample]:
     return scene_at
 
 
+# Strides of the low-discrepancy sequences that pick scene indices; a second mixing in one run uses
+# the second stride, so its picks are independent of the first's.
+_MIX_STRIDES = (0.6180339887498949, 0.41421356237309515)
+
+
 def mixed_scenes(first: Callable[[int], GridSample], second: Callable[[int], GridSample],
-                 second_share: float) -> Callable[[int], GridSample]:
+                 second_share: float, *, sequence: int = 0) -> Callable[[int], GridSample]:
     """Every scene index goes to ``second`` with probability ``second_share`` (a fixed function of
-    the index, so the stream stays deterministic)."""
+    the index and ``sequence``, so the stream stays deterministic)."""
     if second_share <= 0:
         return first
+    stride = _MIX_STRIDES[sequence]
 
     def scene_at(index: int) -> GridSample:
-        u = (index * 0.6180339887498949) % 1.0
+        u = (index * stride) % 1.0
         return second(index) if u < second_share else first(index)
 
     return scene_at

@@ -43,6 +43,7 @@ from models.dataset import (
     GridSample,
     fixed_scenes,
     mixed_scenes,
+    pixel_size_scenes,
     synthetic_scenes,
     user_sample,
 )
@@ -75,6 +76,9 @@ class TrainConfig:
     # (season, share): that share of the synthetic scenes is rendered in that season, to train harder
     # on a condition the model is weakest in; the rest draw their season as the engine does.
     season_share: tuple[str, float] | None = None
+    # ((low, high), share): that share of the synthetic scenes is rendered at a pixel size in
+    # [low, high] m (drawn independently of the season share); the rest draw 0.25-1.0 m.
+    pixel_size_share: tuple[tuple[float, float], float] | None = None
     synth_size_px: int = SYNTH_SCENE_PX
     crops_per_scene: int | None = None  # default 24 synthetic, 8 for a user's scenes
     pool: int = 3
@@ -124,6 +128,14 @@ class TrainConfig:
                 raise ValueError(f"--season-share: share must be above 0 and at most 1, got {share:g}")
             if self.finetune:
                 raise ValueError("--season-share applies to synthetic training, not fine-tuning")
+        if self.pixel_size_share is not None:
+            (low, high), share = self.pixel_size_share
+            if not 0.05 <= low < high <= 5.0:
+                raise ValueError(f"--pixel-size-share: need 0.05 <= LOW < HIGH <= 5 metres, got {low:g}-{high:g}")
+            if not 0 < share <= 1:
+                raise ValueError(f"--pixel-size-share: share must be above 0 and at most 1, got {share:g}")
+            if self.finetune:
+                raise ValueError("--pixel-size-share applies to synthetic training, not fine-tuning")
         if self.crops_per_scene is not None and self.crops_per_scene < 1:
             raise ValueError(f"--crops-per-scene must be at least 1, got {self.crops_per_scene}")
         if self.checkpoint_every < 1:
@@ -190,6 +202,10 @@ def scene_source(cfg: TrainConfig, model_pixel_size_m: float) -> tuple[Callable[
             # The same training seeds, so a scene index picks one layout in one of two looks.
             seasonal = synthetic_scenes(cfg.seed, cfg.synth_size_px, **{**cfg.synth_overrides, "season": season})
             synth = mixed_scenes(synth, seasonal, share)
+        if cfg.pixel_size_share:
+            (low, high), share = cfg.pixel_size_share
+            sized = pixel_size_scenes(cfg.seed, low, high, cfg.synth_size_px, **cfg.synth_overrides)
+            synth = mixed_scenes(synth, sized, share, sequence=1)
         return synth, []
     samples = [user_sample(s, lab, model_pixel_size_m=model_pixel_size_m, labels_crs=cfg.labels_crs)
                for s, lab in zip(cfg.scenes, cfg.labels, strict=True)]
@@ -337,7 +353,9 @@ def _train(cfg: TrainConfig, scene_at: Callable[[int], GridSample] | None,
                    "scene_seeds": f"models.dataset.train_scene_seed(run_seed, i) >= {TRAIN_SEED_MIN}",
                    "scene_px": cfg.synth_size_px,
                    "synth_share": 1.0 if not finetune else (cfg.synth_share or 0.0),
-                   **({"season_share": {cfg.season_share[0]: cfg.season_share[1]}} if cfg.season_share else {})},
+                   **({"season_share": {cfg.season_share[0]: cfg.season_share[1]}} if cfg.season_share else {}),
+                   **({"pixel_size_share": {"range_m": list(cfg.pixel_size_share[0]), "share": cfg.pixel_size_share[1]}}
+                      if cfg.pixel_size_share else {})},
     }
     if finetune:
         record["scenes"] = [Path(n).name for n in names]

@@ -135,6 +135,12 @@ def test_labels_are_reprojected_onto_the_grid(labelled):
         (["train", "--season-share", "snow=lots"], "expected SEASON=SHARE"),
         (["train", "--season-share", "snow=0.4", "--scenes", "a.tif", "--labels", "a.geojson"],
          "--season-share applies to synthetic training, not fine-tuning"),
+        (["train", "--pixel-size-share", "0.75-1.0"], "expected LOW-HIGH=SHARE"),
+        (["train", "--pixel-size-share", "coarse=0.3"], "expected LOW-HIGH=SHARE"),
+        (["train", "--pixel-size-share", "1.0-0.75=0.3"], "need 0.05 <= LOW < HIGH <= 5 metres, got 1-0.75"),
+        (["train", "--pixel-size-share", "0.75-1.0=2"], "share must be above 0 and at most 1, got 2"),
+        (["train", "--pixel-size-share", "0.75-1.0=0.3", "--scenes", "a.tif", "--labels", "a.geojson"],
+         "--pixel-size-share applies to synthetic training, not fine-tuning"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(argv, message, capsys):
@@ -178,3 +184,28 @@ def test_season_share_renders_that_share_of_training_scenes_in_the_season(monkey
     assert seeds == [dataset.train_scene_seed(3, i) for i in range(1000)]  # training seeds, whatever the season
     asked.clear()
     assert [scene_at(i) for i in range(50)] == seeds[:50] and np.mean([s == "snow" for _, s in asked]) == np.mean(snowy[:50])
+
+
+def test_pixel_size_share_renders_that_share_at_pixel_sizes_spread_over_the_range(monkeypatch):
+    """``--pixel-size-share 0.75-1.0=0.3`` with ``--season-share snow=0.4``: about 30 % of the
+    training scenes come at 0.75-1.0 m, spread over that range, picked independently of the 40 % in
+    snow, from the run's own training seeds."""
+    import models.dataset as dataset
+    from models.training import TrainConfig, scene_source
+
+    asked = []
+    monkeypatch.setattr(dataset, "synthetic_sample", lambda seed, **kw: asked.append((seed, kw)) or seed)
+    cfg = TrainConfig(seed=3, season_share=("snow", 0.4), pixel_size_share=((0.75, 1.0), 0.3))
+    scene_at, _ = scene_source(cfg, 0.5)
+    seeds = [scene_at(i) for i in range(2000)]
+    assert seeds == [dataset.train_scene_seed(3, i) for i in range(2000)]
+    sized = np.array([kw.get("pixel_size_m", np.nan) for _, kw in asked])
+    snowy = np.array([kw.get("season") == "snow" for _, kw in asked])
+    picked = ~np.isnan(sized)
+    assert 0.28 <= picked.mean() <= 0.32
+    assert sized[picked].min() >= 0.75 and sized[picked].max() <= 1.0
+    # spread evenly over the range: each quarter of it gets about a quarter of the picked scenes
+    quarters = np.histogram(sized[picked], bins=4, range=(0.75, 1.0))[0] / picked.sum()
+    assert np.all(np.abs(quarters - 0.25) < 0.03), quarters
+    # a scene picked for its pixel size draws its season as the engine does; of the rest, 40 % snow
+    assert not snowy[picked].any() and 0.36 <= snowy[~picked].mean() <= 0.44

@@ -28,6 +28,15 @@ def season_share(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"expected SEASON=SHARE such as snow=0.4, got {text!r}") from None
 
 
+def pixel_size_share(text: str) -> tuple[tuple[float, float], float]:
+    sizes, _, share = text.partition("=")
+    low, _, high = sizes.partition("-")
+    try:
+        return (float(low), float(high)), float(share)
+    except ValueError:  # no "=" or "-", or not numbers
+        raise argparse.ArgumentTypeError(f"expected LOW-HIGH=SHARE in metres such as 0.75-1.0=0.3, got {text!r}") from None
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train the model (synthetic scenes) or fine-tune it on labelled scenes")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps (default 2000; 300 when fine-tuning)")
@@ -49,6 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--season-share", type=season_share, metavar="SEASON=SHARE",
                    help="render this share of the synthetic scenes in one season, e.g. snow=0.4 (default: "
                         "seasons drawn as the engine draws them)")
+    p.add_argument("--pixel-size-share", type=pixel_size_share, metavar="LOW-HIGH=SHARE",
+                   help="render this share of the synthetic scenes at a pixel size in LOW-HIGH metres, e.g. "
+                        "0.75-1.0=0.3 (default: 0.25-1.0 m for all)")
     p.add_argument("--lr", type=float, help="peak learning rate (default 3e-3; 5e-4 from --init)")
     p.add_argument("--workers", type=int, help="data loader processes rendering scenes (default 1; 0 = inline)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
@@ -81,6 +93,7 @@ def config_from_args(args: argparse.Namespace):
         labels_crs=args.labels_crs,
         synth_share=args.synth_share,
         season_share=args.season_share,
+        pixel_size_share=args.pixel_size_share,
         synth_size_px=args.scene_px,
         crops_per_scene=args.crops_per_scene,
         workers=args.workers,

@@ -285,13 +285,22 @@ def mixed_scenes(first: Callable[[int], GridSample], second: Callable[[int], Gri
                  second_share: float, *, sequence: int = 0) -> Callable[[int], GridSample]:
     """Every scene index goes to ``second`` with probability ``second_share`` (a fixed function of
     the index and ``sequence``, so the stream stays deterministic)."""
-    if second_share <= 0:
-        return first
+    return shared_scenes(first, [(second, second_share)], sequence=sequence)
+
+
+def shared_scenes(rest: Callable[[int], GridSample], shares: Sequence[tuple[Callable[[int], GridSample], float]],
+                  *, sequence: int = 0) -> Callable[[int], GridSample]:
+    """Scene index i goes to the k-th ``(scene_at, share)`` of ``shares`` with probability share_k
+    (consecutive slices of one low-discrepancy sequence, picked by ``sequence``), else to ``rest``."""
+    shares = [(scene_at, share) for scene_at, share in shares if share > 0]
+    if not shares:
+        return rest
     stride = _MIX_STRIDES[sequence]
+    bounds = np.cumsum([share for _, share in shares])
 
     def scene_at(index: int) -> GridSample:
-        u = (index * stride) % 1.0
-        return second(index) if u < second_share else first(index)
+        k = int(np.searchsorted(bounds, (index * stride) % 1.0, side="right"))
+        return shares[k][0](index) if k < len(shares) else rest(index)
 
     return scene_at
 

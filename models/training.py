@@ -44,6 +44,7 @@ from models.dataset import (
     fixed_scenes,
     mixed_scenes,
     pixel_size_scenes,
+    shared_scenes,
     synthetic_scenes,
     user_sample,
 )
@@ -75,7 +76,7 @@ class TrainConfig:
     synth_share: float | None = None  # fine-tuning: share of synthetic scenes mixed in (default 0)
     # (season, share): that share of the synthetic scenes is rendered in that season, to train harder
     # on a condition the model is weakest in; the rest draw their season as the engine does.
-    season_share: tuple[str, float] | None = None
+    season_share: tuple[tuple[str, float], ...] = ()
     # ((low, high), share): that share of the synthetic scenes is rendered at a pixel size in
     # [low, high] m (drawn independently of the season share); the rest draw 0.25-1.0 m.
     pixel_size_share: tuple[tuple[float, float], float] | None = None
@@ -120,12 +121,18 @@ class TrainConfig:
             raise ValueError(f"--synth-share must be between 0 and 1, got {self.synth_share}")
         if self.synth_share and not self.finetune:
             raise ValueError("--synth-share only applies when fine-tuning (--scenes/--labels)")
-        if self.season_share is not None:
-            season, share = self.season_share
-            if season not in SEASONS:
-                raise ValueError(f"--season-share: season must be one of {', '.join(SEASONS)}, got {season!r}")
-            if not 0 < share <= 1:
-                raise ValueError(f"--season-share: share must be above 0 and at most 1, got {share:g}")
+        if self.season_share:
+            for season, share in self.season_share:
+                if season not in SEASONS:
+                    raise ValueError(f"--season-share: season must be one of {', '.join(SEASONS)}, got {season!r}")
+                if not 0 < share <= 1:
+                    raise ValueError(f"--season-share: share must be above 0 and at most 1, got {share:g}")
+            seasons = [season for season, _ in self.season_share]
+            if len(set(seasons)) < len(seasons):
+                raise ValueError(f"--season-share: each season at most once, got {', '.join(seasons)}")
+            total = sum(share for _, share in self.season_share)
+            if total > 1 + 1e-9:
+                raise ValueError(f"--season-share: the shares add up to {total:g}, more than 1")
             if self.finetune:
                 raise ValueError("--season-share applies to synthetic training, not fine-tuning")
         if self.pixel_size_share is not None:
@@ -197,11 +204,10 @@ def scene_source(cfg: TrainConfig, model_pixel_size_m: float) -> tuple[Callable[
     """Where crops come from, and the names of the user scenes (if any)."""
     synth = synthetic_scenes(cfg.seed, cfg.synth_size_px, **cfg.synth_overrides)
     if not cfg.finetune:
-        if cfg.season_share:
-            season, share = cfg.season_share
-            # The same training seeds, so a scene index picks one layout in one of two looks.
-            seasonal = synthetic_scenes(cfg.seed, cfg.synth_size_px, **{**cfg.synth_overrides, "season": season})
-            synth = mixed_scenes(synth, seasonal, share)
+        # The same training seeds, so a scene index picks one layout in one of several looks.
+        synth = shared_scenes(synth, [
+            (synthetic_scenes(cfg.seed, cfg.synth_size_px, **{**cfg.synth_overrides, "season": season}), share)
+            for season, share in cfg.season_share])
         if cfg.pixel_size_share:
             (low, high), share = cfg.pixel_size_share
             sized = pixel_size_scenes(cfg.seed, low, high, cfg.synth_size_px, **cfg.synth_overrides)
@@ -353,7 +359,7 @@ def _train(cfg: TrainConfig, scene_at: Callable[[int], GridSample] | None,
                    "scene_seeds": f"models.dataset.train_scene_seed(run_seed, i) >= {TRAIN_SEED_MIN}",
                    "scene_px": cfg.synth_size_px,
                    "synth_share": 1.0 if not finetune else (cfg.synth_share or 0.0),
-                   **({"season_share": {cfg.season_share[0]: cfg.season_share[1]}} if cfg.season_share else {}),
+                   **({"season_share": dict(cfg.season_share)} if cfg.season_share else {}),
                    **({"pixel_size_share": {"range_m": list(cfg.pixel_size_share[0]), "share": cfg.pixel_size_share[1]}}
                       if cfg.pixel_size_share else {})},
     }

@@ -131,6 +131,8 @@ def test_labels_are_reprojected_onto_the_grid(labelled):
         (["train", "--season-share", "monsoon=0.3"], "season must be one of summer, spring"),
         (["train", "--season-share", "snow=1.5"], "share must be above 0 and at most 1, got 1.5"),
         (["train", "--season-share", "snow"], "expected SEASON=SHARE"),
+        (["train", "--season-share", "snow=0.6,winter=0.5"], "the shares add up to 1.1, more than 1"),
+        (["train", "--season-share", "snow=0.2,snow=0.1"], "each season at most once, got snow, snow"),
         (["train", "--season-share", "snow=0"], "share must be above 0 and at most 1, got 0"),
         (["train", "--season-share", "snow=lots"], "expected SEASON=SHARE"),
         (["train", "--season-share", "snow=0.4", "--scenes", "a.tif", "--labels", "a.geojson"],
@@ -176,7 +178,7 @@ def test_season_share_renders_that_share_of_training_scenes_in_the_season(monkey
 
     asked = []
     monkeypatch.setattr(dataset, "synthetic_sample", lambda seed, **kw: asked.append((seed, kw.get("season"))) or seed)
-    scene_at, _ = scene_source(TrainConfig(seed=3, season_share=("snow", 0.4)), 0.5)
+    scene_at, _ = scene_source(TrainConfig(seed=3, season_share=(("snow", 0.4),)), 0.5)
     seeds = [scene_at(i) for i in range(1000)]
     snowy = [season == "snow" for _, season in asked]
     assert 0.38 <= np.mean(snowy) <= 0.42
@@ -184,6 +186,22 @@ def test_season_share_renders_that_share_of_training_scenes_in_the_season(monkey
     assert seeds == [dataset.train_scene_seed(3, i) for i in range(1000)]  # training seeds, whatever the season
     asked.clear()
     assert [scene_at(i) for i in range(50)] == seeds[:50] and np.mean([s == "snow" for _, s in asked]) == np.mean(snowy[:50])
+
+
+def test_two_season_shares_take_their_own_scenes(monkeypatch):
+    """``--season-share snow=0.2,winter=0.3``: about a fifth of the scenes in snow and three tenths in
+    winter, never both; the rest draw their season as the engine does."""
+    import models.dataset as dataset
+    from models.training import TrainConfig, scene_source
+
+    asked = []
+    monkeypatch.setattr(dataset, "synthetic_sample", lambda seed, **kw: asked.append(kw.get("season")) or seed)
+    scene_at, _ = scene_source(TrainConfig(seed=5, season_share=(("snow", 0.2), ("winter", 0.3))), 0.5)
+    seeds = [scene_at(i) for i in range(2000)]
+    assert seeds == [dataset.train_scene_seed(5, i) for i in range(2000)]
+    seasons = np.array([str(s) for s in asked])
+    assert 0.18 <= np.mean(seasons == "snow") <= 0.22 and 0.28 <= np.mean(seasons == "winter") <= 0.32
+    assert set(seasons) == {"snow", "winter", "None"}
 
 
 def test_pixel_size_share_renders_that_share_at_pixel_sizes_spread_over_the_range(monkeypatch):
@@ -195,7 +213,7 @@ def test_pixel_size_share_renders_that_share_at_pixel_sizes_spread_over_the_rang
 
     asked = []
     monkeypatch.setattr(dataset, "synthetic_sample", lambda seed, **kw: asked.append((seed, kw)) or seed)
-    cfg = TrainConfig(seed=3, season_share=("snow", 0.4), pixel_size_share=((0.75, 1.0), 0.3))
+    cfg = TrainConfig(seed=3, season_share=(("snow", 0.4),), pixel_size_share=((0.75, 1.0), 0.3))
     scene_at, _ = scene_source(cfg, 0.5)
     seeds = [scene_at(i) for i in range(2000)]
     assert seeds == [dataset.train_scene_seed(3, i) for i in range(2000)]

@@ -20,12 +20,16 @@ def path_list(text: str) -> tuple[str, ...]:
     return items
 
 
-def season_share(text: str) -> tuple[str, float]:
-    season, _, share = text.partition("=")
-    try:
-        return season.strip(), float(share)
-    except ValueError:  # no "=", or no number after it
-        raise argparse.ArgumentTypeError(f"expected SEASON=SHARE such as snow=0.4, got {text!r}") from None
+def season_share(text: str) -> tuple[tuple[str, float], ...]:
+    pairs = []
+    for item in text.split(","):
+        season, _, share = item.partition("=")
+        try:
+            pairs.append((season.strip(), float(share)))
+        except ValueError:  # no "=", or no number after it
+            raise argparse.ArgumentTypeError(
+                f"expected SEASON=SHARE[,SEASON=SHARE] such as snow=0.2,winter=0.2, got {text!r}") from None
+    return tuple(pairs)
 
 
 def pixel_size_share(text: str) -> tuple[tuple[float, float], float]:
@@ -55,8 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "properties.class railcar, tarped_cargo or track; any CRS)")
     p.add_argument("--labels-crs", help="CRS of the labels when the files do not say (default WGS 84)")
     p.add_argument("--synth-share", type=float, help="fine-tuning: share of synthetic scenes mixed in (default 0)")
-    p.add_argument("--season-share", type=season_share, metavar="SEASON=SHARE",
-                   help="render this share of the synthetic scenes in one season, e.g. snow=0.4 (default: "
+    p.add_argument("--season-share", type=season_share, default=(), metavar="SEASON=SHARE[,...]",
+                   help="render these shares of the synthetic scenes in these seasons, e.g. snow=0.2,winter=0.2 (default: "
                         "seasons drawn as the engine draws them)")
     p.add_argument("--pixel-size-share", type=pixel_size_share, metavar="LOW-HIGH=SHARE",
                    help="render this share of the synthetic scenes at a pixel size in LOW-HIGH metres, e.g. "

@@ -74,8 +74,8 @@ class TrainConfig:
     labels: tuple[str, ...] = ()
     labels_crs: str | None = None
     synth_share: float | None = None  # fine-tuning: share of synthetic scenes mixed in (default 0)
-    # (season, share): that share of the synthetic scenes is rendered in that season, to train harder
-    # on a condition the model is weakest in; the rest draw their season as the engine does.
+    # ((season, share), ...): each share of the synthetic scenes is rendered in its season, to train
+    # harder on conditions the model is weakest in; the rest draw their season as the engine does.
     season_share: tuple[tuple[str, float], ...] = ()
     # ((low, high), share): that share of the synthetic scenes is rendered at a pixel size in
     # [low, high] m (drawn independently of the season share); the rest draw 0.25-1.0 m.

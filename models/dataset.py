@@ -253,13 +253,18 @@ def synthetic_scenes(run_seed: int, size_px: int = SYNTH_SCENE_PX, **overrides) 
     return scene_at
 
 
+# Stride of the low-discrepancy sequence that spreads pixel sizes over the indices (unrelated to the
+# strides that pick which indices are mixed in, so the two do not line up).
+_PIXEL_SIZE_STRIDE = 0.7548776662466927
+
+
 def pixel_size_scenes(run_seed: int, low_m: float, high_m: float, size_px: int = SYNTH_SCENE_PX,
                       **overrides) -> Callable[[int], GridSample]:
     """``scene_at`` rendering the index-th training scene at a pixel size between ``low_m`` and
     ``high_m``, spread evenly over the indices (a low-discrepancy sequence, so deterministic)."""
 
     def scene_at(index: int) -> GridSample:
-        pixel_size_m = low_m + (high_m - low_m) * ((index * 0.7548776662466927) % 1.0)
+        pixel_size_m = low_m + (high_m - low_m) * ((index * _PIXEL_SIZE_STRIDE) % 1.0)
         return synthetic_sample(train_scene_seed(run_seed, index), size_px=size_px,
                                 pixel_size_m=pixel_size_m, **overrides)
 

@@ -104,6 +104,13 @@ class TrainConfig:
     def checkpoint_path(self) -> Path:
         return Path(self.checkpoint) if self.checkpoint else Path(self.out).with_suffix(".ckpt")
 
+    def _check_share(self, option: str, share: float) -> None:
+        """A share of the synthetic training scenes: above 0, at most 1, and not when fine-tuning."""
+        if not 0 < share <= 1:
+            raise ValueError(f"{option}: share must be above 0 and at most 1, got {share:g}")
+        if self.finetune:
+            raise ValueError(f"{option} applies to synthetic training, not fine-tuning")
+
     def check(self) -> None:
         """Raises ValueError naming the first bad setting."""
         if self.steps < 1:
@@ -125,24 +132,18 @@ class TrainConfig:
             for season, share in self.season_share:
                 if season not in SEASONS:
                     raise ValueError(f"--season-share: season must be one of {', '.join(SEASONS)}, got {season!r}")
-                if not 0 < share <= 1:
-                    raise ValueError(f"--season-share: share must be above 0 and at most 1, got {share:g}")
+                self._check_share("--season-share", share)
             seasons = [season for season, _ in self.season_share]
             if len(set(seasons)) < len(seasons):
                 raise ValueError(f"--season-share: each season at most once, got {', '.join(seasons)}")
             total = sum(share for _, share in self.season_share)
             if total > 1 + 1e-9:
                 raise ValueError(f"--season-share: the shares add up to {total:g}, more than 1")
-            if self.finetune:
-                raise ValueError("--season-share applies to synthetic training, not fine-tuning")
         if self.pixel_size_share is not None:
             (low, high), share = self.pixel_size_share
             if not 0.05 <= low < high <= 5.0:
                 raise ValueError(f"--pixel-size-share: need 0.05 <= LOW < HIGH <= 5 metres, got {low:g}-{high:g}")
-            if not 0 < share <= 1:
-                raise ValueError(f"--pixel-size-share: share must be above 0 and at most 1, got {share:g}")
-            if self.finetune:
-                raise ValueError("--pixel-size-share applies to synthetic training, not fine-tuning")
+            self._check_share("--pixel-size-share", share)
         if self.crops_per_scene is not None and self.crops_per_scene < 1:
             raise ValueError(f"--crops-per-scene must be at least 1, got {self.crops_per_scene}")
         if self.checkpoint_every < 1:

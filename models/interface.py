@@ -62,4 +62,9 @@ def split_output(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if logits.ndim != 4 or logits.shape[1] != OUTPUT_CHANNELS:
         raise ValueError(f"model output must be (B, {OUTPUT_CHANNELS}, H, W), got {tuple(logits.shape)}")
     n = len(SEMANTIC_CLASSES)
-    return logits[:, :n].float().softmax(dim=1), logits[:, n:].float().sigmoid()
+    # Made contiguous first: a channels-last model's output keeps channels innermost, and casting
+    # and a softmax over the channels of that layout ran 3.7x slower on a CPU (25 against 6.6 ms for
+    # two 576 px tiles, one core, bf16), which was a seventh of the whole model step. The planes
+    # then also come out contiguous for the vectorising that reads them class by class.
+    logits = logits.contiguous().float()
+    return logits[:, :n].softmax(dim=1), logits[:, n:].sigmoid()

@@ -22,6 +22,17 @@ def test_output_contract_and_size():
     assert cores.shape == (2, 2, 96, 160)
 
 
+def test_split_output_of_a_channels_last_bf16_output_is_contiguous_float32():
+    # The vectorising reads the planes class by class: they must come out contiguous, in float32,
+    # with the same values as from an ordinary (contiguous) float tensor.
+    logits = torch.randn(2, OUTPUT_CHANNELS, 40, 56).to(torch.bfloat16)
+    probs, cores = split_output(logits.contiguous(memory_format=torch.channels_last))
+    ref_probs, ref_cores = split_output(logits.float())
+    assert probs.is_contiguous() and cores.is_contiguous()
+    assert probs.dtype == cores.dtype == torch.float32
+    assert torch.allclose(probs, ref_probs, atol=1e-6) and torch.allclose(cores, ref_cores, atol=1e-6)
+
+
 def test_channels_last_and_bf16_autocast_give_the_same_answer():
     torch.manual_seed(0)
     model = build_unet().eval()

@@ -69,7 +69,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="the pipeline's and model-only's arithmetic (default auto: bf16 on CUDA and on CPUs "
                         "with native bf16); the naive and TorchGeo-style baselines are fp32 as users write them")
     p.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="scene sides in px, comma separated")
-    p.add_argument("--tile", type=int, default=512, help="tile core size (the pipeline's --tile)")
+    p.add_argument("--tile", type=int, default=None, help="tile core size (default: the pipeline's, the weights' own)")
     p.add_argument("--batch", type=int, default=None, help="tiles per model call (default: the pipeline's)")
     p.add_argument("--workers", type=int, default=None, help="LocalCluster workers (default: the pipeline's)")
     p.add_argument("--baselines", default=",".join(BASELINES), help="naive,torchgeo, or none")
@@ -122,15 +122,17 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
     from service.cluster import dask_client, local_layout
     from service.geojson import write_geojson
     from service.model_plugin import register_model
-    from service.pipeline import DEFAULT_BATCH, DetectOptions, detect_scene, model_meta, prepare_scene
+    from service.pipeline import DetectOptions, default_batch, detect_scene, model_meta, prepare_scene
     from service.settings import PipelineSettings
 
     device = args.device
     spec, model_info = choose_spec(args.weights, args.factory)
     scene_path, scene_info = ensure_scene(args.cache_dir, size, seed=args.seed, chunk=args.chunk, pool=args.pool,
                                           renderer=args.renderer)
-    batch = args.batch or DEFAULT_BATCH[device]
-    options = DetectOptions(device=device, tile=args.tile, batch_size=batch, precision=args.precision)
+    meta = model_meta(spec)  # the tile and batch the pipeline would choose for these weights
+    tile = args.tile or meta.tile_px
+    batch = args.batch or default_batch(device, tile + 2 * meta.halo_px)
+    options = DetectOptions(device=device, tile=tile, batch_size=batch, precision=args.precision)
     load_at_start = round(os.getloadavg()[0], 2)  # machine() itself waits until torch may be loaded
     line: dict[str, Any] = {"bench": "scene-pipeline", "machine": {}, "device": device, "size": size,
                             "megapixels": size * size / MB, "scene": scene_info, "model": model_info}
@@ -184,11 +186,11 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
             budget = args.model_only_seconds if args.model_only_seconds is not None else MODEL_ONLY_BUDGET_S[device]
             summary = collection["summary"]
             halo, tiles = int(summary["halo"]), int(summary["tiles"])
-            mo = _model_only_on_workers(client, spec, device, window=args.tile + 2 * halo, batch=batch, tiles=tiles,
+            mo = _model_only_on_workers(client, spec, device, window=tile + 2 * halo, batch=batch, tiles=tiles,
                                         budget_s=budget, precision=args.precision)
         timings = summary["timings"]
         del collection
-        line.update(tile=args.tile, halo=halo, window_px=args.tile + 2 * halo, batch=batch, tiles=tiles)
+        line.update(tile=tile, halo=halo, window_px=tile + 2 * halo, batch=batch, tiles=tiles)
         e2e_mpx_s = size * size / e2e_s / MB
         capacity = max(1, line["cluster"]["threads"]) * e2e_s  # task-seconds the cluster could give
         shares = {k: timings[f"{k}_s"] / capacity for k in ("read", "model", "vectorise")}
@@ -237,12 +239,12 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
                                    "model_only": round(model_only_gpu_peak / MB, 1)}
 
         log(f"{size} px: read-only ceiling")
-        rc = bl.read_ceiling(scene_path, tile=args.tile, threads=os.cpu_count() or 1)
+        rc = bl.read_ceiling(scene_path, tile=tile, threads=os.cpu_count() or 1)
         line.update(read_ceiling_mpx_s=_sig(rc["mpx_s"]), read_ceiling={"s": _sig(rc["s"]), "threads": rc["threads"],
                                                                         "window_px": rc["window_px"]},
                     e2e_over_read_ceiling=_ratio(e2e_mpx_s, rc["mpx_s"]))
 
-        line.update(_run_baselines(args, size, scene_path, spec, batch, workdir, e2e_mpx_s, line["e2e_mpx_per_cpu_s"]))
+        line.update(_run_baselines(args, size, scene_path, spec, tile, batch, workdir, e2e_mpx_s, line["e2e_mpx_per_cpu_s"]))
         line["machine"]["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
         line["targets"] = _targets(line)
         return line
@@ -251,7 +253,8 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
 
 
 def _run_baselines(
-    args, size: int, path: Path, spec, batch: int, workdir: Path, e2e_mpx_s: float, e2e_mpx_per_cpu_s: float | None
+    args, size: int, path: Path, spec, tile: int, batch: int, workdir: Path, e2e_mpx_s: float,
+    e2e_mpx_per_cpu_s: float | None,
 ) -> dict[str, Any]:
     from bench import baselines as bl
 
@@ -273,10 +276,10 @@ def _run_baselines(
         log(f"{size} px: baseline {name}")
         with PeakRSS() as rss:
             if name == "naive":
-                r = bl.naive(path, spec, args.device, tile=args.tile, out=workdir / "naive.geojson")
+                r = bl.naive(path, spec, args.device, tile=tile, out=workdir / "naive.geojson")
             else:
                 workers = args.torchgeo_workers if args.torchgeo_workers is not None else bl.default_loader_workers()
-                r = bl.torchgeo_style(path, spec, args.device, tile=args.tile, batch=batch, workers=workers,
+                r = bl.torchgeo_style(path, spec, args.device, tile=tile, batch=batch, workers=workers,
                                       out=workdir / "torchgeo.geojson")
         r["peak_rss_mb"] = round(rss.peak_bytes / MB, 1)
         r["cpu_s"] = rss.cpu_seconds

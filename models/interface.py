@@ -33,6 +33,8 @@ CORE_CHANNEL = {name: len(SEMANTIC_CLASSES) + i for i, name in enumerate(OBJECT_
 DEFAULT_PIXEL_SIZE_M = 0.5
 # Largest object the model must see whole (a 22 m car is 44 px at 0.5 m; cargo clusters more).
 MAX_OBJECT_M = 30.0
+# The tile core a model runs at when its weights do not name one (``ModelMeta.tile_px``).
+DEFAULT_TILE_PX = 512
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,14 @@ class ModelMeta:
         at most half of it reaches past the core), rounded up to a multiple of 16."""
         px = MAX_OBJECT_M / 2 / self.pixel_size_m
         return int(-(-px // 16) * 16)
+
+    @property
+    def tile_px(self) -> int:
+        """The tile core these weights run at unless a caller asks for another: ``extra['tile_px']``,
+        chosen on validation scenes, else ``DEFAULT_TILE_PX``. A network's output depends on how
+        much of its receptive field the read window fills, so weights trained on small crops score
+        best on windows near that size (models/MODEL.md, session 16)."""
+        return int(self.extra.get("tile_px", DEFAULT_TILE_PX))
 
 
 def split_output(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -46,13 +46,16 @@ TRACK_BRIDGE_M = 150.0
 TRACK_TANGENT_M = 6.0  # an end's direction: from the point this far back along its line
 TRACK_TURN_DEG = 15.0
 TRACK_BEND_DEG = 5.0
-DEFAULT_BATCH = {"cuda": 32, "cpu": 2}
+# Pixels per model call by device: CPU throughput peaks near 0.8 Mpx a call (2-core AMD EPYC, bf16,
+# 10,000 px bench scene: 320 px windows 3.6 / 4.0 / 4.4 / 3.6 Mpx/s at 2 / 4 / 8 / 16 a call; 576 px
+# windows the same at 2 and 4). CUDA: 32 windows of 576 px, not measured here (no GPU was lent).
+BATCH_PIXELS = {"cuda": 32 * 576 * 576, "cpu": 8 * 320 * 320}
 Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
 class DetectOptions:
-    tile: int = 512
+    tile: int | None = None  # None: the weights' own (ModelMeta.tile_px)
     batch_size: int | None = None
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 on CUDA and on CPUs with native bf16 (AMX), else fp32
@@ -65,7 +68,7 @@ class DetectOptions:
     tta: int = 1  # model views averaged per tile (models.interface.TTA_VIEWS)
 
     def check(self) -> None:
-        if self.tile % SIZE_MULTIPLE or self.tile < 64:
+        if self.tile is not None and (self.tile % SIZE_MULTIPLE or self.tile < 64):
             raise BadOption(f"tile size must be a multiple of {SIZE_MULTIPLE} and at least 64, got {self.tile}")
         unknown = [c for c in self.classes if c not in ALL_CLASSES]
         if unknown or not self.classes:
@@ -78,6 +81,16 @@ class DetectOptions:
             raise BadOption(f"unknown precision {self.precision!r}: use {', '.join(PRECISIONS)}")
         if self.tta not in TTA_VIEWS:
             raise BadOption(f"test-time augmentation takes {', '.join(map(str, TTA_VIEWS))} views, got {self.tta}")
+
+
+def default_batch(device: str, window_px: int) -> int:
+    """Tiles per model call on ``device`` ("cpu" or "cuda") for read windows of ``window_px``."""
+    return max(1, round(BATCH_PIXELS[device] / window_px**2))
+
+
+def tile_size(options: DetectOptions, meta: ModelMeta) -> int:
+    """The tile core a scene is cut into: the caller's, else the weights' own."""
+    return options.tile or meta.tile_px
 
 
 def options_from_settings(settings: PipelineSettings, **overrides: Any) -> DetectOptions:
@@ -147,9 +160,10 @@ def detect_scene(
     prepared = scene if isinstance(scene, PreparedScene) else prepare_scene(scene, options, model)
     info, meta = prepared.info, prepared.meta
     inspected = time.perf_counter()
-    tiles = plan_tiles(info.grid_width, info.grid_height, options.tile, meta.halo_px)
+    tile = tile_size(options, meta)
+    tiles = plan_tiles(info.grid_width, info.grid_height, tile, meta.halo_px)
     kind = register_model(client, model, options.device)
-    groups = batches(tiles, options.batch_size or DEFAULT_BATCH[kind])
+    groups = batches(tiles, options.batch_size or default_batch(kind, tile + 2 * meta.halo_px))
     task = TaskOptions(model, options.device, tuple(options.classes), want_labels=bool(options.class_raster),
                        precision=options.precision, tta=options.tta)
     writer = ClassRasterWriter(options.class_raster, info) if options.class_raster else None
@@ -282,7 +296,7 @@ def _assemble(
         "scene": {"name": Path(info.path).name, "width": info.width, "height": info.height,
                   "bands": list(info.rgb_bands), "dtype": info.dtype},
         "tiles": tiles_total,
-        "tile_size": options.tile,
+        "tile_size": tile_size(options, meta),
         "halo": meta.halo_px,
         "device": device,
         "precision": "+".join(sorted(acc.precisions)) or None,

@@ -27,7 +27,8 @@ class PipelineSettings(BaseSettings):
         default=None, description="tcp://host:8786 to use an existing Dask cluster instead of a LocalCluster"
     )
     workers: int | None = Field(default=None, ge=1, description="LocalCluster worker processes")
-    tile: int = Field(default=512, ge=64, le=4096, description="tile core size in model pixels")
+    tile: int | None = Field(default=None, ge=64, le=4096,
+                             description="tile core size in model pixels; default: the weights' own")
     batch_size: int | None = Field(default=None, ge=1, description="tiles per model call; auto by device")
     weights: Path | None = Field(default=None, description="weights file; the shipped one when unset")
     model_factory: str | None = Field(

@@ -44,3 +44,10 @@ def build_width_trimmed() -> ColourOracle:
     model = ColourOracle()
     model.meta.extra["railcar_width_trim_m"] = 1.0
     return model
+
+
+def build_small_tiles() -> ColourOracle:
+    """The oracle with weights metadata naming its own tile size (256 px), as the shipped weights do."""
+    model = ColourOracle()
+    model.meta.extra["tile_px"] = 256
+    return model

@@ -11,8 +11,10 @@ import rasterio.io
 from pyproj import Transformer
 from shapely.geometry import shape
 
+from kernels.tiling import plan_tiles
+from models.spec import ModelSpec
 from service.errors import BadOption, Cancelled
-from service.pipeline import DetectOptions, detect_scene
+from service.pipeline import DetectOptions, default_batch, detect_scene
 from tests import scenes
 
 CPU = DetectOptions(device="cpu")
@@ -39,6 +41,26 @@ def yard(tmp_path):
     boxes += scenes.train_of_cars(img, 900, 1020, 15)  # crosses x=1024, near the bottom edge
     scenes.paint(img, "track", 0, 700, 1500, 3)
     return scenes.write(tmp_path / "yard.tif", img), boxes
+
+
+@pytest.mark.parametrize("factory,tile,want", [
+    ("tests.oracle_model:build", None, 512),  # weights that name no tile: 512
+    ("tests.oracle_model:build_small_tiles", None, 256),  # the weights' own tile
+    ("tests.oracle_model:build_small_tiles", 1024, 1024),  # a caller's tile wins
+])
+def test_tile_size_comes_from_the_weights_unless_asked(yard, dask_client, factory, tile, want):
+    path, boxes = yard
+    fc = detect_scene(path, DetectOptions(device="cpu", tile=tile), ModelSpec(factory=factory), dask_client)
+    summary = fc["summary"]
+    assert summary["tile_size"] == want
+    with rasterio.open(path) as src:
+        assert summary["tiles"] == len(plan_tiles(src.width, src.height, want, summary["halo"]))
+    assert summary["counts"]["railcar"] == len(boxes)
+
+
+def test_default_batch_holds_about_the_same_pixels_whatever_the_window():
+    assert [default_batch("cpu", w) for w in (192, 320, 576, 1088)] == [22, 8, 2, 1]
+    assert default_batch("cuda", 576) == 32 and default_batch("cuda", 320) == 104
 
 
 @pytest.mark.parametrize("tile", [256, 512, 1024])
@@ -177,16 +199,20 @@ def test_cancel_stops_the_run(yard, dask_client, oracle_spec):
 
 def test_model_is_loaded_once_per_worker(yard, dask_client, oracle_spec):
     path, _ = yard
-    for tile in (256, 512):
-        detect_scene(path, DetectOptions(device="cpu", tile=tile), oracle_spec, dask_client)
 
     def loads():
         from service import model_plugin
 
         return model_plugin.loaded_models()
 
-    counts = dask_client.run(loads)
-    assert len(counts) == 2 and all(n == 1 for n in counts.values())
+    before = dask_client.run(loads)  # other tests on this cluster may have loaded other models
+    tiles = 0
+    for tile in (256, 512):
+        tiles += detect_scene(path, DetectOptions(device="cpu", tile=tile, batch_size=1), oracle_spec,
+                              dask_client)["summary"]["tiles"]
+    after = dask_client.run(loads)
+    assert tiles >= 10 and len(after) == 2  # many tasks on each of two workers ...
+    assert all(after[w] - before.get(w, 0) <= 1 for w in after)  # ... and at most one load each
 
 
 def test_large_scene_statistics_come_from_a_sparse_sample(tmp_path, monkeypatch):

@@ -48,8 +48,10 @@ def add_scene_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="model device (default: auto)")
     parser.add_argument("--precision", choices=PRECISIONS,
                         help="model arithmetic (default auto: bf16 on CUDA and on CPUs with native bf16, else fp32)")
-    parser.add_argument("--tile", type=int, help="tile core size in model pixels, a multiple of 32 (default 512)")
-    parser.add_argument("--batch-size", type=int, help="tiles per model call (default: 32 on CUDA, 4 on CPU)")
+    parser.add_argument("--tile", type=int, help="tile core size in model pixels, a multiple of 32 "
+                        "(default: the weights' own; 256 for the shipped weights)")
+    parser.add_argument("--batch-size", type=int, help="tiles per model call (default: by the window's pixels; "
+                        "8 tiles of 256 px on CPU, 104 on CUDA)")
     parser.add_argument("--workers", type=int, help="LocalCluster worker processes")
     parser.add_argument("--bands", type=band_list, help="1-based red,green,blue band numbers, e.g. 3,2,1")
     parser.add_argument("--classes", type=class_list, help=f"comma list of {','.join(ALL_CLASSES)} (default: all)")

@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="also write the full report (with per-scene results) to this JSON file")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="model device (default: auto)")
     p.add_argument("--workers", type=int, help="LocalCluster worker processes")
-    p.add_argument("--tile", type=int, help="tile core size in model pixels (default 512)")
+    p.add_argument("--tile", type=int,
+                   help="tile core size in model pixels (default: the weights' own; 256 for the shipped weights)")
     add_tta_option(p)
     p.add_argument("--limit", type=int, help="evaluate only the first N scenes")
     p.add_argument("--per-scene", action="store_true", help="print per-scene results too")

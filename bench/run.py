@@ -122,17 +122,16 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
     from service.cluster import dask_client, local_layout
     from service.geojson import write_geojson
     from service.model_plugin import register_model
-    from service.pipeline import DetectOptions, default_batch, detect_scene, model_meta, prepare_scene
+    from service.pipeline import DetectOptions, batch_size, detect_scene, model_meta, prepare_scene, tile_size
     from service.settings import PipelineSettings
 
     device = args.device
     spec, model_info = choose_spec(args.weights, args.factory)
     scene_path, scene_info = ensure_scene(args.cache_dir, size, seed=args.seed, chunk=args.chunk, pool=args.pool,
                                           renderer=args.renderer)
-    meta = model_meta(spec)  # the tile and batch the pipeline would choose for these weights
-    tile = args.tile or meta.tile_px
-    batch = args.batch or default_batch(device, tile + 2 * meta.halo_px)
-    options = DetectOptions(device=device, tile=tile, batch_size=batch, precision=args.precision)
+    options = DetectOptions(device=device, tile=args.tile, batch_size=args.batch, precision=args.precision)
+    meta = model_meta(spec)  # the tile and batch the pipeline chooses, for the JSON line and the baselines
+    tile, batch = tile_size(options, meta), batch_size(options, meta, device)
     load_at_start = round(os.getloadavg()[0], 2)  # machine() itself waits until torch may be loaded
     line: dict[str, Any] = {"bench": "scene-pipeline", "machine": {}, "device": device, "size": size,
                             "megapixels": size * size / MB, "scene": scene_info, "model": model_info}

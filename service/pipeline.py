@@ -93,6 +93,11 @@ def tile_size(options: DetectOptions, meta: ModelMeta) -> int:
     return options.tile or meta.tile_px
 
 
+def batch_size(options: DetectOptions, meta: ModelMeta, device: str) -> int:
+    """Tiles per model call on ``device``: the caller's, else ``default_batch`` for the read window."""
+    return options.batch_size or default_batch(device, tile_size(options, meta) + 2 * meta.halo_px)
+
+
 def options_from_settings(settings: PipelineSettings, **overrides: Any) -> DetectOptions:
     base: dict[str, Any] = {
         "tile": settings.tile,
@@ -163,7 +168,7 @@ def detect_scene(
     tile = tile_size(options, meta)
     tiles = plan_tiles(info.grid_width, info.grid_height, tile, meta.halo_px)
     kind = register_model(client, model, options.device)
-    groups = batches(tiles, options.batch_size or default_batch(kind, tile + 2 * meta.halo_px))
+    groups = batches(tiles, batch_size(options, meta, kind))
     task = TaskOptions(model, options.device, tuple(options.classes), want_labels=bool(options.class_raster),
                        precision=options.precision, tta=options.tta)
     writer = ClassRasterWriter(options.class_raster, info) if options.class_raster else None

@@ -194,19 +194,25 @@ def to_tensors(crop: dict) -> dict[str, torch.Tensor]:
 
 
 class CropStream(IterableDataset):
-    """Endless augmented crops from a pool of scenes.
+    """Endless batches of augmented crops from a pool of scenes.
 
     ``scene_at(index)`` makes the ``index``-th scene (synthetic: render it; user scenes: cycle
     through a fixed list). ``pool`` scenes are held at once; each crop comes from a random scene of
     the pool, and a scene that has given ``crops_per_scene`` crops is replaced by the next index.
-    ``first_index`` lets a resumed run continue with fresh scenes."""
+    ``first_index`` lets a resumed run continue with fresh scenes.
+
+    ``schedule`` is ((crop px, crops), ...): batch b holds ``crops`` crops of the side
+    ``schedule[b % len(schedule)]`` names, so one run can train on several window sizes, each at its
+    own batch (a model's output depends on how much of its receptive field the window fills, and
+    the pipeline runs it on windows larger than 256 px). Batch b comes from DataLoader worker
+    b % workers, which is the order a DataLoader with ``batch_size=None`` hands them out in."""
 
     def __init__(
         self,
         scene_at: Callable[[int], GridSample],
         *,
         seed: int,
-        crop: int = 256,
+        schedule: Sequence[tuple[int, int]] = ((256, 8),),
         crops_per_scene: int = 24,
         pool: int = 3,
         first_index: int = 0,
@@ -214,11 +220,14 @@ class CropStream(IterableDataset):
         object_bias: float = 0.7,
     ) -> None:
         super().__init__()
-        if crop % 32:
-            raise ValueError(f"crop size must be a multiple of 32, got {crop}")
+        for crop, count in schedule:
+            if crop % 32 or count < 1:
+                raise ValueError(f"crop size must be a multiple of 32 and a batch at least 1, got {crop} x {count}")
+        if not schedule:
+            raise ValueError("the crop schedule is empty")
         self.scene_at = scene_at
         self.seed = seed
-        self.crop = crop
+        self.schedule = tuple(schedule)
         self.crops_per_scene = crops_per_scene
         self.pool = pool
         self.first_index = first_index
@@ -231,17 +240,25 @@ class CropStream(IterableDataset):
         rng = np.random.default_rng([self.seed & 0xFFFFFFFF, self.first_index, wid, 7])
         index = self.first_index + wid
         pool: list[list] = []  # [sample, crops left]
-        while True:
+
+        def next_crop(size: int) -> dict[str, torch.Tensor]:
+            nonlocal index
             while len(pool) < self.pool:
                 pool.append([self.scene_at(index), self.crops_per_scene])
                 index += nworkers
             slot = int(rng.integers(len(pool)))
-            sample = pool[slot][0]
-            crop = random_crop(sample, rng, self.crop, self.object_bias)
-            yield to_tensors(augment(crop, rng, colour=self.colour_jitter))
+            crop = random_crop(pool[slot][0], rng, size, self.object_bias)
             pool[slot][1] -= 1
             if pool[slot][1] <= 0:
                 pool.pop(slot)
+            return to_tensors(augment(crop, rng, colour=self.colour_jitter))
+
+        batch = wid
+        while True:
+            size, count = self.schedule[batch % len(self.schedule)]
+            crops = [next_crop(size) for _ in range(count)]
+            yield {k: torch.stack([c[k] for c in crops]) for k in crops[0]}
+            batch += nworkers
 
 
 def synthetic_scenes(run_seed: int, size_px: int = SYNTH_SCENE_PX, **overrides) -> Callable[[int], GridSample]:

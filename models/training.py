@@ -61,8 +61,9 @@ MODEL_VERSION = "0.1.0"
 @dataclass
 class TrainConfig:
     steps: int = 2000
-    batch: int = 8
-    crop: int = 256
+    # One crop side and batch, or several of each (cycled step by step: see ``schedule``).
+    batch: int | tuple[int, ...] = 8
+    crop: int | tuple[int, ...] = 256
     seed: int = 0
     out: str = "railsight-trained.pt"
     device: str = "auto"
@@ -101,6 +102,16 @@ class TrainConfig:
         return bool(self.scenes)
 
     @property
+    def schedule(self) -> tuple[tuple[int, int], ...]:
+        """((crop px, batch), ...), one per step in turn: ``crop`` and ``batch`` paired up, a single
+        batch going with every crop side."""
+        crops = (self.crop,) if isinstance(self.crop, int) else tuple(self.crop)
+        batches = (self.batch,) if isinstance(self.batch, int) else tuple(self.batch)
+        if len(batches) == 1:
+            batches *= len(crops)
+        return tuple(zip(crops, batches, strict=True))
+
+    @property
     def checkpoint_path(self) -> Path:
         return Path(self.checkpoint) if self.checkpoint else Path(self.out).with_suffix(".ckpt")
 
@@ -115,10 +126,14 @@ class TrainConfig:
         """Raises ValueError naming the first bad setting."""
         if self.steps < 1:
             raise ValueError(f"--steps must be at least 1, got {self.steps}")
-        if self.batch < 1:
-            raise ValueError(f"--batch must be at least 1, got {self.batch}")
-        if self.crop < 64 or self.crop % 32:
-            raise ValueError(f"--crop must be a multiple of 32 and at least 64, got {self.crop}")
+        crops = (self.crop,) if isinstance(self.crop, int) else tuple(self.crop)
+        batches = (self.batch,) if isinstance(self.batch, int) else tuple(self.batch)
+        if not crops or any(c < 64 or c % 32 for c in crops):
+            raise ValueError(f"--crop must be a multiple of 32 and at least 64, got {_listed(crops)}")
+        if not batches or any(b < 1 for b in batches):
+            raise ValueError(f"--batch must be at least 1, got {_listed(batches)}")
+        if len(batches) not in (1, len(crops)):
+            raise ValueError(f"--batch: give one batch, or one per crop side ({len(crops)}), got {_listed(batches)}")
         if len(self.scenes) != len(self.labels):
             raise ValueError(f"--scenes and --labels must pair up: got {len(self.scenes)} scene(s) and "
                              f"{len(self.labels)} labels file(s)")
@@ -152,6 +167,10 @@ class TrainConfig:
             raise ValueError(f"--max-minutes must be positive, got {self.max_seconds / 60:g}")
         if self.seed < 0:
             raise ValueError(f"--seed must be 0 or more, got {self.seed}")
+
+
+def _listed(values: tuple[int, ...]) -> str:
+    return ",".join(map(str, values)) or "(none)"
 
 
 @dataclass
@@ -278,9 +297,12 @@ def _train(cfg: TrainConfig, scene_at: Callable[[int], GridSample] | None,
         say(f"resuming from {ckpt} at step {start_step}")
     crops_per_scene = cfg.crops_per_scene or (8 if finetune and not cfg.synth_share else 24)
     workers = 1 if cfg.workers is None else cfg.workers
-    stream = CropStream(scene_at, seed=cfg.seed, crop=cfg.crop, crops_per_scene=crops_per_scene, pool=cfg.pool,
-                        first_index=math.ceil(start_step * cfg.batch / crops_per_scene))
-    loader = DataLoader(stream, batch_size=cfg.batch, num_workers=workers, pin_memory=device.type == "cuda",
+    schedule = cfg.schedule
+    crops_done = sum(schedule[s % len(schedule)][1] for s in range(start_step))
+    stream = CropStream(scene_at, seed=cfg.seed, schedule=schedule, crops_per_scene=crops_per_scene, pool=cfg.pool,
+                        first_index=math.ceil(crops_done / crops_per_scene))
+    # The stream draws whole batches (each at its step's crop side), so the loader does not batch.
+    loader = DataLoader(stream, batch_size=None, num_workers=workers, pin_memory=device.type == "cuda",
                         worker_init_fn=_worker_init if workers else None,
                         prefetch_factor=4 if workers else None, persistent_workers=False)
     torch.manual_seed(cfg.seed + start_step)
@@ -347,8 +369,8 @@ def _train(cfg: TrainConfig, scene_at: Callable[[int], GridSample] | None,
     record = {
         "kind": "fine-tune" if finetune else ("continue" if cfg.init else "scratch"),
         "steps": done,
-        "batch": cfg.batch,
-        "crop_px": cfg.crop,
+        "batch": cfg.batch if isinstance(cfg.batch, int) else list(cfg.batch),
+        "crop_px": cfg.crop if isinstance(cfg.crop, int) else list(cfg.crop),
         "lr": lr,
         "seed": cfg.seed,
         "device": device.type,

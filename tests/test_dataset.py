@@ -8,6 +8,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from models.dataset import (
     IGNORE,
@@ -77,14 +78,25 @@ def test_synthetic_sample_is_on_the_model_grid():
     assert (g.cores[0] <= (g.semantic == 1)).all()  # railcar cores lie inside railcar pixels
 
 
+def test_crop_stream_batches_follow_the_schedule_across_loader_workers():
+    # Batch b is drawn at schedule[b % 2] whichever of the two worker processes draws it, in the
+    # order a DataLoader without batching hands batches out.
+    stream = CropStream(fixed_scenes([coded_sample()]), seed=3, schedule=((64, 3), (96, 1)), crops_per_scene=4)
+    loader = DataLoader(stream, batch_size=None, num_workers=2)
+    shapes = [tuple(b["image"].shape) for b in itertools.islice(iter(loader), 6)]
+    assert shapes == [(3, 3, 64, 64), (1, 3, 96, 96)] * 3
+    first = next(iter(loader))
+    assert first["semantic"].shape == (3, 64, 64) and first["cores"].shape[:2] == (3, 2)
+
+
 def test_crop_stream_is_deterministic():
     scenes = fixed_scenes([coded_sample()])
 
     def first(n):
-        stream = CropStream(scenes, seed=5, crop=64, crops_per_scene=3, pool=2)
+        stream = CropStream(scenes, seed=5, schedule=((64, 1),), crops_per_scene=3, pool=2)
         return list(itertools.islice(iter(stream), n))
 
     a, b = first(5), first(5)
     assert all(torch.equal(x[k], y[k]) for x, y in zip(a, b, strict=True) for k in x)
     with pytest.raises(ValueError):
-        CropStream(scenes, seed=0, crop=70)
+        CropStream(scenes, seed=0, schedule=((70, 4),))

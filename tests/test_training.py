@@ -57,6 +57,22 @@ def test_short_training_lowers_the_loss(labelled, tmp_path):
     assert meta.arch_args == {"widths": list(SMALL["widths"]), "blocks": list(SMALL["blocks"])}
 
 
+def test_training_on_two_crop_sides_in_turn(labelled, tmp_path, monkeypatch):
+    scenes = fixed_scenes([user_sample(str(labelled / "a.tif"), str(labelled / "a.geojson"))])
+    seen = []
+    real = training.railsight_loss
+
+    def spy(logits, *args, **kwargs):
+        seen.append((logits.shape[0], *logits.shape[2:]))
+        return real(logits, *args, **kwargs)
+
+    monkeypatch.setattr(training, "railsight_loss", spy)
+    result = train(small_config(tmp_path, steps=4, crop=(64, 96), batch=(3, 1)), scene_at=scenes)
+    assert seen == [(3, 64, 64), (1, 96, 96)] * 2
+    meta, _ = read_weights(result.out)
+    assert meta.extra["crop_px"] == [64, 96] and meta.extra["batch"] == [3, 1]
+
+
 def test_same_seed_same_weights(labelled, tmp_path):
     scenes = fixed_scenes([user_sample(str(labelled / "a.tif"), str(labelled / "a.geojson"))])
     a = train(small_config(tmp_path, steps=3, out=str(tmp_path / "a.pt")), scene_at=scenes)
@@ -125,7 +141,11 @@ def test_labels_are_reprojected_onto_the_grid(labelled):
         (["train", "--crop", "50"], "--crop must be a multiple of 32"),
         (["train", "--steps", "0"], "--steps must be at least 1"),
         (["train", "--scenes", "a.tif"], "--scenes and --labels must pair up"),
-        (["train", "--batch", "x"], "invalid int value"),
+        (["train", "--batch", "x"], "expected whole numbers separated by commas"),
+        (["train", "--crop", "320,"], "expected whole numbers separated by commas"),
+        (["train", "--crop", "320,50"], "--crop must be a multiple of 32 and at least 64, got 320,50"),
+        (["train", "--crop", "320,576", "--batch", "8,2,1"], "--batch: give one batch, or one per crop side (2), got 8,2,1"),
+        (["train", "--batch", "0"], "--batch must be at least 1, got 0"),
         (["train", "--device", "tpu"], "invalid choice"),
         (["train", "--synth-share", "0.5"], "--synth-share only applies when fine-tuning"),
         (["train", "--season-share", "monsoon=0.3"], "season must be one of summer, spring"),

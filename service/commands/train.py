@@ -20,6 +20,15 @@ def path_list(text: str) -> tuple[str, ...]:
     return items
 
 
+def int_list(text: str) -> tuple[int, ...]:
+    try:
+        items = tuple(int(v) for v in text.split(","))
+    except ValueError:  # an empty item or not a whole number
+        raise argparse.ArgumentTypeError(
+            f"expected whole numbers separated by commas such as 320,576, got {text!r}") from None
+    return items
+
+
 def season_share(text: str) -> tuple[tuple[str, float], ...]:
     pairs = []
     for item in text.split(","):
@@ -44,8 +53,11 @@ def pixel_size_share(text: str) -> tuple[tuple[float, float], float]:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train the model (synthetic scenes) or fine-tune it on labelled scenes")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps (default 2000; 300 when fine-tuning)")
-    p.add_argument("--batch", type=int, default=8, help="crops per step (default 8)")
-    p.add_argument("--crop", type=int, default=256, help="crop side in model pixels, a multiple of 32 (default 256)")
+    p.add_argument("--batch", type=int_list, default=(8,), metavar="N[,N...]",
+                   help="crops per step (default 8); one per --crop side to give each its own")
+    p.add_argument("--crop", type=int_list, default=(256,), metavar="PX[,PX...]",
+                   help="crop side in model pixels, a multiple of 32 (default 256); several, e.g. 320,576, "
+                        "are trained on in turn, one per step")
     p.add_argument("--seed", type=int, default=0, help="seed for weights, scenes, crops (default 0)")
     p.add_argument("--out", help="weights file to write (default railsight-trained.pt / railsight-finetuned.pt)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: CUDA if present")
@@ -84,8 +96,8 @@ def config_from_args(args: argparse.Namespace):
     finetune = bool(args.scenes or args.labels)
     cfg = TrainConfig(
         steps=args.steps if args.steps is not None else (300 if finetune else 2000),
-        batch=args.batch,
-        crop=args.crop,
+        batch=args.batch[0] if len(args.batch) == 1 else args.batch,
+        crop=args.crop[0] if len(args.crop) == 1 else args.crop,
         seed=args.seed,
         out=args.out or ("railsight-finetuned.pt" if finetune else "railsight-trained.pt"),
         device=args.device,

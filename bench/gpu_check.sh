@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The GPU checks of the scene-pipeline and speed issues in one call of the lent device machine, each
+# step time-boxed so a slow one cannot eat the session's device time. A device session is short
+# (15 minutes, machine start-up included), so this is prepared and dry-run on a CPU machine first.
+#
+# On this machine, first (the device has torch, scipy and scikit-image but not these):
+#   ../shared/device/wheels.sh pipeline pydantic pydantic-core pydantic-settings python-dotenv \
+#       annotated-types typing-inspection
+# Then, through the device tool:  command "bash bench/gpu_check.sh", carry [".whl"], timeout 600.
+# Dry run here without a GPU:     DEVICE=cpu SIZES=1024 bash bench/gpu_check.sh
+#
+# Writes under $OUT (else var/gpu-check): summary.txt (one line per step: exit code, seconds),
+# each step's log, bench.jsonl (the benchmark's JSON lines), and prints the summary and the
+# benchmark's headline figures last.
+set -u
+out=${OUT:-var/gpu-check}
+device=${DEVICE:-cuda}
+sizes=${SIZES:-10000,20000}
+py=${PYTHON:-python3}
+mkdir -p "$out"
+: > "$out/summary.txt"
+
+if [ -d .whl ]; then
+  "$py" -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site:$PWD
+else
+  export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+fi
+
+step() {  # step NAME SECONDS COMMAND...: run it under a time limit, log it, record rc and seconds
+  local name=$1 limit=$2 start rc
+  shift 2
+  start=$(date +%s)
+  timeout "$limit" "$@" > "$out/$name.log" 2>&1
+  rc=$?
+  echo "$name rc=$rc $(($(date +%s) - start)) s" >> "$out/summary.txt"
+}
+
+step gpu 20 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+step versions 60 "$py" -c "import torch, rasterio, distributed, shapely; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'rasterio', rasterio.__version__, 'distributed', distributed.__version__, 'shapely', shapely.__version__)"
+# The CUDA tests (CPU and GPU give the same features; the normalise kernel) and the inference tests.
+step tests 180 "$py" -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_inference.py
+# Model-only and end to end at the pipeline's own tile and batch, against the naive loop; the
+# TorchGeo-style baseline needs torchgeo, which the device lacks. The naive loop's whole-scene
+# polygonising is CPU work, so it runs at 10,000 px at most here.
+step bench 330 "$py" -m bench --device "$device" --sizes "$sizes" --baselines naive --baseline-max-size 10000 \
+  --cache-dir /tmp/railsight-bench --out "$out/bench.jsonl"
+
+cat "$out/summary.txt"
+tail -n 2 "$out/tests.log"
+"$py" - "$out/bench.jsonl" <<'EOF'
+import json, sys
+keys = ("size", "tile", "batch", "e2e_mpx_s", "model_only_mpx_s", "e2e_over_model_only", "read_ceiling_mpx_s",
+        "e2e_over_read_ceiling", "e2e_over_naive", "peak_rss_mb", "gpu_peak_mb", "time_share")
+try:
+    lines = [json.loads(x) for x in open(sys.argv[1]) if x.startswith("{")]
+except OSError:
+    lines = []
+for line in lines:
+    print(json.dumps({"gpu": (line.get("machine") or {}).get("gpu"), **{k: line.get(k) for k in keys}}))
+if not lines:
+    print("no benchmark lines: see bench.log")
+EOF

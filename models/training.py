@@ -102,14 +102,19 @@ class TrainConfig:
         return bool(self.scenes)
 
     @property
+    def crops(self) -> tuple[int, ...]:
+        return _as_tuple(self.crop)
+
+    @property
+    def batches(self) -> tuple[int, ...]:
+        return _as_tuple(self.batch)
+
+    @property
     def schedule(self) -> tuple[tuple[int, int], ...]:
         """((crop px, batch), ...), one per step in turn: ``crop`` and ``batch`` paired up, a single
         batch going with every crop side."""
-        crops = (self.crop,) if isinstance(self.crop, int) else tuple(self.crop)
-        batches = (self.batch,) if isinstance(self.batch, int) else tuple(self.batch)
-        if len(batches) == 1:
-            batches *= len(crops)
-        return tuple(zip(crops, batches, strict=True))
+        batches = self.batches * len(self.crops) if len(self.batches) == 1 else self.batches
+        return tuple(zip(self.crops, batches, strict=True))
 
     @property
     def checkpoint_path(self) -> Path:
@@ -126,8 +131,7 @@ class TrainConfig:
         """Raises ValueError naming the first bad setting."""
         if self.steps < 1:
             raise ValueError(f"--steps must be at least 1, got {self.steps}")
-        crops = (self.crop,) if isinstance(self.crop, int) else tuple(self.crop)
-        batches = (self.batch,) if isinstance(self.batch, int) else tuple(self.batch)
+        crops, batches = self.crops, self.batches
         if not crops or any(c < 64 or c % 32 for c in crops):
             raise ValueError(f"--crop must be a multiple of 32 and at least 64, got {_listed(crops)}")
         if not batches or any(b < 1 for b in batches):
@@ -167,6 +171,15 @@ class TrainConfig:
             raise ValueError(f"--max-minutes must be positive, got {self.max_seconds / 60:g}")
         if self.seed < 0:
             raise ValueError(f"--seed must be 0 or more, got {self.seed}")
+
+
+def _as_tuple(value: int | tuple[int, ...]) -> tuple[int, ...]:
+    return (value,) if isinstance(value, int) else tuple(value)
+
+
+def _one_or_list(values: tuple[int, ...]) -> int | list[int]:
+    """How the metadata records crop sides and batches: a number when there is one, else a list."""
+    return values[0] if len(values) == 1 else list(values)
 
 
 def _listed(values: tuple[int, ...]) -> str:
@@ -369,8 +382,8 @@ def _train(cfg: TrainConfig, scene_at: Callable[[int], GridSample] | None,
     record = {
         "kind": "fine-tune" if finetune else ("continue" if cfg.init else "scratch"),
         "steps": done,
-        "batch": cfg.batch if isinstance(cfg.batch, int) else list(cfg.batch),
-        "crop_px": cfg.crop if isinstance(cfg.crop, int) else list(cfg.crop),
+        "batch": _one_or_list(cfg.batches),
+        "crop_px": _one_or_list(cfg.crops),
         "lr": lr,
         "seed": cfg.seed,
         "device": device.type,

@@ -96,8 +96,8 @@ def config_from_args(args: argparse.Namespace):
     finetune = bool(args.scenes or args.labels)
     cfg = TrainConfig(
         steps=args.steps if args.steps is not None else (300 if finetune else 2000),
-        batch=args.batch[0] if len(args.batch) == 1 else args.batch,
-        crop=args.crop[0] if len(args.crop) == 1 else args.crop,
+        batch=args.batch,
+        crop=args.crop,
         seed=args.seed,
         out=args.out or ("railsight-finetuned.pt" if finetune else "railsight-trained.pt"),
         device=args.device,

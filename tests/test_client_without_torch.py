@@ -28,8 +28,10 @@ CLIENT = textwrap.dedent(
         workers_have_torch = set(client.run(lambda: "torch" in sys.modules).values())
         workers_have_torchvision = set(client.run(lambda: "torchvision" in sys.modules).values())
         malloc = set(client.run(lambda: __import__("os").environ.get("MALLOC_ARENA_MAX")).values())
+        profiling = set(client.run(lambda dask_worker: "profile" in dask_worker.periodic_callbacks).values())
     print(json.dumps({"client_has_torch": "torch" in sys.modules, "workers_have_torch": sorted(workers_have_torch),
                       "workers_have_torchvision": sorted(workers_have_torchvision), "malloc": sorted(malloc),
+                      "profiling": sorted(profiling),
                       "tiles": fc["summary"]["tiles"], "model": fc["summary"]["model"]["name"]}))
     """
 )
@@ -47,6 +49,8 @@ def test_a_detection_with_the_shipped_weights_keeps_torch_out_of_the_client(tmp_
     # the malloc settings of models.allocator
     assert got["workers_have_torchvision"] == [False]
     assert got["malloc"] == ["1"]
+    # ... and without Dask's statistical profiler (service.cluster.LOCAL_WORKER_CONFIG)
+    assert got["profiling"] == [False]
 
 
 def test_metadata_is_read_from_the_weights_file_without_torch(tmp_path):

@@ -55,6 +55,23 @@ def test_a_pixel_joins_the_seed_it_reaches_inside_its_blob_not_the_nearest_acros
     assert labels[1, 16] == labels[1, 1] != labels[8, 16]
 
 
+def test_coupled_cars_part_on_the_ridge_of_an_elevation_map():
+    """Two seeds in one 60 px bar, each 4 px from its end. Grown flat, they meet half way (x = 30);
+    over an elevation with a ridge at x = 22 (the gap the model saw), they meet there."""
+    mask = np.zeros((6, 60), dtype=bool)
+    mask[:, :] = True
+    core = np.zeros_like(mask)
+    core[1:5, 2:6] = True
+    core[1:5, 54:58] = True
+    flat, n = label_instances(mask, core)
+    assert n == 2 and (flat[:, :30] == flat[0, 0]).all() and (flat[:, 30:] == flat[0, 59]).all()
+    elevation = np.zeros(mask.shape, dtype=np.float32)
+    elevation[:, 22] = 1.0
+    ridged, n = label_instances(mask, core, elevation=elevation)
+    assert n == 2
+    assert (ridged[:, :22] == ridged[0, 0]).all() and (ridged[:, 23:] == ridged[0, 59]).all()
+
+
 def test_blob_without_a_core_is_kept():
     mask, core = coupled_train(n=2)
     core[:, :40] = False  # the model missed the first car's core
@@ -254,6 +271,29 @@ def test_cars_held_to_real_lengths():
     halves = sorted(cars[:2], key=lambda r: r.bounds[1])
     assert [h.bounds for h in halves] == [pytest.approx((0, 0, 6, 40)), pytest.approx((0, 40, 6, 80))]
     assert cars[2].equals(rects[2]) and cars[3].equals(rects[3])
+
+
+def test_coupled_cars_are_cut_at_the_gap_the_core_map_shows():
+    """A 40 m rectangle (80 px at 0.5 m) of two cars whose core map dips 5-7 px before half way is
+    cut in the dip, not in the middle; a dip further than GAP_SEARCH_M from the middle is not
+    followed, and a map with no dip near the middle leaves the cut there. The map's pixel (0, 0)
+    sits at the rectangle's grid origin (10, 20)."""
+    from shapely.geometry import box
+
+    from kernels.vectorise import GAP_SEARCH_M, whole_cars
+
+    px = 0.5
+    rect = np.array([box(10, 20, 16, 100)], dtype=object)
+    centres = np.ones((90, 10), dtype=np.float32)
+    centres[33:35, :] = 0.0  # rows 33-34 of the map are grid y 53-54: the gap
+    _, cars = whole_cars(np.array([1]), rect, px, centres=centres, origin=(10, 20))
+    ends = sorted(c.bounds[3] for c in cars)
+    assert 53.0 <= ends[0] <= 55.0 and ends[1] == pytest.approx(100.0)  # the cut lies in the gap
+    far = np.ones((90, 10), dtype=np.float32)
+    far[5:7, :] = 0.0  # 35 px (17.5 m) before half way: beyond the search
+    assert GAP_SEARCH_M < 17.5
+    _, cars = whole_cars(np.array([1]), rect, px, centres=far, origin=(10, 20))
+    assert sorted(c.bounds[3] for c in cars) == [pytest.approx(60.0), pytest.approx(100.0)]
 
 
 def test_railcar_rectangles_narrowed_about_their_centre_line():

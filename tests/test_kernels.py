@@ -58,8 +58,7 @@ def test_a_pixel_joins_the_seed_it_reaches_inside_its_blob_not_the_nearest_acros
 def test_coupled_cars_part_on_the_ridge_of_an_elevation_map():
     """Two seeds in one 60 px bar, each 4 px from its end. Grown flat, they meet half way (x = 30);
     over an elevation with a ridge at x = 22 (the gap the model saw), they meet there."""
-    mask = np.zeros((6, 60), dtype=bool)
-    mask[:, :] = True
+    mask = np.ones((6, 60), dtype=bool)
     core = np.zeros_like(mask)
     core[1:5, 2:6] = True
     core[1:5, 54:58] = True

@@ -29,9 +29,11 @@ CLIENT = textwrap.dedent(
         workers_have_torchvision = set(client.run(lambda: "torchvision" in sys.modules).values())
         malloc = set(client.run(lambda: __import__("os").environ.get("MALLOC_ARENA_MAX")).values())
         profiling = set(client.run(lambda dask_worker: "profile" in dask_worker.periodic_callbacks).values())
+        ticks = set(client.run(lambda dask_worker: dask_worker.periodic_callbacks["tick"].callback_time).values())
+        monitor = set(client.run(lambda dask_worker: dask_worker.periodic_callbacks["monitor"].callback_time).values())
     print(json.dumps({"client_has_torch": "torch" in sys.modules, "workers_have_torch": sorted(workers_have_torch),
                       "workers_have_torchvision": sorted(workers_have_torchvision), "malloc": sorted(malloc),
-                      "profiling": sorted(profiling),
+                      "profiling": sorted(profiling), "ticks_ms": sorted(ticks), "monitor_ms": sorted(monitor),
                       "tiles": fc["summary"]["tiles"], "model": fc["summary"]["model"]["name"]}))
     """
 )
@@ -51,6 +53,8 @@ def test_a_detection_with_the_shipped_weights_keeps_torch_out_of_the_client(tmp_
     assert got["malloc"] == ["1"]
     # ... and without Dask's statistical profiler (service.cluster.LOCAL_WORKER_CONFIG)
     assert got["profiling"] == [False]
+    # ... and with the event-loop tick and system monitor slowed to once a second and every 10 s
+    assert got["ticks_ms"] == [1000] and got["monitor_ms"] == [10000]
 
 
 def test_metadata_is_read_from_the_weights_file_without_torch(tmp_path):

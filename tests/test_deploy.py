@@ -20,10 +20,12 @@ import tomllib
 from functools import cache
 from pathlib import Path
 
+import dask.config
 import pytest
 import yaml
 
 from service import cli
+from service.cluster import LOCAL_WORKER_CONFIG
 from service.commands import batch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -423,6 +425,16 @@ def test_gpu_workers_get_one_gpu_each_on_gpu_nodes():
     assert by_kind(rendered("gpu"), "ConfigMap")["railsight-config"]["data"]["RAILSIGHT_DEVICE"] == "cuda"
     cpu_spec = by_kind(rendered("cpu"), "Deployment")["railsight-dask-worker"]["spec"]["template"]["spec"]
     assert "nvidia.com/gpu" not in str(cpu_spec) and "nodeSelector" not in cpu_spec
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_dask_workers_run_with_the_local_clusters_dask_settings(overlay):
+    """The worker pods' DASK_* variables, read the way Dask reads them, give what
+    service.cluster.LOCAL_WORKER_CONFIG gives a LocalCluster."""
+    (c,) = by_kind(rendered(overlay), "Deployment")["railsight-dask-worker"]["spec"]["template"]["spec"]["containers"]
+    from_env = dask.config.collect_env({e["name"]: e["value"] for e in c["env"] if "value" in e})
+    for key, value in LOCAL_WORKER_CONFIG.items():
+        assert dask.config.get(key, default=None, config=from_env) == value, key
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -21,7 +21,7 @@ from shapely.geometry import LineString, Polygon, shape
 
 from kernels.instances import instance_stats, label_instances, labelled_pixels
 from kernels.linemerge import merge_lines
-from kernels.skeleton import centre_lines
+from kernels.skeleton import centre_line_points
 from kernels.tiling import Tile
 
 # Pixels this close to no-data are not detected on (see trusted_area).
@@ -326,13 +326,11 @@ def _track_lines(band: np.ndarray, support: list[np.ndarray], tile: Tile) -> lis
     line's confidence is the mean, over its skeleton pixels, of the summed ``support`` probabilities
     (track, and railcar where a track runs on under its cars): a line the model barely called track,
     such as a field's edge, scores low even in a tile full of clear track."""
-    paths = centre_lines(band)
-    if not paths:
+    xy, sizes = centre_line_points(band)
+    if not sizes.size:
         return []
     x0, y0 = tile.core_col, tile.core_row
-    sizes = np.array([len(p) for p in paths])
-    path_of = np.repeat(np.arange(len(paths)), sizes)
-    xy = np.concatenate(paths)
+    path_of = np.repeat(np.arange(sizes.size), sizes)
     cols, rows = xy[:, 0].astype(np.intp), xy[:, 1].astype(np.intp)  # pixel centres: x + 0.5 -> x
     score = sum(s[rows, cols] for s in support)
     confidence = np.minimum(np.bincount(path_of, weights=score) / sizes, 1.0)  # sums may round over 1

@@ -2,27 +2,36 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
+from torch.fx.experimental.optimization import fuse
+from torch.nn import functional as F
 
 from kernels.normalise import normalise
+from models.fused_conv import FusedConv2d, fuse_conv_activations
 from models.inference import _unview, _view, infer, optimise_for_inference
 from models.interface import ModelMeta
 from models.loading import autocast_bf16, cpu_has_fast_bf16
 from models.spec import WeightsError
-from models.unet import build_unet
+from models.unet import ResBlock, build_unet
 
 
-def test_folded_batch_norm_keeps_the_outputs():
+def _unet_with_running_statistics() -> torch.nn.Module:
+    """Non-trivial batch-norm statistics, so folding has something to fold."""
     torch.manual_seed(0)
     model = build_unet()
-    # Non-trivial running statistics, so folding has something to fold.
     model.train()
     with torch.no_grad():
         for _ in range(3):
             model(torch.randn(2, 3, 64, 64))
-    model.eval()
+    return model.eval()
+
+
+def test_folded_batch_norm_keeps_the_outputs():
+    model = _unet_with_running_statistics()
     fast = optimise_for_inference(model, torch.device("cpu"))
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
     x = torch.randn(2, 3, 96, 96)
@@ -31,6 +40,26 @@ def test_folded_batch_norm_keeps_the_outputs():
         got = fast(x.contiguous(memory_format=torch.channels_last))
     assert torch.allclose(want, got, atol=1e-4, rtol=1e-4)
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()), "the original is left as it was"
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this torch build has no oneDNN")
+def test_every_convolution_runs_fused_with_its_relu_and_residual_add():
+    model = _unet_with_running_statistics()
+    fast = optimise_for_inference(model, torch.device("cpu"))
+    fused = [m for m in fast.modules() if isinstance(m, FusedConv2d)]
+    assert len(fused) == sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    assert not any(isinstance(m, (torch.nn.Conv2d, torch.nn.ReLU)) for m in fast.modules())
+    assert not any(n.target in (F.relu, torch.relu) for n in fast.graph.nodes), "a ReLU left unfused"
+    assert sum(m.add for m in fused) == sum(isinstance(m, ResBlock) for m in model.modules())
+    # The unfused path (a dtype oneDNN may not run fused on this CPU) gives the fused path's answer.
+    unfused = fuse_conv_activations(fuse(copy.deepcopy(model)), frozenset()).to(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 96, 96).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        assert torch.allclose(unfused(x), fast(x), atol=1e-4, rtol=1e-4)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            plain, quick = unfused(x)[:, :4].float().softmax(1), fast(x)[:, :4].float().softmax(1)
+    assert (plain - quick).abs().max() < 0.05
+    assert (plain.argmax(1) == quick.argmax(1)).float().mean() > 0.99
 
 
 def test_bf16_on_the_cpu_keeps_the_classes():

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from models.cpu_bf16 import cpu_has_fast_bf16
 from models.interface import ModelMeta
 from models.spec import (
     ARCHITECTURES,
@@ -33,20 +34,6 @@ def resolve_device(device: str) -> torch.device:
 
 
 @functools.cache
-def cpu_has_fast_bf16() -> bool:
-    """True where the CPU multiplies bf16 natively (AMX or AVX512-BF16). Elsewhere bf16 autocast on
-    the CPU is emulated and slower than fp32, so it is only used where this says so."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"amx_bf16", "avx512_bf16"})
-    except OSError:
-        pass
-    return False
-
-
 def autocast_bf16(device: torch.device, precision: str = "auto") -> bool:
     """Whether to run under bf16 autocast: ``auto`` -> on CUDA, and on CPUs with native bf16."""
     if precision not in PRECISIONS:

@@ -24,6 +24,7 @@ from shapely.geometry import Polygon, box
 from kernels.tiling import SIZE_MULTIPLE, batches, plan_tiles
 from kernels.track_gaps import bridge_gaps
 from kernels.vectorise import join_track_coords, oriented_box_attributes
+from models.cpu_bf16 import cpu_has_fast_bf16
 from models.interface import ALL_CLASSES, OBJECT_CLASSES, TTA_VIEWS, ModelMeta
 from models.spec import PRECISIONS, SHIPPED_WEIGHTS, ModelSpec, read_meta
 from service.errors import BadOption, Cancelled
@@ -48,8 +49,11 @@ TRACK_TURN_DEG = 15.0
 TRACK_BEND_DEG = 5.0
 # Pixels per model call by device: CPU throughput peaks near 0.8 Mpx a call (2-core AMD EPYC, bf16,
 # 10,000 px bench scene: 320 px windows 3.6 / 4.0 / 4.4 / 3.6 Mpx/s at 2 / 4 / 8 / 16 a call; 576 px
-# windows the same at 2 and 4). CUDA: 32 windows of 576 px, not measured here (no GPU was lent).
-BATCH_PIXELS = {"cuda": 32 * 576 * 576, "cpu": 8 * 320 * 320}
+# windows the same at 2 and 4). A CPU running fp32 holds feature maps twice bf16's size, so it takes
+# 0.6 Mpx (2-core Intel Xeon, 20,000 px bench scene, fp32: peak RSS 3.10 GB at 8 windows of 320 px a
+# call, over the 3 GB budget, against 2.80 GB at 6; 3.77 against 3.70 Mpx/s). CUDA: 32 windows of
+# 576 px, not measured here (no GPU was lent).
+BATCH_PIXELS = {"cuda": 32 * 576 * 576, "cpu": 8 * 320 * 320, "cpu-fp32": 6 * 320 * 320}
 Progress = Callable[[int, int], None]
 
 
@@ -83,9 +87,12 @@ class DetectOptions:
             raise BadOption(f"test-time augmentation takes {', '.join(map(str, TTA_VIEWS))} views, got {self.tta}")
 
 
-def default_batch(device: str, window_px: int) -> int:
-    """Tiles per model call on ``device`` ("cpu" or "cuda") for read windows of ``window_px``."""
-    return max(1, round(BATCH_PIXELS[device] / window_px**2))
+def default_batch(device: str, window_px: int, precision: str = "auto") -> int:
+    """Tiles per model call on ``device`` ("cpu" or "cuda") for read windows of ``window_px``; fewer
+    on a CPU running fp32 (``precision``, or ``auto`` where the CPU has no native bf16: this host's
+    CPU is taken for the workers')."""
+    fp32 = precision == "fp32" or (precision == "auto" and not cpu_has_fast_bf16())
+    return max(1, round(BATCH_PIXELS["cpu-fp32" if device == "cpu" and fp32 else device] / window_px**2))
 
 
 def tile_size(options: DetectOptions, meta: ModelMeta) -> int:
@@ -95,7 +102,7 @@ def tile_size(options: DetectOptions, meta: ModelMeta) -> int:
 
 def batch_size(options: DetectOptions, meta: ModelMeta, device: str) -> int:
     """Tiles per model call on ``device``: the caller's, else ``default_batch`` for the read window."""
-    return options.batch_size or default_batch(device, tile_size(options, meta) + 2 * meta.halo_px)
+    return options.batch_size or default_batch(device, tile_size(options, meta) + 2 * meta.halo_px, options.precision)
 
 
 def options_from_settings(settings: PipelineSettings, **overrides: Any) -> DetectOptions:

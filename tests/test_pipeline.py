@@ -12,6 +12,7 @@ from pyproj import Transformer
 from shapely.geometry import shape
 
 from kernels.tiling import plan_tiles
+from models.cpu_bf16 import cpu_has_fast_bf16
 from models.spec import ModelSpec
 from service.errors import BadOption, Cancelled
 from service.pipeline import DetectOptions, default_batch, detect_scene
@@ -59,8 +60,12 @@ def test_tile_size_comes_from_the_weights_unless_asked(yard, dask_client, factor
 
 
 def test_default_batch_holds_about_the_same_pixels_whatever_the_window():
-    assert [default_batch("cpu", w) for w in (192, 320, 576, 1088)] == [22, 8, 2, 1]
+    assert [default_batch("cpu", w, "bf16") for w in (192, 320, 576, 1088)] == [22, 8, 2, 1]
     assert default_batch("cuda", 576) == 32 and default_batch("cuda", 320) == 104
+    # fp32 feature maps take twice the memory: fewer tiles a call, on this CPU's own choice too
+    assert [default_batch("cpu", w, "fp32") for w in (192, 320, 576, 1088)] == [17, 6, 2, 1]
+    assert default_batch("cpu", 320) == (8 if cpu_has_fast_bf16() else 6)
+    assert default_batch("cuda", 576, "fp32") == 32
 
 
 @pytest.mark.parametrize("tile", [256, 512, 1024])

@@ -15,15 +15,12 @@ takes the unfused ATen path.
 
 from __future__ import annotations
 
-import logging
 import operator
 
 import torch
 from torch import nn
 from torch.fx import GraphModule, Node
 from torch.nn import functional as F
-
-log = logging.getLogger(__name__)
 
 _RELU_FUNCTIONS = (F.relu, torch.relu)
 _ADD_FUNCTIONS = (operator.add, torch.add)
@@ -37,7 +34,7 @@ class FusedConv2d(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(conv.weight.detach().clone(), requires_grad=False)
         self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone(), requires_grad=False)
-        self.padding: list[int] = [int(p) for p in conv.padding]  # a str padding ("same") cannot be traced here
+        self.padding: list[int] = [int(p) for p in conv.padding]  # a str padding ("same") raises: run unfused
         self.stride, self.dilation = [int(v) for v in conv.stride], [int(v) for v in conv.dilation]
         self.groups = conv.groups
         self.relu, self.add = relu, add

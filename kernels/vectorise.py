@@ -186,10 +186,10 @@ def _owned_objects(labels, count, score, core, tile: Tile, cls: str, pixel_size_
     if cls == "railcar":
         labels_kept, rects = _oriented_rectangles(ys, xs, ids, tile)
         labels_kept, rects = whole_cars(labels_kept, rects, pixel_size_m, centres=core, origin=(tile.col, tile.row))
+        confidence = piece_scores(labels_kept, rects, (ys, xs, ids), score, stats["score"], (tile.col, tile.row))
         if width_trim_m:
             rects = narrowed(rects, width_trim_m / pixel_size_m, MIN_WIDTH_M / pixel_size_m)
-        return [PixelObject(cls, rect, float(stats["score"][label - 1]))
-                for label, rect in zip(labels_kept.tolist(), rects, strict=True)]
+        return [PixelObject(cls, rect, float(c)) for rect, c in zip(rects, confidence.tolist(), strict=True)]
     # Traced inside the objects' bounding box: GDAL's polygoniser scans every pixel it is given.
     r0, c0 = int(ys.min()), int(xs.min())
     owned = np.zeros((int(ys.max()) - r0 + 1, int(xs.max()) - c0 + 1), dtype=np.int32)
@@ -261,6 +261,29 @@ def whole_cars(labels: np.ndarray, rects: np.ndarray, pixel_size_m: float, *, ce
     sel = cut[owner]
     out[sel] = shapely.polygons(quads[sel])
     return labels[owner], out
+
+
+def piece_scores(labels: np.ndarray, rects: np.ndarray, pixels: tuple[np.ndarray, np.ndarray, np.ndarray],
+                 score: np.ndarray, whole: np.ndarray, origin: tuple[int, int]) -> np.ndarray:
+    """Each railcar rectangle's confidence: its instance's mean ``score`` (``whole``, by label), or,
+    for the pieces ``whole_cars`` cut one instance into, the mean over the instance's pixels that lie
+    along each piece (a pixel beyond every piece's ends goes to the nearest): a faint car coupled to
+    a clear one no longer shares the pair's mean. ``pixels`` are the instances' rows, columns and
+    labels in the tile's read window, whose pixel (0, 0) lies at grid ``origin``."""
+    confidence = whole[labels - 1].astype(np.float64)
+    values, counts = np.unique(labels, return_counts=True)
+    ys, xs, ids = pixels
+    for label in values[counts > 1].tolist():
+        pieces = np.flatnonzero(labels == label)
+        _, corner, along, _ = _rectangle_sides(rects[pieces])
+        mine = ids == label
+        xy = np.column_stack([xs[mine] + origin[0] + 0.5, ys[mine] + origin[1] + 0.5])
+        t = np.einsum("pkd,kd->pk", xy[:, None, :] - corner[None], along) / np.einsum("kd,kd->k", along, along)
+        owner = np.argmin(np.maximum(np.maximum(-t, t - 1.0), 0.0), axis=1)  # inside a piece: 0
+        held = np.bincount(owner, minlength=pieces.size)
+        sums = np.bincount(owner, weights=score[ys[mine], xs[mine]], minlength=pieces.size)
+        confidence[pieces[held > 0]] = sums[held > 0] / held[held > 0]
+    return confidence
 
 
 def _cuts_at_gaps(corner: np.ndarray, along: np.ndarray, across: np.ndarray, n: int, centres: np.ndarray,

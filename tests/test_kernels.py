@@ -176,6 +176,25 @@ def test_vectorise_keeps_only_objects_owned_by_the_tile():
     assert objs[0].polygon.centroid.x == pytest.approx(234, abs=0.5)
 
 
+def test_cars_cut_from_one_blob_each_get_their_own_confidence():
+    """Two coupled cars the model drew as one 32 m blob with no seed are cut in two (whole_cars);
+    each car's confidence is the mean railcar score of its own half, not the pair's mean."""
+    tile = plan_tiles(256, 256, 256, 32)[0]
+    size = tile.size
+    probs = np.zeros((4, size, size), np.float32)
+    probs[0] = 1
+    probs[0, 132:138, 132:196] = 0.05
+    probs[1, 132:138, 132:164] = 0.9  # grid x 100 .. 132: a clear car
+    probs[1, 132:138, 164:196] = 0.6  # grid x 132 .. 164: a faint one
+    cores = np.zeros((2, size, size), np.float32)
+    objs, _ = vectorise_tile(probs, cores, np.ones((size, size), bool), tile, classes=("railcar",),
+                             semantic_classes=SEMANTIC_CLASSES, object_classes=OBJECT_CLASSES, pixel_size_m=0.5)
+    assert len(objs) == 2
+    by_x = sorted(objs, key=lambda o: o.polygon.centroid.x)
+    assert [o.polygon.centroid.x for o in by_x] == [pytest.approx(116, abs=1), pytest.approx(148, abs=1)]
+    assert [o.confidence for o in by_x] == [pytest.approx(0.9, abs=1e-6), pytest.approx(0.6, abs=1e-6)]
+
+
 def test_outline_pinched_at_a_corner_is_one_valid_polygon():
     """Cargo pixels joined only corner to corner (8-connected) trace an outline that touches itself;
     it must come out as one valid polygon, not be dropped or split."""

@@ -333,6 +333,19 @@ def test_railcar_rectangles_narrowed_about_their_centre_line():
     assert rects[0].bounds == (0, 0, 6, 28)  # the input is not changed
 
 
+def test_square_dilation_is_a_maximum_filter():
+    from scipy import ndimage
+
+    from kernels.vectorise import square_dilation
+
+    rng = np.random.default_rng(5)
+    for _ in range(100):
+        mask = rng.random((int(rng.integers(1, 50)), int(rng.integers(1, 50)))) < rng.uniform(0, 0.1)
+        radius = int(rng.integers(0, 20))  # past the mask's own size too
+        want = ndimage.maximum_filter(mask.view(np.uint8), size=2 * radius + 1).view(bool)
+        assert np.array_equal(square_dilation(mask, radius), want), (mask.shape, radius)
+
+
 def test_track_runs_on_under_the_cars_standing_on_it():
     """The model calls a car's pixels railcar, not track: the centre line must still run through
     the car, as one line, not stop at each end of it."""

@@ -3,7 +3,10 @@ model calls by it, never loads torch)."""
 
 from __future__ import annotations
 
+import functools
 
+
+@functools.cache
 def cpu_has_fast_bf16() -> bool:
     """True where the CPU multiplies bf16 natively (AMX or AVX512-BF16). Elsewhere bf16 autocast on
     the CPU is emulated and slower than fp32, so it is only used where this says so."""

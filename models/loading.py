@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 from pathlib import Path
 
 import torch
@@ -33,7 +32,6 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-@functools.cache
 def autocast_bf16(device: torch.device, precision: str = "auto") -> bool:
     """Whether to run under bf16 autocast: ``auto`` -> on CUDA, and on CPUs with native bf16."""
     if precision not in PRECISIONS:

@@ -182,8 +182,8 @@ def trusted_area(valid: np.ndarray, margin_px: int = NODATA_MARGIN_PX) -> np.nda
     hard black boundary and tends to call it a car's edge."""
     if valid.all():
         return valid
-    # Erosion by a square is a minimum filter, which scipy runs separably (rows, then columns).
-    return ndimage.minimum_filter(valid.view(np.uint8), size=2 * margin_px + 1, mode="constant", cval=1).view(bool)
+    # Eroding valid by a square is growing no-data by it (beyond the window counts as valid).
+    return ~square_dilation(~valid, margin_px)
 
 
 def _owned_objects(labels, count, score, core, tile: Tile, cls: str, pixel_size_m: float,

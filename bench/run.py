@@ -69,7 +69,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="the pipeline's and model-only's arithmetic (default auto: bf16 on CUDA and on CPUs "
                         "with native bf16); the naive and TorchGeo-style baselines are fp32 as users write them")
     p.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="scene sides in px, comma separated")
-    p.add_argument("--tile", type=int, default=None, help="tile core size (default: the pipeline's, the weights' own)")
+    p.add_argument("--tile", type=int, default=None, help="the model's tile core (default: the weights' own)")
     p.add_argument("--batch", type=int, default=None, help="tiles per model call (default: the pipeline's)")
     p.add_argument("--workers", type=int, default=None, help="LocalCluster workers (default: the pipeline's)")
     p.add_argument("--baselines", default=",".join(BASELINES), help="naive,torchgeo, or none")
@@ -122,16 +122,16 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
     from service.cluster import dask_client, local_layout
     from service.geojson import write_geojson
     from service.model_plugin import register_model
-    from service.pipeline import DetectOptions, batch_size, detect_scene, model_meta, prepare_scene, tile_size
+    from service.pipeline import DetectOptions, batch_size, detect_scene, model_meta, model_tile, prepare_scene
     from service.settings import PipelineSettings
 
     device = args.device
     spec, model_info = choose_spec(args.weights, args.factory)
     scene_path, scene_info = ensure_scene(args.cache_dir, size, seed=args.seed, chunk=args.chunk, pool=args.pool,
                                           renderer=args.renderer)
-    options = DetectOptions(device=device, tile=args.tile, batch_size=args.batch, precision=args.precision)
+    options = DetectOptions(device=device, model_tile=args.tile, batch_size=args.batch, precision=args.precision)
     meta = model_meta(spec)  # the tile and batch the pipeline chooses, for the JSON line and the baselines
-    tile, batch = tile_size(options, meta), batch_size(options, meta, device)
+    tile, batch = model_tile(options, meta), batch_size(options, meta, device)
     load_at_start = round(os.getloadavg()[0], 2)  # machine() itself waits until torch may be loaded
     line: dict[str, Any] = {"bench": "scene-pipeline", "machine": {}, "device": device, "size": size,
                             "megapixels": size * size / MB, "scene": scene_info, "model": model_info}

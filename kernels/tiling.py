@@ -99,3 +99,14 @@ def batches(tiles: list[Tile], batch_size: int) -> list[list[Tile]]:
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
     return [tiles[i : i + batch_size] for i in range(0, len(tiles), batch_size)]
+
+
+def squares(tiles: list[Tile], side: int) -> list[list[Tile]]:
+    """``tiles`` grouped by the ``side x side`` square of the grid their core's corner lies in:
+    squares in row-major order, each group in the order ``tiles`` came."""
+    if side < 1:
+        raise ValueError(f"square side must be at least 1, got {side}")
+    groups: dict[tuple[int, int], list[Tile]] = {}
+    for t in tiles:
+        groups.setdefault((t.core_row // side, t.core_col // side), []).append(t)
+    return [groups[key] for key in sorted(groups)]

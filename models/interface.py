@@ -60,11 +60,17 @@ class ModelMeta:
 
     @property
     def tile_px(self) -> int:
-        """The tile core these weights run at unless a caller asks for another: ``extra['tile_px']``,
-        chosen on validation scenes, else ``DEFAULT_TILE_PX``. A network's output depends on how
-        much of its receptive field the read window fills, so weights trained on small crops score
-        best on windows near that size (models/MODEL.md, session 16)."""
-        return int(self.extra.get("tile_px", DEFAULT_TILE_PX))
+        """The tile core these weights run at: ``own_tile_px``, else ``DEFAULT_TILE_PX``."""
+        return self.own_tile_px or DEFAULT_TILE_PX
+
+    @property
+    def own_tile_px(self) -> int | None:
+        """The tile core the weights name (``extra['tile_px']``, chosen on validation scenes), if any.
+        A network's output depends on how much of its receptive field the read window fills, so
+        weights trained on small crops score best on windows near that size (models/MODEL.md,
+        session 16), and the same scene gives the same features only on the same windows."""
+        own = self.extra.get("tile_px")
+        return int(own) if own else None
 
 
 def split_output(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

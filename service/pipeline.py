@@ -21,7 +21,7 @@ from pyproj import CRS
 from shapely import GeometryType
 from shapely.geometry import Polygon, box
 
-from kernels.tiling import SIZE_MULTIPLE, batches, plan_tiles
+from kernels.tiling import SIZE_MULTIPLE, Tile, batches, plan_tiles, squares
 from kernels.track_gaps import bridge_gaps
 from kernels.vectorise import join_track_coords, oriented_box_attributes
 from models.cpu_bf16 import cpu_has_fast_bf16
@@ -59,7 +59,8 @@ Progress = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class DetectOptions:
-    tile: int | None = None  # None: the weights' own (ModelMeta.tile_px)
+    tile: int | None = None  # the square one Dask task covers; None: runs of batch_size model tiles
+    model_tile: int | None = None  # None: the weights' own (see model_tile)
     batch_size: int | None = None
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 on CUDA and on CPUs with native bf16 (AMX), else fp32
@@ -72,8 +73,9 @@ class DetectOptions:
     tta: int = 1  # model views averaged per tile (models.interface.TTA_VIEWS)
 
     def check(self) -> None:
-        if self.tile is not None and (self.tile % SIZE_MULTIPLE or self.tile < 64):
-            raise BadOption(f"tile size must be a multiple of {SIZE_MULTIPLE} and at least 64, got {self.tile}")
+        for name, size in (("tile", self.tile), ("model tile", self.model_tile)):
+            if size is not None and (size % SIZE_MULTIPLE or size < 64):
+                raise BadOption(f"{name} size must be a multiple of {SIZE_MULTIPLE} and at least 64, got {size}")
         unknown = [c for c in self.classes if c not in ALL_CLASSES]
         if unknown or not self.classes:
             raise BadOption(f"unknown class {unknown[0] if unknown else '(none)'}: use {', '.join(ALL_CLASSES)}")
@@ -95,19 +97,30 @@ def default_batch(device: str, window_px: int, precision: str = "auto") -> int:
     return max(1, round(BATCH_PIXELS["cpu-fp32" if device == "cpu" and fp32 else device] / window_px**2))
 
 
-def tile_size(options: DetectOptions, meta: ModelMeta) -> int:
-    """The tile core a scene is cut into: the caller's, else the weights' own."""
-    return options.tile or meta.tile_px
+def model_tile(options: DetectOptions, meta: ModelMeta) -> int:
+    """The tile core the model runs at: ``options.model_tile`` when a caller asks for one, else the
+    weights' own, so that ``options.tile`` (how the scene is split into Dask tasks) never changes a
+    feature; weights that name none run at ``options.tile`` (else ``DEFAULT_TILE_PX``)."""
+    return options.model_tile or meta.own_tile_px or options.tile or meta.tile_px
 
 
 def batch_size(options: DetectOptions, meta: ModelMeta, device: str) -> int:
     """Tiles per model call on ``device``: the caller's, else ``default_batch`` for the read window."""
-    return options.batch_size or default_batch(device, tile_size(options, meta) + 2 * meta.halo_px, options.precision)
+    return options.batch_size or default_batch(device, model_tile(options, meta) + 2 * meta.halo_px, options.precision)
+
+
+def task_tiles(tiles: list[Tile], options: DetectOptions, tile: int, batch: int) -> list[list[Tile]]:
+    """The model tiles of each Dask task: those of one ``options.tile`` square when it is larger than
+    the model's tile, else runs of one model call's worth."""
+    if options.tile and options.tile > tile:
+        return squares(tiles, options.tile)
+    return batches(tiles, batch)
 
 
 def options_from_settings(settings: PipelineSettings, **overrides: Any) -> DetectOptions:
     base: dict[str, Any] = {
         "tile": settings.tile,
+        "model_tile": settings.model_tile,
         "batch_size": settings.batch_size,
         "device": settings.device,
         "precision": settings.precision,
@@ -172,12 +185,13 @@ def detect_scene(
     prepared = scene if isinstance(scene, PreparedScene) else prepare_scene(scene, options, model)
     info, meta = prepared.info, prepared.meta
     inspected = time.perf_counter()
-    tile = tile_size(options, meta)
+    tile = model_tile(options, meta)
     tiles = plan_tiles(info.grid_width, info.grid_height, tile, meta.halo_px)
     kind = register_model(client, model, options.device)
-    groups = batches(tiles, batch_size(options, meta, kind))
+    batch = batch_size(options, meta, kind)
+    groups = task_tiles(tiles, options, tile, batch)
     task = TaskOptions(model, options.device, tuple(options.classes), want_labels=bool(options.class_raster),
-                       precision=options.precision, tta=options.tta)
+                       precision=options.precision, tta=options.tta, batch=batch)
     writer = ClassRasterWriter(options.class_raster, info) if options.class_raster else None
     merged = _Accumulator()
     if progress:
@@ -308,7 +322,8 @@ def _assemble(
         "scene": {"name": Path(info.path).name, "width": info.width, "height": info.height,
                   "bands": list(info.rgb_bands), "dtype": info.dtype},
         "tiles": tiles_total,
-        "tile_size": tile_size(options, meta),
+        "tile_size": model_tile(options, meta),
+        "task_tile": options.tile,
         "halo": meta.halo_px,
         "device": device,
         "precision": "+".join(sorted(acc.precisions)) or None,

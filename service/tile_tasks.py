@@ -31,6 +31,7 @@ class TaskOptions:
     want_labels: bool = False
     precision: str = "auto"
     tta: int = 1
+    batch: int | None = None  # tiles per model call; None: a task's tiles in one call
 
 
 @dataclass
@@ -69,36 +70,41 @@ def run_batch(info: SceneInfo, tiles: list[Tile], opts: TaskOptions) -> BatchRes
     t1 = time.perf_counter()
     core_valid = [int(valid[t.core_slices()].sum()) for t, (_, valid) in zip(tiles, reads, strict=True)]
     active = [i for i, n in enumerate(core_valid) if n > 0]  # tiles wholly in no-data skip the model
-    if active:
-        bf16 = autocast_bf16(device, opts.precision)
-        probs, cores = infer(module, meta, device, np.stack([reads[i][0] for i in active]), bf16=bf16,
-                             views=opts.tta)
-        result.precision = "bf16" if bf16 else "fp32"
-    t2 = time.perf_counter()
-    outputs = dict(zip(active, range(len(active)), strict=True))
     px = grid_pixel_size_m(info)
     width_trim_m = float(meta.extra.get("railcar_width_trim_m", 0.0))
     objects: list[PixelObject] = []
     lines: list[PixelLine] = []
+    done: dict[int, TileResult] = {}
+    bf16 = autocast_bf16(device, opts.precision)
+    step = opts.batch or len(tiles)
+    for start in range(0, len(active), step):
+        chunk = active[start : start + step]
+        t_model = time.perf_counter()
+        probs, cores = infer(module, meta, device, np.stack([reads[i][0] for i in chunk]), bf16=bf16,
+                             views=opts.tta)
+        t_vector = time.perf_counter()
+        for k, i in enumerate(chunk):
+            valid = reads[i][1]
+            tile_objects, tile_lines = vectorise_tile(
+                probs[k], cores[k], valid, tiles[i],
+                classes=opts.classes, semantic_classes=SEMANTIC_CLASSES, object_classes=OBJECT_CLASSES,
+                pixel_size_m=px, railcar_width_trim_m=width_trim_m,
+            )
+            objects += tile_objects
+            lines += tile_lines
+            labels = (_labels(np.where(valid, winning_class(probs[k]), INVALID_LABEL), tiles[i])
+                      if opts.want_labels else None)
+            done[i] = TileResult(tiles[i], core_valid[i], labels)
+        result.model_s += t_vector - t_model
+        result.vectorise_s += time.perf_counter() - t_vector
+    if active:
+        result.precision = "bf16" if bf16 else "fp32"
+    t_pieces = time.perf_counter()
     for i, tile in enumerate(tiles):
-        if i not in outputs:
-            labels = _labels(None, tile) if opts.want_labels else None
-            result.tiles.append(TileResult(tile, 0, labels))
-            continue
-        k = outputs[i]
-        valid = reads[i][1]
-        tile_objects, tile_lines = vectorise_tile(
-            probs[k], cores[k], valid, tile,
-            classes=opts.classes, semantic_classes=SEMANTIC_CLASSES, object_classes=OBJECT_CLASSES,
-            pixel_size_m=px, railcar_width_trim_m=width_trim_m,
-        )
-        objects += tile_objects
-        lines += tile_lines
-        labels = _labels(np.where(valid, winning_class(probs[k]), INVALID_LABEL), tile) if opts.want_labels else None
-        result.tiles.append(TileResult(tile, core_valid[i], labels))
+        result.tiles.append(done.get(i) or TileResult(tile, 0, _labels(None, tile) if opts.want_labels else None))
     result.objects, result.lines = Pieces.from_objects(objects), Pieces.from_lines(lines)
-    t3 = time.perf_counter()
-    result.read_s, result.model_s, result.vectorise_s = t1 - t0, t2 - t1, t3 - t2
+    result.read_s = t1 - t0
+    result.vectorise_s += time.perf_counter() - t_pieces
     _trim_now_and_then()
     return result
 

@@ -77,7 +77,8 @@ def test_scene_over_the_size_limit(tmp_path, cli_env):
 
 
 @pytest.mark.parametrize("args,words", [
-    (["--tile", "300"], ["multiple of 32"]),
+    (["--tile", "300"], ["tile size", "multiple of 32"]),
+    (["--model-tile", "32"], ["model tile size", "at least 64"]),
     (["--bands", "1,2,9"], ["out of range"]),
     (["--bands", "x"], ["band numbers"]),
     (["--classes", "boats"], ["unknown class"]),

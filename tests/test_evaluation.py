@@ -93,7 +93,7 @@ def test_eval_cli_end_to_end(tmp_path, cli_env):
                        {"pixel_size_m": 0.5, "season": "summer", "haze": 0.1})
     (tmp_path / "yard.geojson").write_text(json.dumps(truth))
     out = tmp_path / "report.json"
-    proc = run_eval(cli_env, "--scenes", tmp_path, "--out", out, "--quiet", "--tile", 256)
+    proc = run_eval(cli_env, "--scenes", tmp_path, "--out", out, "--quiet", "--model-tile", 256)
     assert proc.returncode == 0, proc.stderr
     shown = json.loads(proc.stdout)
     assert shown["scenes"] == 1 and "per_scene" not in shown

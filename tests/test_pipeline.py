@@ -44,16 +44,19 @@ def yard(tmp_path):
     return scenes.write(tmp_path / "yard.tif", img), boxes
 
 
-@pytest.mark.parametrize("factory,tile,want", [
-    ("tests.oracle_model:build", None, 512),  # weights that name no tile: 512
-    ("tests.oracle_model:build_small_tiles", None, 256),  # the weights' own tile
-    ("tests.oracle_model:build_small_tiles", 1024, 1024),  # a caller's tile wins
+@pytest.mark.parametrize("factory,tile,model_tile,want", [
+    ("tests.oracle_model:build", None, None, 512),  # weights that name no tile: 512
+    ("tests.oracle_model:build", 1024, None, 1024),  # ... or the caller's task tile
+    ("tests.oracle_model:build_small_tiles", None, None, 256),  # the weights' own tile
+    ("tests.oracle_model:build_small_tiles", 1024, None, 256),  # a task tile leaves the model's alone
+    ("tests.oracle_model:build_small_tiles", None, 1024, 1024),  # a caller's model tile wins
 ])
-def test_tile_size_comes_from_the_weights_unless_asked(yard, dask_client, factory, tile, want):
+def test_model_tile_comes_from_the_weights_unless_asked(yard, dask_client, factory, tile, model_tile, want):
     path, boxes = yard
-    fc = detect_scene(path, DetectOptions(device="cpu", tile=tile), ModelSpec(factory=factory), dask_client)
+    options = DetectOptions(device="cpu", tile=tile, model_tile=model_tile)
+    fc = detect_scene(path, options, ModelSpec(factory=factory), dask_client)
     summary = fc["summary"]
-    assert summary["tile_size"] == want
+    assert summary["tile_size"] == want and summary["task_tile"] == tile
     with rasterio.open(path) as src:
         assert summary["tiles"] == len(plan_tiles(src.width, src.height, want, summary["halo"]))
     assert summary["counts"]["railcar"] == len(boxes)

@@ -1,6 +1,6 @@
 import pytest
 
-from kernels.tiling import Tile, batches, effective_tile_size, plan_tiles
+from kernels.tiling import Tile, batches, effective_tile_size, plan_tiles, squares
 
 
 def test_cores_cover_the_grid_exactly_once():
@@ -49,3 +49,14 @@ def test_batches_keep_order_and_size():
     assert [len(g) for g in groups] == [3, 3, 2]
     assert [t.index for g in groups for t in g] == list(range(8))
     assert isinstance(groups[0][0], Tile)
+
+
+def test_squares_group_tiles_by_the_square_their_core_starts_in():
+    tiles = plan_tiles(1100, 700, 256, 32)  # 5 x 3 cores, the last row and column cut short
+    groups = squares(tiles, 512)
+    assert [[t.index for t in g] for g in groups] == [[0, 1, 5, 6], [2, 3, 7, 8], [4, 9], [10, 11], [12, 13], [14]]
+    assert sorted(t.index for g in groups for t in g) == list(range(len(tiles)))
+    # a side that is no multiple of the tile still puts every tile in exactly one group
+    assert sorted(t.index for g in squares(tiles, 384) for t in g) == list(range(len(tiles)))
+    with pytest.raises(ValueError):
+        squares(tiles, 0)

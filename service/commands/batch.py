@@ -181,9 +181,11 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 
 def fingerprint(options: DetectOptions, model: dict[str, str], class_raster: bool) -> tuple[str, dict[str, Any]]:
-    """What decides a scene's output. Device, batch size and worker count do not."""
+    """What decides a scene's output. Device, batch size and worker count do not (nor does the tile
+    for weights that name their own, but it does for those that do not)."""
     what = {
         "tile": options.tile,
+        "model_tile": options.model_tile,
         "bands": list(options.bands) if options.bands else None,
         "classes": list(options.classes),
         "min_confidence": options.min_confidence,

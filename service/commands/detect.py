@@ -43,13 +43,21 @@ def add_tta_option(parser: argparse.ArgumentParser) -> None:
                              "each view costs one more model pass (default 1: none)")
 
 
+def add_model_tile_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-tile", type=int,
+                        help="run the model on tiles of this core size, a multiple of 32, instead of the weights' own "
+                             "(256 for the shipped weights); their features then differ, since the model's output "
+                             "depends on the window it sees")
+
+
 def add_scene_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by `detect` and `batch`."""
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="model device (default: auto)")
     parser.add_argument("--precision", choices=PRECISIONS,
                         help="model arithmetic (default auto: bf16 on CUDA and on CPUs with native bf16, else fp32)")
-    parser.add_argument("--tile", type=int, help="tile core size in model pixels, a multiple of 32 "
-                        "(default: the weights' own; 256 for the shipped weights)")
+    parser.add_argument("--tile", type=int, help="the square of the scene one Dask task covers, in model pixels, "
+                        "a multiple of 32 (default: one model call's tiles); it changes no feature")
+    add_model_tile_option(parser)
     parser.add_argument("--batch-size", type=int, help="tiles per model call (default: by the window's pixels; "
                         "8 tiles of 256 px on CPU, 104 on CUDA)")
     parser.add_argument("--workers", type=int, help="LocalCluster worker processes")
@@ -74,6 +82,7 @@ def scene_options_from_args(args: argparse.Namespace, settings: PipelineSettings
     options = options_from_settings(
         settings,
         tile=args.tile,
+        model_tile=args.model_tile,
         batch_size=args.batch_size,
         bands=args.bands,
         classes=args.classes,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from service.commands.detect import add_tta_option
+from service.commands.detect import add_model_tile_option, add_tta_option
 from service.errors import BadOption
 
 
@@ -24,8 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="also write the full report (with per-scene results) to this JSON file")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="model device (default: auto)")
     p.add_argument("--workers", type=int, help="LocalCluster worker processes")
-    p.add_argument("--tile", type=int,
-                   help="tile core size in model pixels (default: the weights' own; 256 for the shipped weights)")
+    add_model_tile_option(p)
     add_tta_option(p)
     p.add_argument("--limit", type=int, help="evaluate only the first N scenes")
     p.add_argument("--per-scene", action="store_true", help="print per-scene results too")
@@ -51,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     pairs = pairs[: args.limit] if args.limit else pairs
     settings = settings_from_args(args)
     spec = model_spec_from_settings(settings)
-    options = options_from_settings(settings, tile=args.tile, tta=args.tta)
+    options = options_from_settings(settings, model_tile=args.model_tile, tta=args.tta)
     options.check()
     model_info: dict = {"source": spec.describe()}
     if not spec.factory:

@@ -4,7 +4,7 @@
 # (15 minutes, machine start-up included), so this is prepared and dry-run on a CPU machine first.
 #
 # On this machine, first (the device has torch, scipy and scikit-image but not these):
-#   ../shared/device/wheels.sh pipeline pydantic pydantic-core pydantic-settings python-dotenv \
+#   ../shared/device/wheels.sh pipeline orjson pydantic pydantic-core pydantic-settings python-dotenv \
 #       annotated-types typing-inspection
 # Then, through the device tool:  command "bash bench/gpu_check.sh", carry [".whl"], timeout 600.
 # Dry run here without a GPU:     DEVICE=cpu SIZES=1024 bash bench/gpu_check.sh

@@ -71,6 +71,19 @@ def test_streamed_file_equals_the_collection_as_dicts(tmp_path):
     assert not list(tmp_path.glob(".*tmp*"))  # written atomically: no temporary left behind
 
 
+def test_the_written_file_is_strict_json_whatever_the_summary_holds(tmp_path):
+    summary = {"valid_fraction": np.float64(0.5), "tiles": np.int64(3), "score": float("nan"),
+               "scene": {"name": "Güterbahnhof Muttenz.tif"}}  # fmt: skip
+    path = write_geojson(feature_collection(_table(2), summary), tmp_path / "out.geojson")
+
+    def refuse(constant: str):
+        raise ValueError(f"not JSON: {constant}")
+
+    back = json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)  # NaN would be refused
+    assert back["summary"] == {"valid_fraction": 0.5, "tiles": 3, "score": None,
+                               "scene": {"name": "Güterbahnhof Muttenz.tif"}}  # fmt: skip
+
+
 def test_output_geometries_made_a_chunk_at_a_time_are_the_same():
     from affine import Affine
     from pyproj import CRS

@@ -57,10 +57,13 @@ TRACK_BEND_DEG = 5.0
 BATCH_PIXELS = {"cuda": 32 * 576 * 576, "cpu": 8 * 320 * 320, "cpu-fp32": 6 * 320 * 320}
 Progress = Callable[[int, int], None]
 # A Dask task's tiles are a square of the scene, not a row: the read windows of a square share the
-# file's blocks, which the task's reader decodes once. Two model calls a task (a 4 x 4 square of
-# 256 px tiles at 8 a call): on the 10,000 px bench scene (2-core Intel Xeon, bf16, alternating runs)
-# 16.2 / 16.2 s against 17.0 / 16.7 s for rows of one call's 8 tiles, reading 1.97 against 2.25 s.
-CALLS_PER_TASK = 2
+# file's blocks, which the task's reader decodes once. On a CPU two model calls a task (a 4 x 4
+# square of 256 px tiles at 8 a call): on the 10,000 px bench scene (2-core Intel Xeon, bf16,
+# alternating runs) 16.2 / 16.2 s against 17.0 / 16.7 s for rows of one call's 8 tiles, reading
+# 1.97 against 2.25 s; 8 x 8 squares read in 1.4 s but gained only 1.5 % more. On CUDA one call a
+# task (10 x 10 tiles of 256 px), not measured: a call there is a hundred tiles, and fewer, larger
+# tasks would leave its 16 threads waiting on the last ones.
+CALLS_PER_TASK = {"cpu": 2, "cuda": 1}
 
 
 @dataclass(frozen=True)
@@ -115,11 +118,11 @@ def batch_size(options: DetectOptions, meta: ModelMeta, device: str) -> int:
     return options.batch_size or default_batch(device, model_tile(options, meta) + 2 * meta.halo_px, options.precision)
 
 
-def task_tiles(tiles: list[Tile], options: DetectOptions, tile: int, batch: int) -> list[list[Tile]]:
+def task_tiles(tiles: list[Tile], options: DetectOptions, tile: int, batch: int, device: str) -> list[list[Tile]]:
     """The model tiles of each Dask task: those of one square of ``options.tile`` model pixels (by
-    default the smallest square of model tiles holding ``CALLS_PER_TASK`` model calls), or runs of
-    one model call's worth where that square is no larger than one model tile."""
-    side = options.tile or tile * math.ceil(math.sqrt(CALLS_PER_TASK * batch))
+    default the largest square of model tiles that ``CALLS_PER_TASK`` model calls on ``device``
+    hold), or runs of one model call's worth where that square is no larger than one model tile."""
+    side = options.tile or tile * math.isqrt(CALLS_PER_TASK[device] * batch)
     return squares(tiles, side) if side > tile else batches(tiles, batch)
 
 
@@ -195,7 +198,7 @@ def detect_scene(
     tiles = plan_tiles(info.grid_width, info.grid_height, tile, meta.halo_px)
     kind = register_model(client, model, options.device)
     batch = batch_size(options, meta, kind)
-    groups = task_tiles(tiles, options, tile, batch)
+    groups = task_tiles(tiles, options, tile, batch, kind)
     task = TaskOptions(model, options.device, tuple(options.classes), want_labels=bool(options.class_raster),
                        precision=options.precision, tta=options.tta, batch=batch)
     writer = ClassRasterWriter(options.class_raster, info) if options.class_raster else None

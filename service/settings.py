@@ -29,7 +29,8 @@ class PipelineSettings(BaseSettings):
     workers: int | None = Field(default=None, ge=1, description="LocalCluster worker processes")
     tile: int | None = Field(default=None, ge=64, le=4096,
                              description="the square of a scene one Dask task covers, in model pixels; "
-                                         "default: a square of tiles holding two model calls (changes no feature)")
+                                         "default: a square of tiles filling two model calls on a CPU, one on CUDA "
+                                         "(changes no feature)")
     model_tile: int | None = Field(default=None, ge=64, le=4096,
                                    description="tile core the model runs at; default: the weights' own")
     batch_size: int | None = Field(default=None, ge=1, description="tiles per model call; auto by device")

@@ -60,3 +60,25 @@ def test_squares_group_tiles_by_the_square_their_core_starts_in():
     assert sorted(t.index for g in squares(tiles, 384) for t in g) == list(range(len(tiles)))
     with pytest.raises(ValueError):
         squares(tiles, 0)
+
+
+def test_model_calls_are_as_few_as_the_batch_allows_and_about_equal():
+    from service.tile_tasks import model_calls
+
+    assert model_calls(list(range(16)), 8) == [list(range(8)), list(range(8, 16))]
+    assert [len(c) for c in model_calls(list(range(9)), 6)] == [5, 4]
+    assert [len(c) for c in model_calls(list(range(5)), None)] == [5]
+    assert model_calls([], 8) == []
+
+
+def test_tasks_are_squares_of_two_cpu_calls_or_one_cuda_call():
+    from service.pipeline import DetectOptions, task_tiles
+
+    tiles = plan_tiles(5000, 5000, 256, 32)  # 20 x 20 tiles
+    cpu = task_tiles(tiles, DetectOptions(), 256, 8, "cpu")
+    assert len(cpu) == 25 and {len(g) for g in cpu} == {16}
+    assert {(t.core_col // 1024, t.core_row // 1024) for t in cpu[1]} == {(1, 0)}  # a 4 x 4 square
+    cuda = task_tiles(tiles, DetectOptions(), 256, 104, "cuda")
+    assert len(cuda) == 4 and {len(g) for g in cuda} == {100}
+    # a task tile no larger than the model's: runs of one call
+    assert [len(g) for g in task_tiles(tiles, DetectOptions(tile=256), 256, 8, "cpu")] == [8] * 50

@@ -56,7 +56,7 @@ def add_scene_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=PRECISIONS,
                         help="model arithmetic (default auto: bf16 on CUDA and on CPUs with native bf16, else fp32)")
     parser.add_argument("--tile", type=int, help="the square of the scene one Dask task covers, in model pixels, "
-                        "a multiple of 32 (default: a square of model tiles holding two model calls); "
+                        "a multiple of 32 (default: a square of model tiles filling two model calls on a CPU, one on CUDA); "
                         "it changes no feature")
     add_model_tile_option(parser)
     parser.add_argument("--batch-size", type=int, help="tiles per model call (default: by the window's pixels; "

@@ -25,6 +25,7 @@ from shapely.geometry import Polygon, box
 from kernels.tiling import SIZE_MULTIPLE, Tile, batches, plan_tiles, squares
 from kernels.track_gaps import bridge_gaps
 from kernels.vectorise import join_track_coords, oriented_box_attributes
+from models.allocator import release_freed_memory
 from models.cpu_bf16 import cpu_has_fast_bf16
 from models.interface import ALL_CLASSES, OBJECT_CLASSES, TTA_VIEWS, ModelMeta
 from models.spec import PRECISIONS, SHIPPED_WEIGHTS, ModelSpec, read_meta
@@ -221,6 +222,9 @@ def detect_scene(
         if writer:
             writer.abort()
         raise
+    # The workers' kept heap (freed feature maps, see models.allocator) goes back to the system while
+    # this process merges, the scene's memory peak: it would otherwise sit idle under the merge.
+    client.run(release_freed_memory)
     return _assemble(info, meta, options, merged, tiles_total=len(tiles), device=kind,
                      started=started, inspected=inspected)
 

@@ -4,7 +4,7 @@ The client imports this module too (to submit ``run_batch``); torch is only impo
 
 from __future__ import annotations
 
-import itertools
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -103,7 +103,7 @@ def run_batch(info: SceneInfo, tiles: list[Tile], opts: TaskOptions) -> BatchRes
     result.objects, result.lines = Pieces.from_objects(objects), Pieces.from_lines(lines)
     result.read_s = t1 - t0
     result.vectorise_s += time.perf_counter() - t_pieces
-    _trim_now_and_then()
+    _trim_now_and_then(len(tiles))
     return result
 
 
@@ -117,12 +117,21 @@ def model_calls(items: list[int], batch: int | None) -> list[list[int]]:
     return [items[i : i + step] for i in range(0, len(items), step)]
 
 
-TRIM_EVERY = 50  # batches between malloc trims in a worker (see models.allocator.release_freed_memory)
-_batch_numbers = itertools.count(1)
+# Tiles a worker runs between malloc trims (see models.allocator.release_freed_memory): 50 model
+# calls of 8, counted in tiles so that a task's size does not change how often.
+TRIM_EVERY_TILES = 400
+_untrimmed_tiles = 0
+_trim_lock = threading.Lock()
 
 
-def _trim_now_and_then() -> None:
-    if next(_batch_numbers) % TRIM_EVERY == 0:
+def _trim_now_and_then(tiles: int) -> None:
+    global _untrimmed_tiles
+    with _trim_lock:
+        _untrimmed_tiles += tiles
+        due = _untrimmed_tiles >= TRIM_EVERY_TILES
+        if due:
+            _untrimmed_tiles = 0
+    if due:
         release_freed_memory()
 
 

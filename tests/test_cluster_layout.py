@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import platform
 
 import dask.system
@@ -58,16 +57,16 @@ def test_malloc_settings_are_taken_on_glibc():
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
-def test_workers_hand_freed_memory_back_every_so_many_batches(monkeypatch):
+def test_workers_hand_freed_memory_back_every_so_many_tiles(monkeypatch):
     """Kept freed memory crept up over a long run (about 100 MB a worker from a 10,000 to a
-    20,000 px scene); a trim every TRIM_EVERY batches holds it, at no measured cost."""
+    20,000 px scene); a trim every TRIM_EVERY_TILES tiles holds it, at no measured cost."""
     from models import allocator
     from service import tile_tasks
 
     assert allocator.release_freed_memory() is True
     calls = []
     monkeypatch.setattr(tile_tasks, "release_freed_memory", lambda: calls.append(1) or True)
-    monkeypatch.setattr(tile_tasks, "_batch_numbers", itertools.count(1))
-    for _ in range(2 * tile_tasks.TRIM_EVERY + 1):
-        tile_tasks._trim_now_and_then()
+    monkeypatch.setattr(tile_tasks, "_untrimmed_tiles", 0)
+    for _ in range(2 * tile_tasks.TRIM_EVERY_TILES // 16 + 1):  # tasks of 16 tiles
+        tile_tasks._trim_now_and_then(16)
     assert len(calls) == 2

@@ -372,3 +372,21 @@ def test_a_gap_between_track_pieces_is_bridged_and_says_so():
     # 400 px apart is 200 m at 0.5 m: too far to bridge.
     far = [pieces[0], PixelLine(LineString([(500, 0), (600, 0)]), 0.6)]
     assert len(_joined_tracks(Pieces.from_lines(far), 0.5)[0]) == 2
+
+
+def test_workers_hand_back_their_kept_memory_before_the_merge(yard, dask_client, oracle_spec, tmp_path, monkeypatch):
+    from service import pipeline
+
+    marks = tmp_path / "trimmed"
+    marks.mkdir()
+
+    def trim_and_mark():  # runs on each worker (sent by value): leaves a mark named by its process
+        import os
+
+        (marks / str(os.getpid())).touch()
+        return True
+
+    monkeypatch.setattr(pipeline, "release_freed_memory", trim_and_mark)
+    detect_scene(yard[0], CPU, oracle_spec, dask_client)
+    workers = dask_client.run(lambda: __import__("os").getpid())
+    assert {p.name for p in marks.iterdir()} == {str(pid) for pid in workers.values()}

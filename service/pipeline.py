@@ -69,7 +69,7 @@ CALLS_PER_TASK = {"cpu": 2, "cuda": 1}
 
 @dataclass(frozen=True)
 class DetectOptions:
-    tile: int | None = None  # the square one Dask task covers; None: runs of batch_size model tiles
+    tile: int | None = None  # the square one Dask task covers (see task_tiles); None: by CALLS_PER_TASK
     model_tile: int | None = None  # None: the weights' own (see model_tile)
     batch_size: int | None = None
     device: str = "auto"
@@ -222,8 +222,8 @@ def detect_scene(
         if writer:
             writer.abort()
         raise
-    # The workers' kept heap (freed feature maps, see models.allocator) goes back to the system while
-    # this process merges, the scene's memory peak: it would otherwise sit idle under the merge.
+    # The workers' kept heap (freed feature maps, see models.allocator) goes back to the system before
+    # this process merges the scene's pieces, rather than sitting idle under the merge and after it.
     client.run(release_freed_memory)
     return _assemble(info, meta, options, merged, tiles_total=len(tiles), device=kind,
                      started=started, inspected=inspected)

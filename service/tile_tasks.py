@@ -58,6 +58,8 @@ def grid_pixel_size_m(info: SceneInfo) -> float:
 
 
 def run_batch(info: SceneInfo, tiles: list[Tile], opts: TaskOptions) -> BatchResult:
+    """Read ``tiles``, run the model on those with valid pixels in calls of up to ``opts.batch``, and
+    vectorise each tile as its call's output comes."""
     # Imported here: the client pickles this function by reference and must not load torch for it.
     from models.inference import infer
     from models.loading import autocast_bf16
@@ -93,6 +95,7 @@ def run_batch(info: SceneInfo, tiles: list[Tile], opts: TaskOptions) -> BatchRes
             labels = (_labels(np.where(valid, winning_class(probs[k]), INVALID_LABEL), tiles[i])
                       if opts.want_labels else None)
             done[i] = TileResult(tiles[i], core_valid[i], labels)
+        del probs, cores  # not held while the next call makes its own
         result.model_s += t_vector - t_model
         result.vectorise_s += time.perf_counter() - t_vector
     if active:

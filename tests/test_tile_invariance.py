@@ -1,6 +1,6 @@
-"""The shipped weights give the same features whatever ``--tile`` (the square one Dask task covers):
-the model always runs on the weights' own windows. Those windows matter: the network's output
-depends on the window it sees, which is why the task tile must not choose them."""
+"""The shipped weights give the same features whatever ``--tile`` (the square one Dask task covers)
+and whatever the batch: the model always runs on the weights' own windows. Those windows matter:
+the network's output depends on the window it sees, which is why the task tile must not choose them."""
 
 from __future__ import annotations
 
@@ -34,6 +34,9 @@ def test_task_tiles_change_no_feature_of_the_shipped_model(yard, dask_client):
     for tile, fc in runs.items():
         assert fc["summary"]["tile_size"] == 256 and fc["summary"]["task_tile"] == tile
         assert canonical(fc) == first, f"--tile {tile} changed the features"
+    # nor does the number of tiles a model call takes
+    threes = detect_scene(yard, DetectOptions(device="cpu", batch_size=3), ModelSpec(), dask_client)
+    assert canonical(threes) == first
 
 
 def test_the_model_tile_does_change_the_shipped_models_features(yard, dask_client):

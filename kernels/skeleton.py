@@ -15,6 +15,8 @@ from scipy.sparse import csr_array
 from scipy.sparse.csgraph import depth_first_order
 from skimage.morphology import skeletonize
 
+from kernels.instances import bounding_box
+
 _OFFSETS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
 
 
@@ -32,9 +34,9 @@ def centre_line_points(band: np.ndarray, min_length_px: int = 8) -> tuple[np.nda
         return np.zeros((0, 2)), np.zeros(0, dtype=np.int64)
     # Thinned inside the band's bounding box and a pixel around it, which gives the same skeleton
     # (thinning looks only at a pixel's 3 x 3 neighbours): a track band covers about half its tile's box.
-    rows, cols = np.flatnonzero(band.any(axis=1)), np.flatnonzero(band.any(axis=0))
-    r0, c0 = max(int(rows[0]) - 1, 0), max(int(cols[0]) - 1, 0)
-    skel = skeletonize(band[r0:int(rows[-1]) + 2, c0:int(cols[-1]) + 2])
+    rows, cols = bounding_box(band)
+    r0, c0 = max(rows.start - 1, 0), max(cols.start - 1, 0)
+    skel = skeletonize(band[r0 : rows.stop + 1, c0 : cols.stop + 1])
     if not skel.any():
         return np.zeros((0, 2)), np.zeros(0, dtype=np.int64)
     xy, sizes = _chains(skel)

@@ -25,9 +25,9 @@ from torch.fx import GraphModule
 from torch.fx.experimental.optimization import fuse
 
 from kernels.normalise import normalise
+from models.cpu_bf16 import cpu_has_fast_bf16
 from models.fused_conv import fuse_conv_activations
 from models.interface import TTA_VIEWS, ModelMeta, split_output
-from models.loading import cpu_has_fast_bf16
 
 log = logging.getLogger(__name__)
 

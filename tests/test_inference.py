@@ -11,10 +11,11 @@ from torch.fx.experimental.optimization import fuse
 from torch.nn import functional as F
 
 from kernels.normalise import normalise
+from models.cpu_bf16 import cpu_has_fast_bf16
 from models.fused_conv import FusedConv2d, fuse_conv_activations
 from models.inference import _unview, _view, infer, optimise_for_inference
 from models.interface import ModelMeta
-from models.loading import autocast_bf16, cpu_has_fast_bf16
+from models.loading import autocast_bf16
 from models.spec import WeightsError
 from models.unet import ResBlock, build_unet
 

@@ -245,16 +245,27 @@ def test_list_is_paged_and_filtered(api, http):
     assert [j["id"] for j in by_site] == [site]
 
 
-def test_result_of_an_unfinished_or_failed_job_is_409(api, http):
-    scene = car_scene(api.data / "doomed.tif", 1)
-    job_id = submit(http, scene).json()["id"]
-    scene.unlink()  # gone before the runner gets to it: the job fails with the reason
-    done = wait_job(http, job_id)
-    if done["status"] == "succeeded":
-        pytest.skip("the runner was faster than the unlink")
-    assert done["status"] == "failed" and done["error"]["code"] == "scene_not_found"
-    r = http.get(f"/v1/jobs/{job_id}/result", headers=auth())
-    assert r.status_code == 409 and r.json()["error"]["code"] == "job_conflict"
+def test_result_of_an_unfinished_or_failed_job_is_409(tmp_path, scheduler):  # noqa: F811
+    # One scene at a time, behind a slow job: the doomed job is still queued when its scene goes, so it
+    # fails when its turn comes, every time (it used to race a fast runner and sometimes skip).
+    settings = service_settings(tmp_path, scheduler=scheduler, model_factory=SLOW, tile=64, batch_size=1,
+                                max_concurrent_scenes=1)
+    blocker_scene = long_scene(tmp_path / "data" / "long.tif")
+    scene = car_scene(tmp_path / "data" / "doomed.tif", 1)
+    with live_api(settings) as server, server.client() as http:
+        blocker = submit(http, blocker_scene).json()["id"]
+        job_id = submit(http, scene).json()["id"]
+        wait_for(lambda: http.get(f"/v1/jobs/{blocker}", headers=auth()).json()["status"] == "running", 60,
+                 "the first job never started")
+        assert http.get(f"/v1/jobs/{job_id}", headers=auth()).json()["status"] == "queued"
+        r = http.get(f"/v1/jobs/{job_id}/result", headers=auth())
+        assert r.status_code == 409 and r.json()["error"]["code"] == "job_conflict"  # unfinished
+        scene.unlink()  # gone before the runner gets to it: the job fails with the reason
+        assert http.delete(f"/v1/jobs/{blocker}", headers=auth()).status_code == 202
+        done = wait_job(http, job_id, timeout=60)
+        assert done["status"] == "failed" and done["error"]["code"] == "scene_not_found", done
+        r = http.get(f"/v1/jobs/{job_id}/result", headers=auth())
+        assert r.status_code == 409 and r.json()["error"]["code"] == "job_conflict"  # failed
 
 
 def test_health_readiness_and_metrics(http):

@@ -374,13 +374,17 @@ def test_a_gap_between_track_pieces_is_bridged_and_says_so():
     assert len(_joined_tracks(Pieces.from_lines(far), 0.5)[0]) == 2
 
 
-def test_workers_hand_back_their_kept_memory_before_the_merge(yard, dask_client, oracle_spec, tmp_path, monkeypatch):
+def test_workers_and_client_hand_back_their_kept_memory(yard, dask_client, oracle_spec, tmp_path, monkeypatch):
+    # Each worker before the merge; the client after the scene check, whose decoded blocks would sit
+    # in its heap under the whole run.
+    import os
+
     from service import pipeline
 
     marks = tmp_path / "trimmed"
     marks.mkdir()
 
-    def trim_and_mark():  # runs on each worker (sent by value): leaves a mark named by its process
+    def trim_and_mark():  # runs on each worker (sent by value) and here: leaves a mark named by its process
         import os
 
         (marks / str(os.getpid())).touch()
@@ -389,4 +393,4 @@ def test_workers_hand_back_their_kept_memory_before_the_merge(yard, dask_client,
     monkeypatch.setattr(pipeline, "release_freed_memory", trim_and_mark)
     detect_scene(yard[0], CPU, oracle_spec, dask_client)
     workers = dask_client.run(lambda: __import__("os").getpid())
-    assert {p.name for p in marks.iterdir()} == {str(pid) for pid in workers.values()}
+    assert {p.name for p in marks.iterdir()} == {str(pid) for pid in workers.values()} | {str(os.getpid())}

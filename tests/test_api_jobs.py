@@ -38,6 +38,13 @@ def http(api):
         yield c
 
 
+def one_slow_scene_at_a_time(tmp_path, scheduler):  # noqa: F811
+    """A service whose jobs take seconds (the slow model on 64 px tiles) and run one scene at a time,
+    so a second job is still queued while the first runs."""
+    return service_settings(tmp_path, scheduler=scheduler, model_factory=SLOW, tile=64, batch_size=1,
+                            max_concurrent_scenes=1)
+
+
 def submit(http, scene, key=KEY_A, **body):
     return http.post("/v1/jobs", json={"scene": str(scene), **body}, headers=auth(key))
 
@@ -248,8 +255,7 @@ def test_list_is_paged_and_filtered(api, http):
 def test_result_of_an_unfinished_or_failed_job_is_409(tmp_path, scheduler):  # noqa: F811
     # One scene at a time, behind a slow job: the doomed job is still queued when its scene goes, so it
     # fails when its turn comes, every time (it used to race a fast runner and sometimes skip).
-    settings = service_settings(tmp_path, scheduler=scheduler, model_factory=SLOW, tile=64, batch_size=1,
-                                max_concurrent_scenes=1)
+    settings = one_slow_scene_at_a_time(tmp_path, scheduler)
     blocker_scene = long_scene(tmp_path / "data" / "long.tif")
     scene = car_scene(tmp_path / "data" / "doomed.tif", 1)
     with live_api(settings) as server, server.client() as http:
@@ -286,8 +292,7 @@ def test_health_readiness_and_metrics(http):
 
 
 def test_cancel_a_running_job_stops_it(tmp_path, scheduler):  # noqa: F811
-    settings = service_settings(tmp_path, scheduler=scheduler, model_factory=SLOW, tile=64, batch_size=1,
-                                max_concurrent_scenes=1)
+    settings = one_slow_scene_at_a_time(tmp_path, scheduler)
     scene = long_scene(tmp_path / "data" / "long.tif")
     with live_api(settings) as server, server.client() as http:
         job_id = submit(http, scene).json()["id"]

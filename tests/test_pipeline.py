@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -377,8 +378,6 @@ def test_a_gap_between_track_pieces_is_bridged_and_says_so():
 def test_workers_and_client_hand_back_their_kept_memory(yard, dask_client, oracle_spec, tmp_path, monkeypatch):
     # Each worker before the merge; the client after the scene check, whose decoded blocks would sit
     # in its heap under the whole run.
-    import os
-
     from service import pipeline
 
     marks = tmp_path / "trimmed"

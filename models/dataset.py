@@ -30,6 +30,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from models.interface import DEFAULT_PIXEL_SIZE_M, OBJECT_CLASSES, SEMANTIC_CLASSES
 from models.labels import IGNORE, known_vector, rasterize_targets, read_labels, to_grid_pixels
+from models.photometric import wide_shift
 
 TRAIN_SEED_MIN = 1 << 63
 SYNTH_SCENE_PX = 768
@@ -154,9 +155,10 @@ def _cut(sample: GridSample, r0: int, c0: int, size: int) -> dict:
     return {"image": image, "valid": valid, "semantic": semantic, "cores": cores, "known": sample.known}
 
 
-def augment(crop: dict, rng: np.random.Generator, colour: bool = True) -> dict:
+def augment(crop: dict, rng: np.random.Generator, colour: bool = True, shift_share: float = 0.0) -> dict:
     """Random flips and quarter turns (image and targets together), and a mild colour jitter:
-    per-band gain, brightness, contrast, gamma, and now and then a desaturation. The image stays
+    per-band gain, brightness, contrast, gamma, and now and then a desaturation. A ``shift_share``
+    of the crops gets ``models.photometric.wide_shift`` instead of the mild jitter. The image stays
     uint8, as the pipeline feeds the model."""
     k = int(rng.integers(4))
     flip = bool(rng.random() < 0.5)
@@ -167,7 +169,9 @@ def augment(crop: dict, rng: np.random.Generator, colour: bool = True) -> dict:
 
     out = {key: geo(crop[key]) for key in ("image", "valid", "semantic", "cores")}
     out["known"] = crop["known"]
-    if colour:
+    if colour and shift_share > 0 and rng.random() < shift_share:
+        out["image"] = np.where(out["valid"][None], wide_shift(out["image"], rng), 0).astype(np.uint8)
+    elif colour:
         img = out["image"].astype(np.float32) / 255.0
         img = img * rng.uniform(0.9, 1.1, size=(3, 1, 1)).astype(np.float32)
         mean = img.mean()
@@ -218,6 +222,7 @@ class CropStream(IterableDataset):
         first_index: int = 0,
         colour_jitter: bool = True,
         object_bias: float = 0.7,
+        shift_share: float = 0.0,
     ) -> None:
         super().__init__()
         for crop, count in schedule:
@@ -233,6 +238,7 @@ class CropStream(IterableDataset):
         self.first_index = first_index
         self.colour_jitter = colour_jitter
         self.object_bias = object_bias
+        self.shift_share = shift_share
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         info = get_worker_info()
@@ -251,7 +257,7 @@ class CropStream(IterableDataset):
             pool[slot][1] -= 1
             if pool[slot][1] <= 0:
                 pool.pop(slot)
-            return to_tensors(augment(crop, rng, colour=self.colour_jitter))
+            return to_tensors(augment(crop, rng, colour=self.colour_jitter, shift_share=self.shift_share))
 
         batch = wid
         while True:

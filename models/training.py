@@ -81,6 +81,9 @@ class TrainConfig:
     # ((low, high), share): that share of the synthetic scenes is rendered at a pixel size in
     # [low, high] m (drawn independently of the season share); the rest draw 0.25-1.0 m.
     pixel_size_share: tuple[tuple[float, float], float] | None = None
+    # Share of training crops given a wide photometric shift (``models.photometric``): other sensors
+    # and renderers. 0 keeps the mild jitter only, as every run up to run 23 had.
+    shift_share: float = 0.0
     synth_size_px: int = SYNTH_SCENE_PX
     crops_per_scene: int | None = None  # default 24 synthetic, 8 for a user's scenes
     pool: int = 3
@@ -145,6 +148,8 @@ class TrainConfig:
             raise ValueError(f"--lr must be between 0 and 1, got {self.lr}")
         if self.synth_share is not None and not (0 <= self.synth_share <= 1):
             raise ValueError(f"--synth-share must be between 0 and 1, got {self.synth_share}")
+        if not 0 <= self.shift_share <= 1:
+            raise ValueError(f"--shift-share must be between 0 and 1, got {self.shift_share:g}")
         if self.synth_share and not self.finetune:
             raise ValueError("--synth-share only applies when fine-tuning (--scenes/--labels)")
         if self.season_share:
@@ -313,7 +318,7 @@ def _train(cfg: TrainConfig, scene_at: Callable[[int], GridSample] | None,
     schedule = cfg.schedule
     crops_done = sum(schedule[s % len(schedule)][1] for s in range(start_step))
     stream = CropStream(scene_at, seed=cfg.seed, schedule=schedule, crops_per_scene=crops_per_scene, pool=cfg.pool,
-                        first_index=math.ceil(crops_done / crops_per_scene))
+                        first_index=math.ceil(crops_done / crops_per_scene), shift_share=cfg.shift_share)
     # The stream draws whole batches (each at its step's crop side), so the loader does not batch.
     loader = DataLoader(stream, batch_size=None, num_workers=workers, pin_memory=device.type == "cuda",
                         worker_init_fn=_worker_init if workers else None,
@@ -391,6 +396,7 @@ def _train(cfg: TrainConfig, scene_at: Callable[[int], GridSample] | None,
         "precision": "bf16 autocast" if bf16 else "fp32",
         "train_seconds": round(seconds, 1),
         "final_loss": round(losses[-1], 4) if losses else None,
+        **({"shift_share": cfg.shift_share} if cfg.shift_share else {}),
         "engine": {"name": "models.synth", "version": engine_version(), "run_seed": cfg.seed,
                    "scene_seeds": f"models.dataset.train_scene_seed(run_seed, i) >= {TRAIN_SEED_MIN}",
                    "scene_px": cfg.synth_size_px,

@@ -100,3 +100,35 @@ def test_crop_stream_is_deterministic():
     assert all(torch.equal(x[k], y[k]) for x, y in zip(a, b, strict=True) for k in x)
     with pytest.raises(ValueError):
         CropStream(scenes, seed=0, schedule=((70, 4),))
+
+
+def test_wide_shift_is_seeded_uint8_and_wider_than_the_mild_jitter():
+    from models.photometric import wide_shift
+
+    image = coded_sample().image
+    first = wide_shift(image, np.random.default_rng(5))
+    assert first.dtype == np.uint8 and first.shape == image.shape
+    assert (first == wide_shift(image, np.random.default_rng(5))).all()
+    assert not (first == image).all()
+    # Brightness over many draws: the mild jitter keeps a crop's mean within about +-25 %; the wide
+    # shift (contrast 0.5-1.7, gamma 0.6-1.7, brightness +-0.1) must reach well beyond that.
+    rng = np.random.default_rng(6)
+    means = [wide_shift(image, rng).mean() / image.mean() for _ in range(60)]
+    assert min(means) < 0.75 and max(means) > 1.3
+
+
+def test_shift_share_shifts_that_share_and_keeps_no_data_black():
+    sample = coded_sample()
+    rng = np.random.default_rng(7)
+    shifted = 0
+    for _ in range(40):
+        crop = random_crop(sample, rng, 64)
+        plain = augment(crop, np.random.default_rng(8), colour=False)
+        out = augment(crop, np.random.default_rng(8), shift_share=1.0)
+        assert out["image"].dtype == np.uint8 and (out["image"][:, ~out["valid"]] == 0).all()
+        assert (out["semantic"] == plain["semantic"]).all() and (out["cores"] == plain["cores"]).all()
+        shifted += not (out["image"] == plain["image"]).all()
+    assert shifted >= 38
+    crop = random_crop(sample, rng, 64)
+    assert (augment(crop, np.random.default_rng(9), shift_share=0.0)["image"]
+            == augment(crop, np.random.default_rng(9))["image"]).all()

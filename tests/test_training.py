@@ -163,6 +163,8 @@ def test_labels_are_reprojected_onto_the_grid(labelled):
         (["train", "--pixel-size-share", "0.75-1.0=2"], "share must be above 0 and at most 1, got 2"),
         (["train", "--pixel-size-share", "0.75-1.0=0.3", "--scenes", "a.tif", "--labels", "a.geojson"],
          "--pixel-size-share applies to synthetic training, not fine-tuning"),
+        (["train", "--shift-share", "1.5"], "--shift-share must be between 0 and 1, got 1.5"),
+        (["train", "--shift-share", "half"], "invalid float value"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(argv, message, capsys):

@@ -77,6 +77,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pixel-size-share", type=pixel_size_share, metavar="LOW-HIGH=SHARE",
                    help="render this share of the synthetic scenes at a pixel size in LOW-HIGH metres, e.g. "
                         "0.75-1.0=0.3 (default: 0.25-1.0 m for all)")
+    p.add_argument("--shift-share", type=float, default=0.0, metavar="SHARE",
+                   help="share of crops given a wide photometric shift (colour cast, grey, gamma, contrast, "
+                        "blur or sharpening, noise, JPEG) standing in for other sensors (default 0)")
     p.add_argument("--lr", type=float, help="peak learning rate (default 3e-3; 5e-4 from --init)")
     p.add_argument("--workers", type=int, help="data loader processes rendering scenes (default 1; 0 = inline)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
@@ -110,6 +113,7 @@ def config_from_args(args: argparse.Namespace):
         synth_share=args.synth_share,
         season_share=args.season_share,
         pixel_size_share=args.pixel_size_share,
+        shift_share=args.shift_share,
         synth_size_px=args.scene_px,
         crops_per_scene=args.crops_per_scene,
         workers=args.workers,

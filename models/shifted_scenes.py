@@ -31,7 +31,11 @@ def _gain(red: float, green: float, blue: float) -> Callable[[np.ndarray], np.nd
 
 
 def _contrast(factor: float) -> Callable[[np.ndarray], np.ndarray]:
-    return lambda x: (x - x.mean()) * factor + x.mean()
+    def scaled(x: np.ndarray) -> np.ndarray:
+        mean = x.mean()
+        return (x - mean) * factor + mean
+
+    return scaled
 
 
 def _hue_rotation(degrees: float) -> Callable[[np.ndarray], np.ndarray]:

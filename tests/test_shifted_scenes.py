@@ -45,7 +45,7 @@ def test_named_shifts_do_what_they_say():
     assert (shift_image(image, "bgr") == image[::-1]).all()
     grey = shift_image(image, "grey")
     assert (grey[0] == grey[1]).all() and (grey[1] == grey[2]).all()
-    assert abs(int(shift_image(image, "cool")[2].sum()) - int(image[2].sum())) > 0
+    assert int(shift_image(image, "cool")[2].sum()) != int(image[2].sum())
     flat = np.full((3, 8, 8), 90, dtype=np.uint8)  # a grey: turning hues leaves it grey
     assert np.abs(shift_image(flat, "hue60").astype(int) - 90).max() <= 1
     assert (shift_image(image, "noise", seed=3) == shift_image(image, "noise", seed=3)).all()

@@ -7,7 +7,7 @@ What each field means:
 
 - ``e2e_s`` / ``e2e_mpx_s``: ``prepare_scene`` + ``detect_scene`` + ``write_geojson`` on a
   LocalCluster already started and warm, as the service keeps it (``cluster``: its start-up
-  ``start_s``, the workers' model load ``model_load_s`` and this process's model metadata
+  ``start_s``, the workers' model load and warm-up ``model_load_s`` and this process's model metadata
   ``client_model_meta_s`` are not in ``e2e_s``); Mpx/s are scene megapixels (``size**2 / 1e6``)
   per second.
 - ``model_only_mpx_s``: the scene's tile count times the model's seconds per tile, measured on

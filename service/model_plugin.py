@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import TYPE_CHECKING
 
@@ -17,9 +18,11 @@ if TYPE_CHECKING:  # torch is imported on the workers only: the client registers
     import torch
 
 PLUGIN_NAME = "railsight-model"
+log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _loaded: dict[tuple[ModelSpec, str], tuple[torch.nn.Module, ModelMeta, torch.device]] = {}
+_warm: set[tuple[ModelSpec, str]] = set()
 # How many times this process loaded a model; the tests read it to prove "once per worker".
 load_count = 0
 
@@ -39,6 +42,27 @@ def get_model(spec: ModelSpec, device: str) -> tuple[torch.nn.Module, ModelMeta,
             _loaded[key] = (module, meta, dev)
             load_count += 1
         return _loaded[key]
+
+
+def _warm_up(spec: ModelSpec, device: str) -> None:
+    """``service.tile_tasks.warm_up``, once per process: registering the plugin again (every scene
+    does) finds this worker warm already. A failure is logged, not raised: the first task then pays
+    the warm-up itself, or fails with the same error and tells the user."""
+    with _lock:
+        if (spec, device) in _warm:
+            return
+        _warm.add((spec, device))
+    from service.tile_tasks import warm_up
+
+    try:
+        warm_up(spec, device)
+    except Exception:  # noqa: BLE001 - an optimisation; the task reports a real error itself
+        log.warning("worker warm-up failed; the first task will pay for it", exc_info=True)
+
+
+def is_warm(spec: ModelSpec, device: str) -> bool:
+    """Whether this process has run ``service.tile_tasks.warm_up`` for (spec, device)."""
+    return (spec, device) in _warm
 
 
 def loaded_models() -> int:
@@ -69,6 +93,8 @@ class ModelPlugin(WorkerPlugin):
             dask_threads = self.threads_by_host.get(host, worker.state.nthreads)
             torch.set_num_threads(max(1, dask.system.CPU_COUNT // max(1, dask_threads)))  # quota-aware
         get_model(self.spec, self.device)
+        if worker is not None:
+            _warm_up(self.spec, self.device)
 
 
 def register_model(client: Client, spec: ModelSpec, device: str) -> str:

@@ -224,6 +224,35 @@ def test_model_is_loaded_once_per_worker(yard, dask_client, oracle_spec):
     assert all(after[w] - before.get(w, 0) <= 1 for w in after)  # ... and at most one load each
 
 
+def test_workers_are_warmed_up_when_the_model_loads(dask_client, oracle_spec):
+    from service.model_plugin import register_model
+
+    register_model(dask_client, oracle_spec, "cpu")
+
+    def warm_and_ready():
+        import sys
+
+        from service import model_plugin
+
+        return model_plugin.is_warm(oracle_spec, "cpu"), "kernels.vectorise" in sys.modules
+
+    states = dask_client.run(warm_and_ready)
+    assert len(states) == 2 and all(state == (True, True) for state in states.values())
+
+
+def test_a_failed_warm_up_is_logged_and_leaves_the_worker_running(monkeypatch, caplog):
+    from service import model_plugin, tile_tasks
+
+    def fail(spec, device):
+        raise RuntimeError("no memory for the warm-up batch")
+
+    monkeypatch.setattr(tile_tasks, "warm_up", fail)
+    spec = ModelSpec(factory="tests.oracle_model:build")
+    model_plugin._warm_up(spec, "warm-up-test")  # a device key no other test uses
+    assert "warm-up failed" in caplog.text and "no memory for the warm-up batch" in caplog.text
+    assert model_plugin.is_warm(spec, "warm-up-test")  # tried once, not again on every registration
+
+
 def test_large_scene_statistics_come_from_a_sparse_sample(tmp_path, monkeypatch):
     from service import rasters
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -32,8 +33,14 @@ from models.interface import DEFAULT_PIXEL_SIZE_M, OBJECT_CLASSES, SEMANTIC_CLAS
 from models.labels import IGNORE, known_vector, rasterize_targets, read_labels, to_grid_pixels
 from models.photometric import wide_shift
 
+if TYPE_CHECKING:
+    from service.colour_balance import BalanceBox
+
 TRAIN_SEED_MIN = 1 << 63
 SYNTH_SCENE_PX = 768
+# The share of training scenes whose band balance the pipeline leaves alone: a scene outside this
+# range of them per band is brought to its edge (service.colour_balance). MODEL.md, session 24.
+BALANCE_QUANTILES = (25.0, 75.0)
 
 
 @dataclass
@@ -80,12 +87,14 @@ def synthetic_sample(seed: int, *, size_px: int = SYNTH_SCENE_PX,
 
 
 def user_sample(scene_path: str, labels_path: str, *, model_pixel_size_m: float = DEFAULT_PIXEL_SIZE_M,
-                labels_crs: str | None = None, max_pixels: int = 100_000_000) -> GridSample:
-    """A user's scene and labels on the model grid (the whole scene is held in memory)."""
+                labels_crs: str | None = None, max_pixels: int = 100_000_000,
+                colour_balance: BalanceBox | None = None) -> GridSample:
+    """A user's scene and labels on the model grid (the whole scene is held in memory), read with the
+    model's ``colour_balance`` as the pipeline reads it."""
     from service.rasters import inspect_scene, open_scene
     from service.tile_tasks import grid_pixel_size_m
 
-    info = inspect_scene(scene_path, model_pixel_size_m=model_pixel_size_m)
+    info = inspect_scene(scene_path, model_pixel_size_m=model_pixel_size_m, colour_balance=colour_balance)
     if info.grid_width * info.grid_height > max_pixels:
         from service.errors import SceneTooLarge
 
@@ -265,6 +274,19 @@ class CropStream(IterableDataset):
             crops = [next_crop(size) for _ in range(count)]
             yield {k: torch.stack([c[k] for c in crops]) for k in crops[0]}
             batch += nworkers
+
+
+def scenes_balance(scene_at: Callable[[int], GridSample], n: int) -> dict[str, list[float]]:
+    """The range of band balance (``service.colour_balance.band_balance``) of a run's first ``n``
+    training scenes, ``BALANCE_QUANTILES`` per band: the range the pipeline then brings every scene
+    it reads for these weights into."""
+    from service.colour_balance import band_balance
+
+    balances = [band_balance(s.image, s.valid) for s in map(scene_at, range(n)) if s.valid.any()]
+    if not balances:
+        return {"low": [1.0, 1.0, 1.0], "high": [1.0, 1.0, 1.0]}
+    low, high = np.percentile(balances, BALANCE_QUANTILES, axis=0)
+    return {"low": [round(float(v), 4) for v in low], "high": [round(float(v), 4) for v in high]}
 
 
 def synthetic_scenes(run_seed: int, size_px: int = SYNTH_SCENE_PX, **overrides) -> Callable[[int], GridSample]:

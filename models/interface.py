@@ -64,6 +64,17 @@ class ModelMeta:
         return self.own_tile_px or DEFAULT_TILE_PX
 
     @property
+    def colour_balance(self) -> tuple[tuple[float, float, float], tuple[float, float, float]] | None:
+        """The range of band balance of the scenes these weights were trained on, which the pipeline
+        brings scenes into before the model sees them (``service.colour_balance``), as (low, high)
+        per band; None (weights without ``extra['colour_balance']``): scenes are read as they are."""
+        box = self.extra.get("colour_balance")
+        if not box:
+            return None
+        low, high = box["low"], box["high"]
+        return (float(low[0]), float(low[1]), float(low[2])), (float(high[0]), float(high[1]), float(high[2]))
+
+    @property
     def own_tile_px(self) -> int | None:
         """The tile core the weights name (``extra['tile_px']``, chosen on validation scenes), if any.
         A network's output depends on how much of its receptive field the read window fills, so

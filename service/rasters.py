@@ -26,6 +26,7 @@ from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.windows import Window
 
+from service.colour_balance import BalanceBox, apply_gains, balance_gains
 from service.errors import (
     AllNoData,
     BadOption,
@@ -70,6 +71,7 @@ class SceneInfo:
     grid_scale: tuple[float, float]
     stretch: tuple[tuple[float, float], ...] | None
     nodata: float | None
+    gains: tuple[float, float, float] | None = None  # per-band colour balance (service.colour_balance)
 
     @property
     def affine(self) -> Affine:
@@ -145,9 +147,11 @@ def inspect_scene(
     bands: tuple[int, ...] | None = None,
     allow_pixel_coords: bool = False,
     max_pixels: int | None = None,
+    colour_balance: BalanceBox | None = None,
 ) -> SceneInfo:
     """Open a scene once, check it can be used, and describe it. Raises a SceneError naming what is
-    wrong: missing, not a raster, too few bands, no georeferencing, too large, all no-data."""
+    wrong: missing, not a raster, too few bands, no georeferencing, too large, all no-data. With a
+    ``colour_balance`` (the model's: ``ModelMeta.colour_balance``), reads give the scene that balance."""
     path = str(path)
     with _open(path) as src:
         if src.count < 3:
@@ -173,6 +177,7 @@ def inspect_scene(
         if not valid.any():
             raise AllNoData(f"scene has no valid pixels (all no-data): {path}")
         stretch = None if src.dtypes[rgb[0] - 1] == "uint8" else _stretch_from(sample, valid)
+        gains = balance_gains(_to_uint8(sample, stretch), valid, colour_balance) if colour_balance else None
         return SceneInfo(
             path=path,
             width=src.width,
@@ -187,6 +192,7 @@ def inspect_scene(
             grid_scale=(scale[0], scale[1]),
             stretch=stretch,
             nodata=src.nodata,
+            gains=gains,
         )
 
 
@@ -298,6 +304,8 @@ class SceneReader:
             ) from exc
         if not direct:
             rgb[:, dst[0], dst[1]] = _to_uint8(data, info.stretch)
+        if info.gains:
+            apply_gains(rgb, info.gains)  # padding stays black
         valid[dst] = True if mask is None else mask > 0
         if mask is not None:
             rgb *= valid  # no-data pixels read as black (the padding past the scene's edge already is)

@@ -51,3 +51,10 @@ def build_small_tiles() -> ColourOracle:
     model = ColourOracle()
     model.meta.extra["tile_px"] = 256
     return model
+
+
+def build_grey_balanced() -> ColourOracle:
+    """The oracle with weights metadata asking for scenes balanced to grey (equal band means)."""
+    model = ColourOracle()
+    model.meta.extra["colour_balance"] = {"low": [1.0, 1.0, 1.0], "high": [1.0, 1.0, 1.0]}
+    return model

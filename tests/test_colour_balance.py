@@ -3,6 +3,9 @@ scene detected like the scene without the cast when the weights name a balance."
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -102,3 +105,14 @@ def test_a_cast_scene_gives_the_cars_of_the_scene_without_it(tmp_path, dask_clie
     assert railcars(cool_path, oracle)[0] == 0
     count, gains = railcars(cool_path, balanced)
     assert count == len(boxes) and gains[0] > 1.15 and gains[2] < 0.9
+
+
+def test_detect_says_when_it_balanced_a_scene(tmp_path, cli_env):
+    image = scenes.blank(320, 320)
+    boxes = scenes.train_of_cars(image, 40, 60, 5)
+    path = scenes.write(tmp_path / "cool.tif", cast(image))
+    env = {**cli_env, "RAILSIGHT_MODEL_FACTORY": "tests.oracle_model:build_grey_balanced"}
+    proc = subprocess.run([sys.executable, "-m", "service.cli", "detect", str(path), "-o", str(tmp_path / "d.geojson"),
+                           "--quiet"], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{len(boxes)} railcar" in proc.stdout and "colour balanced: R x1.2" in proc.stdout

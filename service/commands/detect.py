@@ -127,5 +127,7 @@ def run(args: argparse.Namespace) -> int:
     write_geojson(collection, args.output)
     summary = collection["summary"]
     counts = ", ".join(f"{n} {cls}" for cls, n in summary["counts"].items())
-    print(f"{args.output}: {counts} ({summary['timings']['total_s']:.1f} s, {summary['device']})")
+    gains = summary.get("colour_gains")
+    balanced = f", colour balanced: R x{gains[0]:.2f} G x{gains[1]:.2f} B x{gains[2]:.2f}" if gains else ""
+    print(f"{args.output}: {counts} ({summary['timings']['total_s']:.1f} s, {summary['device']}{balanced})")
     return 0

@@ -62,7 +62,7 @@ if TYPE_CHECKING:
 
 MODEL_VERSION = "0.1.0"
 # Training scenes whose range of band balance a run records (``scenes_balance``): 40 engine scenes
-# of 768 px render in about 35 s on a 2-core CPU. On run 17's scenes the quartiles of the first 24
+# of 768 px render in about 30 s on a 2-core CPU. On run 17's scenes the quartiles of the first 24
 # differed from those of 40 by up to 0.015, of the first 32 by up to 0.008.
 COLOUR_BALANCE_SCENES = 40
 

@@ -49,7 +49,8 @@ def balance_gains(sample: np.ndarray, valid: np.ndarray, box: BalanceBox) -> tup
 
 def apply_gains(rgb: np.ndarray, gains: tuple[float, float, float]) -> np.ndarray:
     """``rgb`` (3, H, W) uint8 with each band scaled by its gain, rounded and clipped to 0..255, in
-    place: a 256-entry table per band (0.3 ms for a 320 px tile, 1 % of the model's time on it). Each
+    place: a 256-entry table per band (0.3 ms for a 320 px window on this project's 2-core CPU, about
+    1 % of the model's fp32 time on it, against 0.76 ms for fancy indexing). Each
     output pixel depends on its own input pixel only, so the unbuffered ``clip`` mode may write over
     what it reads."""
     levels = np.arange(256, dtype=np.float64)

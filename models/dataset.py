@@ -276,15 +276,16 @@ class CropStream(IterableDataset):
             batch += nworkers
 
 
-def scenes_balance(scene_at: Callable[[int], GridSample], n: int) -> dict[str, list[float]]:
+def scenes_balance(scene_at: Callable[[int], GridSample], n: int) -> dict[str, list[float]] | None:
     """The range of band balance (``service.colour_balance.band_balance``) of a run's first ``n``
     training scenes, ``BALANCE_QUANTILES`` per band: the range the pipeline then brings every scene
-    it reads for these weights into."""
+    it reads for these weights into. None if no scene has a valid pixel: a made-up range would
+    recolour every scene."""
     from service.colour_balance import band_balance
 
     balances = [band_balance(s.image, s.valid) for s in map(scene_at, range(n)) if s.valid.any()]
     if not balances:
-        return {"low": [1.0, 1.0, 1.0], "high": [1.0, 1.0, 1.0]}
+        return None
     low, high = np.percentile(balances, BALANCE_QUANTILES, axis=0)
     return {"low": [round(float(v), 4) for v in low], "high": [round(float(v), 4) for v in high]}
 

@@ -434,7 +434,9 @@ def _train(cfg: TrainConfig, scene_at: Callable[[int], GridSample] | None,
     # stair-stepped pixels, and weights trained on from these keep their footprint habits.
     extra["parameters"] = count_parameters(model)
     if "colour_balance" not in extra:  # weights trained on from others keep theirs, as their scenes did
-        extra["colour_balance"] = scenes_balance(scene_at, COLOUR_BALANCE_SCENES)
+        balance = scenes_balance(scene_at, COLOUR_BALANCE_SCENES)
+        if balance:
+            extra["colour_balance"] = balance
     out_meta = dataclasses.replace(meta, extra=extra,
                                    version=meta.version if cfg.init else cfg.version)
     path = save_weights(cfg.out, model, out_meta)

@@ -83,6 +83,17 @@ class ModelMeta:
         own = self.extra.get("tile_px")
         return int(own) if own else None
 
+    def own_floors(self, views: int = 1) -> dict[str, float]:
+        """The lowest confidence worth keeping per class, chosen on validation scenes for these weights
+        run with ``views`` test-time views (``railsight floors``). Averaged over views, probabilities
+        come out lower and steadier, so one view's floors cost recall there: the floors for N views
+        are ``extra['min_confidence_tta'][str(N)]`` when the weights have them, else the one-view
+        ``extra['min_confidence']``. A class without a floor keeps every feature."""
+        own = self.extra.get("min_confidence", {})
+        if views > 1:
+            own = self.extra.get("min_confidence_tta", {}).get(str(views), own)
+        return {cls: float(v) for cls, v in own.items()}
+
 
 def split_output(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Class probabilities ``(B, 4, H, W)`` and core probabilities ``(B, 2, H, W)`` from raw logits."""

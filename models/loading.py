@@ -54,10 +54,15 @@ def read_weights(path: str | Path) -> tuple[ModelMeta, dict]:
 
 
 def save_weights(path: str | Path, module: torch.nn.Module, meta: ModelMeta) -> Path:
+    return save_state(path, module.state_dict(), meta)
+
+
+def save_state(path: str | Path, state: dict, meta: ModelMeta) -> Path:
+    """Write a weights file (to a temporary name, then renamed, so a reader never sees half of one)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    state = {k: v.detach().cpu() for k, v in state.items()}
     torch.save({"meta": dataclasses.asdict(meta), "state_dict": state}, tmp)
     add_meta_member(tmp, meta)
     tmp.replace(path)

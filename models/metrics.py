@@ -262,12 +262,18 @@ def scene_counts(truth: dict, pred: dict, crs: CRS | None = None) -> dict:
     crs = crs or metric_crs_of(truth)
     t = features_by_class(truth, crs)
     p = features_by_class(pred, crs)
-    return {
-        "railcar": object_counts(t["railcar"], p["railcar"], RAILCAR_IOU),
-        "tarped_cargo": {**object_counts(t["tarped_cargo"], p["tarped_cargo"], CARGO_IOU),
-                         **area_counts(t["tarped_cargo"], p["tarped_cargo"])},
-        "track": track_counts(t["track"], p["track"]),
-    }
+    return {cls: class_counts(cls, t[cls], p[cls]) for cls in ("railcar", "tarped_cargo", "track")}
+
+
+def class_counts(cls: str, truth: Sequence[BaseGeometry], pred: Sequence[BaseGeometry]) -> dict:
+    """Raw counts for one class of one scene, from geometries in a metric CRS."""
+    if cls == "railcar":
+        return object_counts(truth, pred, RAILCAR_IOU)
+    if cls == "tarped_cargo":
+        return {**object_counts(truth, pred, CARGO_IOU), **area_counts(truth, pred)}
+    if cls == "track":
+        return track_counts(truth, pred)
+    raise ValueError(f"unknown class {cls!r}")
 
 
 def rates(counts: dict) -> dict:

@@ -15,7 +15,7 @@ from service.errors import RailsightError
 from service.settings import bad_setting_line
 
 # Subcommand modules, in the order `railsight --help` lists them.
-COMMANDS = ("detect", "batch", "synth", "train", "eval", "serve", "worker")
+COMMANDS = ("detect", "batch", "synth", "train", "eval", "floors", "serve", "worker")
 
 USER_ERRORS = (RailsightError, WeightsError)
 EXIT_USER_ERROR = 2

@@ -81,6 +81,7 @@ class DetectOptions:
     max_pixels: int | None = None
     class_raster: str | None = None  # path of a class COG to stream, if wanted
     tta: int = 1  # model views averaged per tile (models.interface.TTA_VIEWS)
+    own_floors: bool = True  # False: the weights' own confidence floors are not applied (`railsight floors`)
 
     def check(self) -> None:
         for name, size in (("tile", self.tile), ("model tile", self.model_tile)):
@@ -318,7 +319,7 @@ def _assemble(
     mapper = GeometryMapper(info.grid_transform, info.crs_wkt)
     px = grid_pixel_size_m(info)
     counts = dict.fromkeys(options.classes, 0)
-    floors = confidence_floors(meta, options.min_confidence)
+    floors = confidence_floors(meta, options.min_confidence, options.tta, options.own_floors)
     # Each list of pieces is handed over and let go of as soon as it is used: a large scene's pieces
     # are most of what the client holds. Tracks first: the join's arrays then find the room the objects'
     # geometries take later (the other way round, the client's peak at 20,000 px was 30 MB higher).
@@ -347,6 +348,7 @@ def _assemble(
         "device": device,
         "precision": "+".join(sorted(acc.precisions)) or None,
         "tta_views": options.tta,
+        "confidence_floors": {c: floors[c] for c in options.classes},
         "timings": {
             "inspect_s": round(inspected - started, 3),
             "read_s": round(acc.read_s, 3),
@@ -361,12 +363,12 @@ def _assemble(
     return feature_collection(features, summary)
 
 
-def confidence_floors(meta: ModelMeta, min_confidence: float) -> dict[str, float]:
+def confidence_floors(meta: ModelMeta, min_confidence: float, views: int = 1, own: bool = True) -> dict[str, float]:
     """The lowest confidence kept, per class: the user's ``min_confidence``, or the model's own floor
-    for that class where it is higher. A floor belongs to one set of weights (chosen on a validation
-    set when they were trained), so it travels in their metadata: ``extra["min_confidence"]``."""
-    own = meta.extra.get("min_confidence", {})
-    return {c: max(min_confidence, float(own.get(c, 0.0))) for c in ALL_CLASSES}
+    for that class where it is higher. A floor belongs to one set of weights run one way (chosen on
+    validation scenes), so it travels in their metadata (``ModelMeta.own_floors``)."""
+    floors = meta.own_floors(views) if own else {}
+    return {c: max(min_confidence, floors.get(c, 0.0)) for c in ALL_CLASSES}
 
 
 def _object_features(objects: Pieces, floors: dict[str, float], mapper: GeometryMapper, px: float,

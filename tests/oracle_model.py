@@ -58,3 +58,12 @@ def build_grey_balanced() -> ColourOracle:
     model = ColourOracle()
     model.meta.extra["colour_balance"] = {"low": [1.0, 1.0, 1.0], "high": [1.0, 1.0, 1.0]}
     return model
+
+
+def build_view_floors() -> ColourOracle:
+    """The oracle with one-view floors no feature reaches (its confidences are 1.0) and reachable
+    floors for two test-time views, as ``railsight floors --tta 2 --write`` records them."""
+    model = ColourOracle()
+    model.meta.extra["min_confidence"] = {"tarped_cargo": 1.1, "track": 1.1}
+    model.meta.extra["min_confidence_tta"] = {"2": {"tarped_cargo": 0.5, "track": 0.6}}
+    return model

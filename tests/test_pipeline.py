@@ -367,6 +367,31 @@ def test_the_models_own_confidence_floor_applies_unless_the_user_asks_for_more()
     assert confidence_floors(ModelMeta(name="m", version="1"), 0.3)["tarped_cargo"] == 0.3
 
 
+def test_the_floors_for_the_views_run_apply_and_can_be_left_out(tmp_path, dask_client):
+    """Floors are chosen per number of test-time views: the oracle's one-view floors drop every cargo
+    item and track, its two-view floors keep them, and ``own_floors=False`` (what ``railsight floors``
+    scores from) applies none. The summary says which floors applied."""
+    img = scenes.blank(300, 200)
+    scenes.paint(img, "tarped_cargo", 40, 40, 12, 10)
+    scenes.paint(img, "track", 0, 150, 300, 3)
+    path = scenes.write(tmp_path / "cargo.tif", img)
+    spec = ModelSpec(factory="tests.oracle_model:build_view_floors")
+
+    def run(**kw):
+        fc = detect_scene(path, DetectOptions(device="cpu", **kw), spec, dask_client)
+        return fc["summary"]["counts"], fc["summary"]["confidence_floors"]
+
+    counts, floors = run()
+    assert (counts["tarped_cargo"], counts["track"]) == (0, 0) and floors["tarped_cargo"] == 1.1
+    counts, floors = run(tta=2)
+    assert (counts["tarped_cargo"], counts["track"]) == (1, 1)
+    assert floors == {"railcar": 0.0, "tarped_cargo": 0.5, "track": 0.6}
+    counts, floors = run(own_floors=False)
+    assert (counts["tarped_cargo"], counts["track"]) == (1, 1) and set(floors.values()) == {0.0}
+    _, floors = run(tta=4, min_confidence=0.2)  # no floors for four views: the one-view ones
+    assert floors == {"railcar": 0.2, "tarped_cargo": 1.1, "track": 1.1}
+
+
 def test_railcar_width_trim_travels_with_the_weights(tmp_path, dask_client, oracle_spec):
     """The width trim is chosen for one set of weights and read from their metadata: the oracle's
     exact 3 m cars stay 3 m, the same model with a 1 m trim gives 2 m cars on the same centre."""

@@ -1,0 +1,56 @@
+"""`railsight floors --scenes DIR`: choose a weights file's confidence floors on scenes with truth.
+
+    railsight floors --scenes val/ --scenes val2/ --tta 4 --write tuned.pt
+
+Each scene is detected once without floors, every candidate floor is scored on the pooled scenes
+(``models.floor_choice``), and the table and the chosen floors are printed as JSON. ``--write``
+saves a copy of the weights carrying them, for the number of test-time views they were chosen for.
+Choose floors on scenes the weights were not trained on, and report accuracy on others again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from service.commands.scene_sets import add_run_options, over_scenes, scene_pairs, write_report
+from service.errors import BadOption
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("floors", help="choose a weights file's confidence floors on scenes with truth")
+    p.add_argument("--scenes", required=True, action="append",
+                   help="directory of NAME.tif + NAME.geojson pairs; repeat to pool several")
+    p.add_argument("--write", help="save a copy of the weights with the chosen floors here (may be --weights itself)")
+    p.add_argument("--out", help="also write the report to this JSON file")
+    add_run_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from models.floor_choice import choose, describe, detect_all, write_floors
+    from models.spec import SHIPPED_WEIGHTS
+    from service.commands.detect import settings_from_args
+    from service.pipeline import detect_scene, model_spec_from_settings, options_from_settings
+
+    pairs = scene_pairs(args.scenes, args.workers)
+    settings = settings_from_args(args)
+    spec = model_spec_from_settings(settings)
+    if args.write and spec.factory:
+        raise BadOption("--write needs a weights file: the model comes from a factory (RAILSIGHT_MODEL_FACTORY)")
+    options = options_from_settings(settings, model_tile=args.model_tile, tta=args.tta, own_floors=False)
+    options.check()
+    scenes = over_scenes(settings, len(pairs), "floors", args.quiet, lambda client, progress: detect_all(
+        pairs, lambda image: detect_scene(image, options, spec, client), progress=progress))
+    choice = choose(scenes)
+    chosen = {cls: c["chosen"] for cls, c in choice.items()}
+    chosen_on = describe(choice, options.tta, args.scenes, len(scenes))
+    report = {"model": spec.describe(), "views": options.tta, "scenes": len(scenes), "scene_dirs": args.scenes,
+              "chosen": chosen, "classes": choice, "chosen_on": chosen_on}
+    if args.write:
+        weights = Path(spec.weights or SHIPPED_WEIGHTS)
+        report["written"] = str(write_floors(weights, Path(args.write), chosen, options.tta, chosen_on))
+    write_report(report, args.out)
+    print(json.dumps(report, indent=2))
+    return 0

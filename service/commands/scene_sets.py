@@ -1,0 +1,68 @@
+"""What `railsight eval` and `railsight floors` share: scenes with truth from directories, one pass
+of the pipeline over them on a Dask cluster with a progress bar, and the JSON report written out."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tqdm import tqdm
+
+from service.errors import BadOption
+from service.settings import PipelineSettings
+
+T = TypeVar("T")
+Progress = Callable[[int, int, str], None]
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """How the pipeline runs over the scenes: the model, the device, the cluster, the views."""
+    from service.commands.detect import add_model_tile_option, add_tta_option
+
+    parser.add_argument("--weights", help="weights file (default: the shipped model)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="model device (default: auto)")
+    parser.add_argument("--workers", type=int, help="LocalCluster worker processes")
+    add_model_tile_option(parser)
+    add_tta_option(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def scene_pairs(folders: Sequence[str], workers: int | None) -> list[tuple[Path, Path]]:
+    """(image, truth) pairs from every folder, in order; a bad folder or worker count is the user's error."""
+    from models.evaluation import EvaluationError, find_scenes
+
+    if workers is not None and workers < 1:
+        raise BadOption(f"--workers must be at least 1, got {workers}")
+    try:
+        return [pair for folder in folders for pair in find_scenes(folder)]
+    except EvaluationError as exc:
+        raise BadOption(str(exc)) from exc
+
+
+def over_scenes(settings: PipelineSettings, n_scenes: int, desc: str, quiet: bool,
+                work: Callable[[Any, Progress], T]) -> T:
+    """``work(client, progress)`` on the pipeline's Dask cluster, with a bar over ``n_scenes``."""
+    from service.cluster import dask_client
+
+    bar = tqdm(total=n_scenes, unit="scene", desc=desc, disable=quiet or None, file=sys.stderr)
+
+    def progress(done: int, total: int, name: str) -> None:
+        bar.set_postfix_str(name)
+        bar.update(1)
+
+    with dask_client(settings) as client:
+        try:
+            return work(client, progress)
+        finally:
+            bar.close()
+
+
+def write_report(report: dict, out: str | None) -> None:
+    if out:
+        path = Path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2) + "\n")

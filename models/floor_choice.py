@@ -69,12 +69,21 @@ def _score(cls: str, r: dict) -> float:
     return r["f1"] or 0.0
 
 
+def _has_truth(cls: str, r: dict) -> bool:
+    return bool(r["truth_length_m"] > 0) if cls == "track" else r["count_true"] > 0
+
+
 def choose(scenes: Sequence[SceneDetections], floors: Mapping[str, Sequence[float]] = FLOORS) -> dict[str, Any]:
     """Every candidate floor scored, and the chosen one, per class. On a tie the lower floor wins:
-    it keeps more of what the model found."""
+    it keeps more of what the model found. A class with no truth in the scenes gets no floor
+    (``chosen`` None): every floor would score the same nothing."""
     out: dict[str, Any] = {}
     for cls, candidates in floors.items():
         table = [{"floor": f, **rates_at(scenes, cls, f)} for f in candidates]
+        if not _has_truth(cls, table[0]):
+            out[cls] = {"chosen": None, "rule": "no truth of this class in the scenes: no floor chosen",
+                        "table": table}
+            continue
         best = max(table, key=lambda row: (_score(cls, row), -row["floor"]))
         out[cls] = {"chosen": best["floor"], "rule": "highest F1" if cls != "track" else
                     "highest lower of recall and precision", "table": table}
@@ -86,7 +95,9 @@ def describe(choice: dict[str, Any], views: int, scene_sets: Sequence[str], n_sc
     parts = [f"railsight floors {time.strftime('%Y-%m-%d')}, {views} view(s), {n_scenes} scenes in "
              f"{', '.join(scene_sets)}"]
     for cls, c in choice.items():
-        if cls == "track":
+        if c["chosen"] is None:
+            parts.append(f"{cls}: {c['rule']}")
+        elif cls == "track":
             rows = ", ".join(f"{r['floor']}: {r['recall']}/{r['precision']}" for r in c["table"])
             parts.append(f"track floor -> recall/precision {rows}; {c['chosen']} has the highest lower of the two")
         else:
@@ -104,7 +115,8 @@ def with_floors(meta: ModelMeta, floors: dict[str, float], views: int, chosen_on
         extra["min_confidence_chosen_on"] = chosen_on
         extra["confidence_floors"] = "chosen on validation (railsight floors)"
     else:
-        extra.setdefault("min_confidence_tta", {})[str(views)] = floors
+        by_views = extra.setdefault("min_confidence_tta", {})
+        by_views[str(views)] = {**by_views.get(str(views), {}), **floors}
         extra.setdefault("min_confidence_tta_chosen_on", {})[str(views)] = chosen_on
     return dataclasses.replace(meta, extra=extra)
 

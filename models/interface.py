@@ -86,12 +86,12 @@ class ModelMeta:
     def own_floors(self, views: int = 1) -> dict[str, float]:
         """The lowest confidence worth keeping per class, chosen on validation scenes for these weights
         run with ``views`` test-time views (``railsight floors``). Averaged over views, probabilities
-        come out lower and steadier, so one view's floors cost recall there: the floors for N views
-        are ``extra['min_confidence_tta'][str(N)]`` when the weights have them, else the one-view
-        ``extra['min_confidence']``. A class without a floor keeps every feature."""
-        own = self.extra.get("min_confidence", {})
+        come out lower and steadier, so one view's floors cost recall there: a class's floor for N
+        views is in ``extra['min_confidence_tta'][str(N)]`` where the weights have one, else its
+        one-view floor in ``extra['min_confidence']``. A class without a floor keeps every feature."""
+        own = dict(self.extra.get("min_confidence", {}))
         if views > 1:
-            own = self.extra.get("min_confidence_tta", {}).get(str(views), own)
+            own.update(self.extra.get("min_confidence_tta", {}).get(str(views), {}))
         return {cls: float(v) for cls, v in own.items()}
 
 

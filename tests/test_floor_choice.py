@@ -61,6 +61,14 @@ def test_the_floors_chosen_follow_the_rules_on_a_hand_computed_case():
     assert choice["track"]["chosen"] == 0.7
 
 
+def test_a_class_without_truth_gets_no_floor():
+    scene = hand_made_scene()
+    scene.truth["tarped_cargo"] = []
+    choice = choose([scene], {"tarped_cargo": (0.5, 0.8), "track": (0.6, 0.7)})
+    assert choice["tarped_cargo"]["chosen"] is None and "no truth" in choice["tarped_cargo"]["rule"]
+    assert choice["track"]["chosen"] == 0.7
+
+
 def test_floors_for_views_sit_beside_the_one_view_floors():
     meta = ModelMeta(extra={"min_confidence": {"tarped_cargo": 0.75, "track": 0.8}})
     four = with_floors(meta, {"tarped_cargo": 0.6, "track": 0.7}, 4, "chosen on val")
@@ -69,6 +77,9 @@ def test_floors_for_views_sit_beside_the_one_view_floors():
     assert four.own_floors(4) == {"tarped_cargo": 0.6, "track": 0.7}
     assert four.own_floors(2) == four.own_floors(1)  # none chosen for two views: the one-view floors
     assert four.extra["min_confidence_tta_chosen_on"] == {"4": "chosen on val"}
+    track_only = with_floors(meta, {"track": 0.7}, 4, "no cargo truth")  # the other class falls back
+    assert track_only.own_floors(4) == {"tarped_cargo": 0.75, "track": 0.7}
+    assert with_floors(four, {"track": 0.65}, 4, "again").own_floors(4) == {"tarped_cargo": 0.6, "track": 0.65}
     one = with_floors(four, {"tarped_cargo": 0.7}, 1, "again")
     assert one.own_floors(1) == {"tarped_cargo": 0.7, "track": 0.8} and one.own_floors(4) == four.own_floors(4)
     assert one.extra["min_confidence_chosen_on"] == "again"

@@ -44,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
     scenes = over_scenes(settings, len(pairs), "floors", args.quiet, lambda client, progress: detect_all(
         pairs, lambda image: detect_scene(image, options, spec, client), progress=progress))
     choice = choose(scenes)
-    chosen = {cls: c["chosen"] for cls, c in choice.items()}
+    chosen = {cls: c["chosen"] for cls, c in choice.items() if c["chosen"] is not None}
+    if args.write and not chosen:
+        raise BadOption("no floor to write: the scenes hold no tarped cargo or track truth")
     chosen_on = describe(choice, options.tta, args.scenes, len(scenes))
     report = {"model": spec.describe(), "views": options.tta, "scenes": len(scenes), "scene_dirs": args.scenes,
               "chosen": chosen, "classes": choice, "chosen_on": chosen_on}

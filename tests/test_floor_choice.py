@@ -162,6 +162,14 @@ def test_floors_cli_writes_them_into_a_weights_file(cargo_yard, tmp_path, cli_en
     assert meta.extra["min_confidence_tta_chosen_on"]["4"] == report["chosen_on"]
 
 
+def test_the_scored_pass_drops_nothing_whatever_the_settings():
+    from service.commands.floors import pass_options
+    from service.settings import PipelineSettings
+
+    options = pass_options(PipelineSettings(min_confidence=0.9, tta=2), model_tile=None, tta=None)
+    assert (options.min_confidence, options.own_floors, options.tta) == (0.0, False, 2)
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--scenes", "/no/such/dir"], "scene directory not found"),
     (["--scenes", "."], "no scenes with truth"),

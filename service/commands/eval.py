@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         meta = read_meta(spec.weights or SHIPPED_WEIGHTS)
         model_info.update(name=meta.name, version=meta.version,
                           trained_on=meta.extra.get("hardware"), train_seconds=meta.extra.get("train_seconds"),
-                          steps=meta.extra.get("steps"))
+                          steps=meta.extra.get("steps"), confidence_floors=meta.own_floors(options.tta))
     report = over_scenes(settings, len(pairs), "eval", args.quiet, lambda client, progress: evaluate(
         pairs, lambda path: detect_scene(path, options, spec, client), progress=progress))
     report = {"model": model_info, "scene_dir": str(args.scenes), **report}

@@ -13,9 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from service.commands.scene_sets import add_run_options, over_scenes, scene_pairs, write_report
 from service.errors import BadOption
+from service.pipeline import DetectOptions, options_from_settings
+from service.settings import PipelineSettings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,15 +35,14 @@ def run(args: argparse.Namespace) -> int:
     from models.floor_choice import choose, describe, detect_all, write_floors
     from models.spec import SHIPPED_WEIGHTS
     from service.commands.detect import settings_from_args
-    from service.pipeline import detect_scene, model_spec_from_settings, options_from_settings
+    from service.pipeline import detect_scene, model_spec_from_settings
 
     pairs = scene_pairs(args.scenes, args.workers)
     settings = settings_from_args(args)
     spec = model_spec_from_settings(settings)
     if args.write and spec.factory:
         raise BadOption("--write needs a weights file: the model comes from a factory (RAILSIGHT_MODEL_FACTORY)")
-    options = options_from_settings(settings, model_tile=args.model_tile, tta=args.tta, own_floors=False)
-    options.check()
+    options = pass_options(settings, model_tile=args.model_tile, tta=args.tta)
     scenes = over_scenes(settings, len(pairs), "floors", args.quiet, lambda client, progress: detect_all(
         pairs, lambda image: detect_scene(image, options, spec, client), progress=progress))
     choice = choose(scenes)
@@ -56,3 +58,12 @@ def run(args: argparse.Namespace) -> int:
     write_report(report, args.out)
     print(json.dumps(report, indent=2))
     return 0
+
+
+def pass_options(settings: PipelineSettings, **overrides: Any) -> DetectOptions:
+    """The options of the one detection pass every candidate floor is scored from: nothing may be
+    dropped before it, neither by the weights' own floors nor by a minimum confidence the settings
+    (RAILSIGHT_MIN_CONFIDENCE) carry."""
+    options = options_from_settings(settings, own_floors=False, min_confidence=0.0, **overrides)
+    options.check()
+    return options

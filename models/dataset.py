@@ -41,6 +41,9 @@ SYNTH_SCENE_PX = 768
 # The share of training scenes whose band balance the pipeline leaves alone: a scene outside this
 # range of them per band is brought to its edge (service.colour_balance). MODEL.md, session 24.
 BALANCE_QUANTILES = (25.0, 75.0)
+# The same for brightness spread (service.colour_balance.brightness_spread): the wider p10-p90, since
+# a spread is one number per scene and the engine's own scenes vary in it widely. MODEL.md, session 25.
+CONTRAST_QUANTILES = (10.0, 90.0)
 
 
 @dataclass
@@ -88,13 +91,15 @@ def synthetic_sample(seed: int, *, size_px: int = SYNTH_SCENE_PX,
 
 def user_sample(scene_path: str, labels_path: str, *, model_pixel_size_m: float = DEFAULT_PIXEL_SIZE_M,
                 labels_crs: str | None = None, max_pixels: int = 100_000_000,
-                colour_balance: BalanceBox | None = None) -> GridSample:
+                colour_balance: BalanceBox | None = None,
+                contrast_range: tuple[float, float] | None = None) -> GridSample:
     """A user's scene and labels on the model grid (the whole scene is held in memory), read with the
-    model's ``colour_balance`` as the pipeline reads it."""
+    model's ``colour_balance`` and ``contrast_range`` as the pipeline reads it."""
     from service.rasters import inspect_scene, open_scene
     from service.tile_tasks import grid_pixel_size_m
 
-    info = inspect_scene(scene_path, model_pixel_size_m=model_pixel_size_m, colour_balance=colour_balance)
+    info = inspect_scene(scene_path, model_pixel_size_m=model_pixel_size_m, colour_balance=colour_balance,
+                         contrast_range=contrast_range)
     if info.grid_width * info.grid_height > max_pixels:
         from service.errors import SceneTooLarge
 
@@ -276,18 +281,31 @@ class CropStream(IterableDataset):
             batch += nworkers
 
 
-def scenes_balance(scene_at: Callable[[int], GridSample], n: int) -> dict[str, list[float]] | None:
-    """The range of band balance (``service.colour_balance.band_balance``) of a run's first ``n``
-    training scenes, ``BALANCE_QUANTILES`` per band: the range the pipeline then brings every scene
-    it reads for these weights into. None if no scene has a valid pixel: a made-up range would
-    recolour every scene."""
+def scenes_balance(scenes: Sequence[GridSample]) -> dict[str, list[float]] | None:
+    """The range of band balance (``service.colour_balance.band_balance``) of a run's first training
+    scenes, ``BALANCE_QUANTILES`` per band: the range the pipeline then brings every scene it reads
+    for these weights into. None if no scene has a valid pixel: a made-up range would recolour every
+    scene."""
     from service.colour_balance import band_balance
 
-    balances = [band_balance(s.image, s.valid) for s in map(scene_at, range(n)) if s.valid.any()]
+    balances = [band_balance(s.image, s.valid) for s in scenes if s.valid.any()]
     if not balances:
         return None
     low, high = np.percentile(balances, BALANCE_QUANTILES, axis=0)
     return {"low": [round(float(v), 4) for v in low], "high": [round(float(v), 4) for v in high]}
+
+
+def scenes_contrast(scenes: Sequence[GridSample]) -> dict[str, float] | None:
+    """The range of brightness spread (``service.colour_balance.brightness_spread``) of a run's first
+    training scenes, ``CONTRAST_QUANTILES``: the range the pipeline brings every scene it reads for
+    these weights into, after their colour balance. None if no scene has a valid pixel."""
+    from service.colour_balance import brightness_spread
+
+    spreads = [brightness_spread(s.image, s.valid) for s in scenes if s.valid.any()]
+    if not spreads:
+        return None
+    low, high = np.percentile(spreads, CONTRAST_QUANTILES)
+    return {"low": round(float(low), 2), "high": round(float(high), 2)}
 
 
 def synthetic_scenes(run_seed: int, size_px: int = SYNTH_SCENE_PX, **overrides) -> Callable[[int], GridSample]:

@@ -75,6 +75,14 @@ class ModelMeta:
         return (float(low[0]), float(low[1]), float(low[2])), (float(high[0]), float(high[1]), float(high[2]))
 
     @property
+    def contrast_range(self) -> tuple[float, float] | None:
+        """The range of brightness spread of the scenes these weights were trained on, which the
+        pipeline brings scenes into after their colour balance (``service.colour_balance``); None
+        (weights without ``extra['contrast_range']``): contrast is left as it is."""
+        spread = self.extra.get("contrast_range")
+        return (float(spread["low"]), float(spread["high"])) if spread else None
+
+    @property
     def own_tile_px(self) -> int | None:
         """The tile core the weights name (``extra['tile_px']``, chosen on validation scenes), if any.
         A network's output depends on how much of its receptive field the read window fills, so

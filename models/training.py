@@ -46,6 +46,7 @@ from models.dataset import (
     mixed_scenes,
     pixel_size_scenes,
     scenes_balance,
+    scenes_contrast,
     shared_scenes,
     synthetic_scenes,
     user_sample,
@@ -61,7 +62,8 @@ if TYPE_CHECKING:
     from service.colour_balance import BalanceBox
 
 MODEL_VERSION = "0.1.0"
-# Training scenes whose range of band balance a run records (``scenes_balance``): 40 engine scenes
+# Training scenes whose ranges of band balance and of brightness spread a run records
+# (``scenes_balance``, ``scenes_contrast``): 40 engine scenes
 # of 768 px render in about 30 s on a 2-core CPU. On run 17's scenes the quartiles of the first 24
 # differed from those of 40 by up to 0.015, of the first 32 by up to 0.008.
 COLOUR_BALANCE_SCENES = 40
@@ -247,10 +249,10 @@ def initial_model(cfg: TrainConfig) -> tuple[torch.nn.Module, ModelMeta]:
     return model, meta
 
 
-def scene_source(cfg: TrainConfig, model_pixel_size_m: float,
-                 colour_balance: BalanceBox | None = None) -> tuple[Callable[[int], GridSample], list[str]]:
+def scene_source(cfg: TrainConfig, model_pixel_size_m: float, colour_balance: BalanceBox | None = None,
+                 contrast_range: tuple[float, float] | None = None) -> tuple[Callable[[int], GridSample], list[str]]:
     """Where crops come from, and the names of the user scenes (if any), which are read with the
-    model's ``colour_balance`` as the pipeline will read scenes for it."""
+    model's ``colour_balance`` and ``contrast_range`` as the pipeline will read scenes for it."""
     synth = synthetic_scenes(cfg.seed, cfg.synth_size_px, **cfg.synth_overrides)
     if not cfg.finetune:
         # The same training seeds, so a scene index picks one layout in one of several looks.
@@ -263,7 +265,7 @@ def scene_source(cfg: TrainConfig, model_pixel_size_m: float,
             synth = mixed_scenes(synth, sized, share, sequence=1)
         return synth, []
     samples = [user_sample(s, lab, model_pixel_size_m=model_pixel_size_m, labels_crs=cfg.labels_crs,
-                           colour_balance=colour_balance)
+                           colour_balance=colour_balance, contrast_range=contrast_range)
                for s, lab in zip(cfg.scenes, cfg.labels, strict=True)]
     return mixed_scenes(fixed_scenes(samples), synth, cfg.synth_share or 0.0), [s.name for s in samples]
 
@@ -310,7 +312,7 @@ def _train(cfg: TrainConfig, scene_at: Callable[[int], GridSample] | None,
     model, meta = initial_model(cfg)
     names: list[str] = []
     if scene_at is None:
-        scene_at, names = scene_source(cfg, meta.pixel_size_m, meta.colour_balance)
+        scene_at, names = scene_source(cfg, meta.pixel_size_m, meta.colour_balance, meta.contrast_range)
     finetune = cfg.finetune
     lr = cfg.lr or (5e-4 if finetune or cfg.init else 3e-3)
     bf16 = autocast_bf16(device, cfg.precision)
@@ -433,10 +435,15 @@ def _train(cfg: TrainConfig, scene_at: Callable[[int], GridSample] | None,
     # The railcar width trim stays: it is mostly the geometry of a rectangle fitted around
     # stair-stepped pixels, and weights trained on from these keep their footprint habits.
     extra["parameters"] = count_parameters(model)
-    if "colour_balance" not in extra:  # weights trained on from others keep theirs, as their scenes did
-        balance = scenes_balance(scene_at, COLOUR_BALANCE_SCENES)
-        if balance:
-            extra["colour_balance"] = balance
+    # Weights trained on from others keep their ranges, as their scenes did.
+    missing = [key for key in ("colour_balance", "contrast_range") if key not in extra]
+    if missing:
+        first = [scene_at(i) for i in range(COLOUR_BALANCE_SCENES)]
+        ranges = {"colour_balance": scenes_balance, "contrast_range": scenes_contrast}
+        for key in missing:
+            found = ranges[key](first)
+            if found:
+                extra[key] = found
     out_meta = dataclasses.replace(meta, extra=extra,
                                    version=meta.version if cfg.init else cfg.version)
     path = save_weights(cfg.out, model, out_meta)

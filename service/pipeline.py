@@ -178,6 +178,7 @@ def prepare_scene(scene: str | Path, options: DetectOptions, model: ModelSpec) -
         allow_pixel_coords=options.allow_pixel_coords,
         max_pixels=options.max_pixels,
         colour_balance=meta.colour_balance,
+        contrast_range=meta.contrast_range,
     )
     # The check read decodes a few dozen of the file's blocks. GDAL frees them when the scene closes,
     # but they stay in this process's heap, about 75 MB held under the whole run; handed back, the
@@ -341,6 +342,7 @@ def _assemble(
         "scene": {"name": Path(info.path).name, "width": info.width, "height": info.height,
                   "bands": list(info.rgb_bands), "dtype": info.dtype},
         "colour_gains": [round(g, 4) for g in info.gains] if info.gains else None,
+        "contrast_scale": round(info.contrast[0], 4) if info.contrast else None,
         "tiles": tiles_total,
         "tile_size": model_tile(options, meta),
         "task_tile": options.tile,

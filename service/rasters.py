@@ -26,7 +26,7 @@ from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.windows import Window
 
-from service.colour_balance import BalanceBox, apply_gains, balance_gains
+from service.colour_balance import BalanceBox, Contrast, SpreadRange, apply_tone, balance_gains, contrast_step
 from service.errors import (
     AllNoData,
     BadOption,
@@ -72,6 +72,7 @@ class SceneInfo:
     stretch: tuple[tuple[float, float], ...] | None
     nodata: float | None
     gains: tuple[float, float, float] | None = None  # per-band colour balance (service.colour_balance)
+    contrast: Contrast | None = None  # contrast scale about the band means, after the gains (the same)
 
     @property
     def affine(self) -> Affine:
@@ -148,10 +149,12 @@ def inspect_scene(
     allow_pixel_coords: bool = False,
     max_pixels: int | None = None,
     colour_balance: BalanceBox | None = None,
+    contrast_range: SpreadRange | None = None,
 ) -> SceneInfo:
     """Open a scene once, check it can be used, and describe it. Raises a SceneError naming what is
     wrong: missing, not a raster, too few bands, no georeferencing, too large, all no-data. With a
-    ``colour_balance`` (the model's: ``ModelMeta.colour_balance``), reads give the scene that balance."""
+    ``colour_balance`` and a ``contrast_range`` (the model's: ``ModelMeta.colour_balance`` and
+    ``contrast_range``), reads give the scene that balance and a brightness spread in that range."""
     path = str(path)
     with _open(path) as src:
         if src.count < 3:
@@ -177,7 +180,11 @@ def inspect_scene(
         if not valid.any():
             raise AllNoData(f"scene has no valid pixels (all no-data): {path}")
         stretch = None if src.dtypes[rgb[0] - 1] == "uint8" else _stretch_from(sample, valid)
-        gains = balance_gains(_to_uint8(sample, stretch), valid, colour_balance) if colour_balance else None
+        scaled = _to_uint8(sample, stretch)
+        gains = balance_gains(scaled, valid, colour_balance) if colour_balance else None
+        contrast = None
+        if contrast_range:
+            contrast = contrast_step(apply_tone(scaled.copy(), gains) if gains else scaled, valid, contrast_range)
         return SceneInfo(
             path=path,
             width=src.width,
@@ -193,6 +200,7 @@ def inspect_scene(
             stretch=stretch,
             nodata=src.nodata,
             gains=gains,
+            contrast=contrast,
         )
 
 
@@ -304,11 +312,13 @@ class SceneReader:
             ) from exc
         if not direct:
             rgb[:, dst[0], dst[1]] = _to_uint8(data, info.stretch)
-        if info.gains:
-            apply_gains(rgb, info.gains)  # padding stays black
+        if info.gains or info.contrast:
+            apply_tone(rgb, info.gains, info.contrast)
         valid[dst] = True if mask is None else mask > 0
-        if mask is not None:
-            rgb *= valid  # no-data pixels read as black (the padding past the scene's edge already is)
+        if mask is not None or (info.contrast and not whole):
+            # No-data pixels read as black, and so does the padding past the scene's edge (gains keep
+            # it black; a contrast scale under 1 lifts it towards the band means).
+            rgb *= valid
         return rgb, valid
 
     def close(self) -> None:

@@ -67,3 +67,11 @@ def build_view_floors() -> ColourOracle:
     model.meta.extra["min_confidence"] = {"tarped_cargo": 1.1, "track": 1.1}
     model.meta.extra["min_confidence_tta"] = {"2": {"tarped_cargo": 0.5, "track": 0.6}}
     return model
+
+
+def build_contrast_doubled() -> ColourOracle:
+    """The oracle with a contrast range no scene reaches, so every scene is read with its contrast
+    scaled by the most allowed (``service.colour_balance.MAX_CONTRAST``, x2) about its band means."""
+    model = ColourOracle()
+    model.meta.extra["contrast_range"] = {"low": 1000.0, "high": 2000.0}
+    return model

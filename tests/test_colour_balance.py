@@ -1,5 +1,6 @@
-"""Per-scene colour balance: gains that undo a colour cast, applied as scenes are read, and a cast
-scene detected like the scene without the cast when the weights name a balance."""
+"""Per-scene colour balance and contrast: gains that undo a colour cast and a scale that undoes a
+loss of contrast, applied as scenes are read, and a cast or flattened scene detected like the scene
+without it when the weights name a range."""
 
 from __future__ import annotations
 
@@ -10,7 +11,16 @@ import numpy as np
 import pytest
 
 from models.spec import ModelSpec
-from service.colour_balance import MAX_GAIN, MIN_GAIN, apply_gains, balance_gains, band_balance
+from service.colour_balance import (
+    MAX_CONTRAST,
+    MAX_GAIN,
+    MIN_GAIN,
+    apply_tone,
+    balance_gains,
+    band_balance,
+    brightness_spread,
+    contrast_step,
+)
 from service.pipeline import DetectOptions, detect_scene
 from service.rasters import inspect_scene, open_scene
 from tests import scenes
@@ -38,7 +48,7 @@ def test_gains_undo_a_per_band_cast_and_ignore_invalid_pixels():
     target = tuple(band_balance(image, valid))
     gains = balance_gains(shifted, valid, (target, target))
     assert gains is not None and undoes_the_cast(gains)
-    restored = apply_gains(shifted.copy(), gains)
+    restored = apply_tone(shifted.copy(), gains)
     brightness = shifted[:, valid].mean() / image[:, valid].mean()  # kept: the cast scene's
     assert np.abs(restored[:, valid] - image[:, valid] * brightness).max() <= 2
     assert band_balance(image, valid).sum() == pytest.approx(3.0)
@@ -57,14 +67,14 @@ def test_a_scene_inside_the_range_is_left_alone_and_one_outside_goes_to_its_edge
     valid = np.ones((8, 8), dtype=bool)
     assert balance_gains(image, valid, ((1.0, 0.95, 0.85), (1.15, 1.05, 0.95))) is None
     gains = balance_gains(image, valid, ((1.0, 0.95, 0.95), (1.05, 1.05, 1.05)))  # red high, blue low
-    balanced = band_balance(apply_gains(image.copy(), gains).astype(float), valid)
+    balanced = band_balance(apply_tone(image.copy(), gains).astype(float), valid)
     assert balanced[0] < 1.07 and balanced[2] > 0.93 and balanced[0] / balanced[2] == pytest.approx(1.05 / 0.95, rel=0.02)
 
 
 def test_applied_gains_are_the_rounded_and_clipped_products():
     image = np.arange(256, dtype=np.uint8).repeat(3).reshape(256, 3).T.reshape(3, 16, 16).copy()
     gains = (0.7, 1.0, 1.9)
-    assert np.array_equal(apply_gains(image.copy(), gains), cast(image, gains))
+    assert np.array_equal(apply_tone(image.copy(), gains), cast(image, gains))
 
 
 def test_reads_give_the_scene_the_balance_asked_for_and_keep_no_data_black(tmp_path):
@@ -116,3 +126,74 @@ def test_detect_says_when_it_balanced_a_scene(tmp_path, cli_env):
                            "--quiet"], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert f"{len(boxes)} railcar" in proc.stdout and "colour balanced: R x1.2" in proc.stdout
+    env["RAILSIGHT_MODEL_FACTORY"] = "tests.oracle_model:build_contrast_doubled"
+    path = scenes.write(tmp_path / "flat.tif", flatten(image))
+    proc = subprocess.run([sys.executable, "-m", "service.cli", "detect", str(path), "-o", str(tmp_path / "f.geojson"),
+                           "--quiet"], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{len(boxes)} railcar" in proc.stdout and "contrast x2.00" in proc.stdout
+
+
+def flatten(image: np.ndarray, factor: float = 0.5) -> np.ndarray:
+    """Contrast scaled by ``factor`` about each band's mean (what a hazy or flat sensor does)."""
+    means = image.reshape(3, -1).mean(axis=1)[:, None, None]
+    return np.clip(np.rint((image - means) * factor + means), 0, 255).astype(np.uint8)
+
+
+def test_a_scene_outside_the_spread_range_is_scaled_to_its_edge_about_its_band_means():
+    rng = np.random.default_rng(1)
+    image = rng.integers(30, 220, (3, 48, 48)).astype(np.uint8)
+    valid = np.ones((48, 48), dtype=bool)
+    valid[:8] = False
+    image[:, :8] = 255  # under no-data: must not count
+    spread = brightness_spread(image, valid)
+    assert contrast_step(image, valid, (spread - 1, spread + 1)) is None
+    scale, means = contrast_step(image, valid, (spread * 1.5, spread * 3))
+    assert scale == pytest.approx(1.5) and means == pytest.approx(image[:, valid].mean(axis=1))
+    assert contrast_step(image, valid, (spread / 3, spread / 1.25))[0] == pytest.approx(0.8)
+    assert contrast_step(image, valid, (spread * 5, spread * 6))[0] == MAX_CONTRAST  # held to the range
+    out = apply_tone(image.copy(), None, (scale, means))
+    assert brightness_spread(out, valid) == pytest.approx(spread * 1.5, rel=0.02)
+    assert out[:, valid].mean(axis=1) == pytest.approx(image[:, valid].mean(axis=1), abs=1.0)
+
+
+def test_tone_tables_are_the_gains_then_the_contrast_rounded_and_clipped():
+    image = np.arange(256, dtype=np.uint8).repeat(3).reshape(256, 3).T.reshape(3, 16, 16).copy()
+    gains, contrast = (0.9, 1.0, 1.2), (1.7, (100.0, 120.0, 80.0))
+    wanted = (image * np.array(gains)[:, None, None] - np.array(contrast[1])[:, None, None]) * 1.7
+    wanted = np.clip(np.rint(wanted + np.array(contrast[1])[:, None, None]), 0, 255)
+    assert np.array_equal(apply_tone(image.copy(), gains, contrast), wanted)
+
+
+def test_reads_restore_a_lost_contrast_and_keep_padding_and_no_data_black(tmp_path):
+    rng = np.random.default_rng(2)
+    image = rng.integers(40, 215, (3, 80, 80)).astype(np.uint8)
+    mask = np.ones((80, 80), dtype=bool)
+    mask[-16:, -16:] = False
+    path = scenes.write(tmp_path / "flat.tif", flatten(image, 0.5), mask=mask)
+    spread = brightness_spread(image, mask)
+    info = inspect_scene(path, model_pixel_size_m=0.5, contrast_range=(spread, spread * 2))
+    assert info.gains is None and info.contrast[0] == pytest.approx(2.0, rel=0.02)
+    with open_scene(info) as reader:
+        rgb, valid = reader.read(-8, -8, 96, 96)  # past the edge: padding
+    inside = rgb[:, 8:-8, 8:-8]
+    assert np.abs(inside[:, mask].astype(int) - image[:, mask]).max() <= 3  # back to the unflattened scene
+    assert not inside[:, ~mask].any() and not rgb[:, :8].any() and not valid[:8].any()
+    high = inspect_scene(path, model_pixel_size_m=0.5, contrast_range=(1.0, spread / 4))  # scaled down: 0.5
+    with open_scene(high) as reader:
+        rgb, _ = reader.read(-8, -8, 96, 96)
+    assert high.contrast[0] == pytest.approx(0.5) and not rgb[:, :8].any() and not rgb[:, 8:-8, 8:-8][:, ~mask].any()
+
+
+def test_a_flattened_scene_gives_the_cars_of_the_scene_as_it_was(tmp_path, dask_client):
+    image = scenes.blank(320, 320)
+    boxes = scenes.train_of_cars(image, 40, 60, 5) + scenes.train_of_cars(image, 40, 200, 4)
+    flat_path = scenes.write(tmp_path / "flat.tif", flatten(image))  # red cars far from pure red
+    options = DetectOptions(device="cpu")
+
+    def railcars(spec):
+        fc = detect_scene(flat_path, options, spec, dask_client)
+        return fc["summary"]["counts"]["railcar"], fc["summary"]["contrast_scale"]
+
+    assert railcars(ModelSpec(factory="tests.oracle_model:build")) == (0, None)
+    assert railcars(ModelSpec(factory="tests.oracle_model:build_contrast_doubled")) == (len(boxes), MAX_CONTRAST)

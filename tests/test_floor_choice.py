@@ -61,6 +61,14 @@ def test_the_floors_chosen_follow_the_rules_on_a_hand_computed_case():
     assert choice["track"]["chosen"] == 0.7
 
 
+def test_the_current_floor_stays_unless_another_beats_it_by_more_than_noise():
+    floors = {"tarped_cargo": (0.5, 0.55, 0.65, 0.8), "track": (0.6, 0.7, 0.85)}
+    kept = choose([hand_made_scene()], floors, current={"tarped_cargo": 0.55, "track": 0.6})
+    assert kept["tarped_cargo"]["chosen"] == 0.55 and "current floor" in kept["tarped_cargo"]["rule"]  # F1 0.8 too
+    assert kept["track"]["chosen"] == 0.7  # 0.6 scores 0.667 against 1.0: far more than noise
+    assert choose([hand_made_scene()], floors, current={"tarped_cargo": 0.8})["tarped_cargo"]["chosen"] == 0.5
+
+
 def test_a_class_without_truth_gets_no_floor():
     scene = hand_made_scene()
     scene.truth["tarped_cargo"] = []

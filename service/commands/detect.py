@@ -129,5 +129,7 @@ def run(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{n} {cls}" for cls, n in summary["counts"].items())
     gains = summary.get("colour_gains")
     balanced = f", colour balanced: R x{gains[0]:.2f} G x{gains[1]:.2f} B x{gains[2]:.2f}" if gains else ""
+    if summary.get("contrast_scale"):
+        balanced += f", contrast x{summary['contrast_scale']:.2f}"
     print(f"{args.output}: {counts} ({summary['timings']['total_s']:.1f} s, {summary['device']}{balanced})")
     return 0

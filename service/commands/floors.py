@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from models.floor_choice import choose, describe, detect_all, write_floors
     from models.spec import SHIPPED_WEIGHTS
     from service.commands.detect import settings_from_args
-    from service.pipeline import detect_scene, model_spec_from_settings
+    from service.pipeline import detect_scene, model_meta, model_spec_from_settings
 
     pairs = scene_pairs(args.scenes, args.workers)
     settings = settings_from_args(args)
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     options = pass_options(settings, model_tile=args.model_tile, tta=args.tta)
     scenes = over_scenes(settings, len(pairs), "floors", args.quiet, lambda client, progress: detect_all(
         pairs, lambda image: detect_scene(image, options, spec, client), progress=progress))
-    choice = choose(scenes)
+    choice = choose(scenes, current=model_meta(spec).own_floors(options.tta))
     chosen = {cls: c["chosen"] for cls, c in choice.items() if c["chosen"] is not None}
     if args.write and not chosen:
         raise BadOption("no floor to write: the scenes hold no tarped cargo or track truth")

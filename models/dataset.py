@@ -41,9 +41,10 @@ SYNTH_SCENE_PX = 768
 # The share of training scenes whose band balance the pipeline leaves alone: a scene outside this
 # range of them per band is brought to its edge (service.colour_balance). MODEL.md, session 24.
 BALANCE_QUANTILES = (25.0, 75.0)
-# The same for brightness spread (service.colour_balance.brightness_spread): the wider p10-p90, since
-# a spread is one number per scene and the engine's own scenes vary in it widely. MODEL.md, session 25.
-CONTRAST_QUANTILES = (10.0, 90.0)
+# The share of training scenes at least as flat as the flattest scene left as it is: a scene with a
+# smaller brightness spread (service.colour_balance.brightness_spread) is given this one. MODEL.md,
+# session 25.
+SPREAD_QUANTILE = 10.0
 
 
 @dataclass
@@ -92,14 +93,14 @@ def synthetic_sample(seed: int, *, size_px: int = SYNTH_SCENE_PX,
 def user_sample(scene_path: str, labels_path: str, *, model_pixel_size_m: float = DEFAULT_PIXEL_SIZE_M,
                 labels_crs: str | None = None, max_pixels: int = 100_000_000,
                 colour_balance: BalanceBox | None = None,
-                contrast_range: tuple[float, float] | None = None) -> GridSample:
+                min_spread: float | None = None) -> GridSample:
     """A user's scene and labels on the model grid (the whole scene is held in memory), read with the
-    model's ``colour_balance`` and ``contrast_range`` as the pipeline reads it."""
+    model's ``colour_balance`` and ``min_spread`` as the pipeline reads it."""
     from service.rasters import inspect_scene, open_scene
     from service.tile_tasks import grid_pixel_size_m
 
     info = inspect_scene(scene_path, model_pixel_size_m=model_pixel_size_m, colour_balance=colour_balance,
-                         contrast_range=contrast_range)
+                         min_spread=min_spread)
     if info.grid_width * info.grid_height > max_pixels:
         from service.errors import SceneTooLarge
 
@@ -295,17 +296,16 @@ def scenes_balance(scenes: Sequence[GridSample]) -> dict[str, list[float]] | Non
     return {"low": [round(float(v), 4) for v in low], "high": [round(float(v), 4) for v in high]}
 
 
-def scenes_contrast(scenes: Sequence[GridSample]) -> dict[str, float] | None:
-    """The range of brightness spread (``service.colour_balance.brightness_spread``) of a run's first
-    training scenes, ``CONTRAST_QUANTILES``: the range the pipeline brings every scene it reads for
-    these weights into, after their colour balance. None if no scene has a valid pixel."""
+def scenes_contrast(scenes: Sequence[GridSample]) -> float | None:
+    """The ``SPREAD_QUANTILE`` percentile of brightness spread (``service.colour_balance.
+    brightness_spread``) of a run's first training scenes: the spread the pipeline raises a flatter
+    scene's to, after its colour balance. None if no scene has a valid pixel."""
     from service.colour_balance import brightness_spread
 
     spreads = [brightness_spread(s.image, s.valid) for s in scenes if s.valid.any()]
     if not spreads:
         return None
-    low, high = np.percentile(spreads, CONTRAST_QUANTILES)
-    return {"low": round(float(low), 2), "high": round(float(high), 2)}
+    return round(float(np.percentile(spreads, SPREAD_QUANTILE)), 2)
 
 
 def synthetic_scenes(run_seed: int, size_px: int = SYNTH_SCENE_PX, **overrides) -> Callable[[int], GridSample]:

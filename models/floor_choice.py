@@ -121,13 +121,19 @@ def with_floors(meta: ModelMeta, floors: dict[str, float], views: int, chosen_on
     extra = json.loads(json.dumps(meta.extra))  # a deep copy: the caller's meta stays as it was
     if views == 1:
         extra["min_confidence"] = {**extra.get("min_confidence", {}), **floors}
-        extra["min_confidence_chosen_on"] = chosen_on
+        extra["min_confidence_chosen_on"] = _after(extra.get("min_confidence_chosen_on"), chosen_on)
         extra["confidence_floors"] = "chosen on validation (railsight floors)"
     else:
         by_views = extra.setdefault("min_confidence_tta", {})
         by_views[str(views)] = {**by_views.get(str(views), {}), **floors}
-        extra.setdefault("min_confidence_tta_chosen_on", {})[str(views)] = chosen_on
+        said = extra.setdefault("min_confidence_tta_chosen_on", {})
+        said[str(views)] = _after(said.get(str(views)), chosen_on)
     return dataclasses.replace(meta, extra=extra)
+
+
+def _after(earlier: str | None, latest: str) -> str:
+    """Each choice's record after the ones before it: the weights keep how their floors came to be."""
+    return f"{earlier} || {latest}" if earlier else latest
 
 
 def write_floors(weights: Path, out: Path, floors: dict[str, float], views: int, chosen_on: str) -> Path:

@@ -75,12 +75,12 @@ class ModelMeta:
         return (float(low[0]), float(low[1]), float(low[2])), (float(high[0]), float(high[1]), float(high[2]))
 
     @property
-    def contrast_range(self) -> tuple[float, float] | None:
-        """The range of brightness spread of the scenes these weights were trained on, which the
-        pipeline brings scenes into after their colour balance (``service.colour_balance``); None
-        (weights without ``extra['contrast_range']``): contrast is left as it is."""
-        spread = self.extra.get("contrast_range")
-        return (float(spread["low"]), float(spread["high"])) if spread else None
+    def min_spread(self) -> float | None:
+        """The brightness spread that nearly all scenes these weights were trained on reach, which the
+        pipeline raises a flatter scene's to after its colour balance (``service.colour_balance``);
+        None (weights without ``extra['min_brightness_spread']``): contrast is left as it is."""
+        spread = self.extra.get("min_brightness_spread")
+        return float(spread) if spread else None
 
     @property
     def own_tile_px(self) -> int | None:

@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from service.colour_balance import BalanceBox
 
 MODEL_VERSION = "0.1.0"
-# Training scenes whose ranges of band balance and of brightness spread a run records
+# Training scenes whose range of band balance and least brightness spread a run records
 # (``scenes_balance``, ``scenes_contrast``): 40 engine scenes
 # of 768 px render in about 30 s on a 2-core CPU. On run 17's scenes the quartiles of the first 24
 # differed from those of 40 by up to 0.015, of the first 32 by up to 0.008.
@@ -250,9 +250,9 @@ def initial_model(cfg: TrainConfig) -> tuple[torch.nn.Module, ModelMeta]:
 
 
 def scene_source(cfg: TrainConfig, model_pixel_size_m: float, colour_balance: BalanceBox | None = None,
-                 contrast_range: tuple[float, float] | None = None) -> tuple[Callable[[int], GridSample], list[str]]:
+                 min_spread: float | None = None) -> tuple[Callable[[int], GridSample], list[str]]:
     """Where crops come from, and the names of the user scenes (if any), which are read with the
-    model's ``colour_balance`` and ``contrast_range`` as the pipeline will read scenes for it."""
+    model's ``colour_balance`` and ``min_spread`` as the pipeline will read scenes for it."""
     synth = synthetic_scenes(cfg.seed, cfg.synth_size_px, **cfg.synth_overrides)
     if not cfg.finetune:
         # The same training seeds, so a scene index picks one layout in one of several looks.
@@ -265,7 +265,7 @@ def scene_source(cfg: TrainConfig, model_pixel_size_m: float, colour_balance: Ba
             synth = mixed_scenes(synth, sized, share, sequence=1)
         return synth, []
     samples = [user_sample(s, lab, model_pixel_size_m=model_pixel_size_m, labels_crs=cfg.labels_crs,
-                           colour_balance=colour_balance, contrast_range=contrast_range)
+                           colour_balance=colour_balance, min_spread=min_spread)
                for s, lab in zip(cfg.scenes, cfg.labels, strict=True)]
     return mixed_scenes(fixed_scenes(samples), synth, cfg.synth_share or 0.0), [s.name for s in samples]
 
@@ -312,7 +312,7 @@ def _train(cfg: TrainConfig, scene_at: Callable[[int], GridSample] | None,
     model, meta = initial_model(cfg)
     names: list[str] = []
     if scene_at is None:
-        scene_at, names = scene_source(cfg, meta.pixel_size_m, meta.colour_balance, meta.contrast_range)
+        scene_at, names = scene_source(cfg, meta.pixel_size_m, meta.colour_balance, meta.min_spread)
     finetune = cfg.finetune
     lr = cfg.lr or (5e-4 if finetune or cfg.init else 3e-3)
     bf16 = autocast_bf16(device, cfg.precision)
@@ -436,10 +436,10 @@ def _train(cfg: TrainConfig, scene_at: Callable[[int], GridSample] | None,
     # stair-stepped pixels, and weights trained on from these keep their footprint habits.
     extra["parameters"] = count_parameters(model)
     # Weights trained on from others keep their ranges, as their scenes did.
-    missing = [key for key in ("colour_balance", "contrast_range") if key not in extra]
+    missing = [key for key in ("colour_balance", "min_brightness_spread") if key not in extra]
     if missing:
         first = [scene_at(i) for i in range(COLOUR_BALANCE_SCENES)]
-        ranges = {"colour_balance": scenes_balance, "contrast_range": scenes_contrast}
+        ranges = {"colour_balance": scenes_balance, "min_brightness_spread": scenes_contrast}
         for key in missing:
             found = ranges[key](first)
             if found:

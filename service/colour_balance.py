@@ -1,6 +1,6 @@
-"""Per-scene colour balance and contrast: a scene whose band balance, or brightness spread, lies
-outside the range of the model's training scenes is brought to the edge of that range, by one gain
-per band, then by one contrast scale about each band's mean.
+"""Per-scene colour balance and contrast: a scene whose band balance lies outside the range of the
+model's training scenes is brought to the edge of that range by one gain per band, and one flatter
+than nearly all of them is given more contrast by one scale about each band's mean.
 
 Imagery from another sensor, renderer or processing chain often carries a colour cast the model
 never saw. A cast is close to a per-band gain, and a per-band gain is undone by scaling each band.
@@ -12,11 +12,13 @@ scene to the median balance instead also undid casts, but tinted grey pictures a
 cargo F1 on other shifts (MODEL.md, session 24, has the measurements). The statistics come from the
 sample ``service.rasters.inspect_scene`` reads for its checks.
 
-Contrast is handled the same way: the brightness spread of a scene (the standard deviation of the
-mean of its bands over valid pixels) outside the weights' ``extra['contrast_range']`` (p10-p90 of
-their training scenes) is scaled to the nearest edge about each band's mean, which keeps the band
-balance. A hazy or flat scene then shows the model the contrast it learnt on: on held-out scenes at
-half contrast railcar F1 0.748 -> 0.779 and cargo F1 0.625 -> 0.694 (MODEL.md, session 25).
+Contrast: a scene whose brightness spread (the standard deviation of the mean of its bands over
+valid pixels) is under the weights' ``extra['min_brightness_spread']`` (p10 of their training
+scenes) is scaled up to it about each band's mean, which keeps the band balance. A hazy or flat
+scene then shows the model the contrast it learnt on: on held-out scenes at half contrast railcar
+F1 0.748 -> 0.779 and cargo F1 0.625 -> 0.694. A spread above p90 is left alone: scaling it down
+gained nothing at 1.6x contrast and cost snow scenes, whose white ground makes a wide spread,
+railcar F1 0.019 on validation (MODEL.md, session 25).
 """
 
 from __future__ import annotations
@@ -27,13 +29,12 @@ import numpy as np
 # false-colour file) is not a cast to undo, and amplifying its noise would not help the model.
 MIN_GAIN, MAX_GAIN = 0.5, 2.0
 
-# The same for contrast scales: a scene with almost no spread (fog, water, a blank frame) has no
-# contrast to restore, only noise to amplify.
-MIN_CONTRAST, MAX_CONTRAST = 0.5, 2.0
+# The most a scene's contrast is raised: one with almost no spread (fog, water, a blank frame) has
+# no contrast to restore, only noise to amplify.
+MAX_CONTRAST = 2.0
 
 Balance = tuple[float, float, float]
 BalanceBox = tuple[Balance, Balance]  # per band, the lowest and highest balance left as it is
-SpreadRange = tuple[float, float]  # the lowest and highest brightness spread left as it is
 Contrast = tuple[float, Balance]  # a scale, and the band means (0..255) it scales about
 
 
@@ -65,15 +66,14 @@ def brightness_spread(sample: np.ndarray, valid: np.ndarray) -> float:
     return float(sample[:, valid].astype(np.float64).mean(axis=0).std())
 
 
-def contrast_step(sample: np.ndarray, valid: np.ndarray, spread_range: SpreadRange) -> Contrast | None:
-    """The scale that brings the scene's brightness spread into ``spread_range`` (that of the model's
-    training scenes), about each band's mean, held to MIN_CONTRAST..MAX_CONTRAST; None for a scene
-    already inside. ``sample`` is read as the model will see it, after any colour gains."""
+def contrast_step(sample: np.ndarray, valid: np.ndarray, min_spread: float) -> Contrast | None:
+    """The scale that raises the scene's brightness spread to ``min_spread`` (the model's), about
+    each band's mean, at most MAX_CONTRAST; None for a scene with that spread or more. ``sample`` is
+    read as the model will see it, after any colour gains."""
     spread = brightness_spread(sample, valid)
-    if spread_range[0] <= spread <= spread_range[1]:
+    if spread >= min_spread:
         return None
-    wanted = min(max(spread, spread_range[0]), spread_range[1])
-    scale = min(max(wanted / spread if spread > 0 else MAX_CONTRAST, MIN_CONTRAST), MAX_CONTRAST)
+    scale = min(min_spread / spread if spread > 0 else MAX_CONTRAST, MAX_CONTRAST)
     means = sample[:, valid].astype(np.float64).mean(axis=1)
     return scale, (float(means[0]), float(means[1]), float(means[2]))
 

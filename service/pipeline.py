@@ -178,7 +178,7 @@ def prepare_scene(scene: str | Path, options: DetectOptions, model: ModelSpec) -
         allow_pixel_coords=options.allow_pixel_coords,
         max_pixels=options.max_pixels,
         colour_balance=meta.colour_balance,
-        contrast_range=meta.contrast_range,
+        min_spread=meta.min_spread,
     )
     # The check read decodes a few dozen of the file's blocks. GDAL frees them when the scene closes,
     # but they stay in this process's heap, about 75 MB held under the whole run; handed back, the

@@ -26,7 +26,7 @@ from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.windows import Window
 
-from service.colour_balance import BalanceBox, Contrast, SpreadRange, apply_tone, balance_gains, contrast_step
+from service.colour_balance import BalanceBox, Contrast, apply_tone, balance_gains, contrast_step
 from service.errors import (
     AllNoData,
     BadOption,
@@ -149,12 +149,12 @@ def inspect_scene(
     allow_pixel_coords: bool = False,
     max_pixels: int | None = None,
     colour_balance: BalanceBox | None = None,
-    contrast_range: SpreadRange | None = None,
+    min_spread: float | None = None,
 ) -> SceneInfo:
     """Open a scene once, check it can be used, and describe it. Raises a SceneError naming what is
     wrong: missing, not a raster, too few bands, no georeferencing, too large, all no-data. With a
-    ``colour_balance`` and a ``contrast_range`` (the model's: ``ModelMeta.colour_balance`` and
-    ``contrast_range``), reads give the scene that balance and a brightness spread in that range."""
+    ``colour_balance`` and a ``min_spread`` (the model's: ``ModelMeta.colour_balance`` and
+    ``min_spread``), reads give the scene that balance and at least that brightness spread."""
     path = str(path)
     with _open(path) as src:
         if src.count < 3:
@@ -183,8 +183,8 @@ def inspect_scene(
         scaled = _to_uint8(sample, stretch)
         gains = balance_gains(scaled, valid, colour_balance) if colour_balance else None
         contrast = None
-        if contrast_range:
-            contrast = contrast_step(apply_tone(scaled.copy(), gains) if gains else scaled, valid, contrast_range)
+        if min_spread:
+            contrast = contrast_step(apply_tone(scaled.copy(), gains) if gains else scaled, valid, min_spread)
         return SceneInfo(
             path=path,
             width=src.width,
@@ -313,12 +313,10 @@ class SceneReader:
         if not direct:
             rgb[:, dst[0], dst[1]] = _to_uint8(data, info.stretch)
         if info.gains or info.contrast:
-            apply_tone(rgb, info.gains, info.contrast)
+            apply_tone(rgb, info.gains, info.contrast)  # padding stays black: 0 maps to 0 or below
         valid[dst] = True if mask is None else mask > 0
-        if mask is not None or (info.contrast and not whole):
-            # No-data pixels read as black, and so does the padding past the scene's edge (gains keep
-            # it black; a contrast scale under 1 lifts it towards the band means).
-            rgb *= valid
+        if mask is not None:
+            rgb *= valid  # no-data pixels read as black (the padding past the scene's edge already is)
         return rgb, valid
 
     def close(self) -> None:

@@ -70,8 +70,9 @@ def build_view_floors() -> ColourOracle:
 
 
 def build_contrast_doubled() -> ColourOracle:
-    """The oracle with a contrast range no scene reaches, so every scene is read with its contrast
-    scaled by the most allowed (``service.colour_balance.MAX_CONTRAST``, x2) about its band means."""
+    """The oracle with a least brightness spread no scene reaches, so every scene is read with its
+    contrast raised by the most allowed (``service.colour_balance.MAX_CONTRAST``, x2) about its band
+    means."""
     model = ColourOracle()
-    model.meta.extra["contrast_range"] = {"low": 1000.0, "high": 2000.0}
+    model.meta.extra["min_brightness_spread"] = 1000.0
     return model

@@ -91,6 +91,8 @@ def test_floors_for_views_sit_beside_the_one_view_floors():
     one = with_floors(four, {"tarped_cargo": 0.7}, 1, "again")
     assert one.own_floors(1) == {"tarped_cargo": 0.7, "track": 0.8} and one.own_floors(4) == four.own_floors(4)
     assert one.extra["min_confidence_chosen_on"] == "again"
+    later = with_floors(four, {"track": 0.7}, 4, "later")  # each choice's record after the earlier ones
+    assert later.extra["min_confidence_tta_chosen_on"]["4"] == "chosen on val || later"
 
 
 def test_write_floors_keeps_the_weights_and_adds_the_floors(tmp_path):

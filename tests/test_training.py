@@ -38,7 +38,7 @@ def init_weights(tmp_path_factory):
                                                         extra={"min_confidence": {"tarped_cargo": 0.7},
                                                                "colour_balance": {"low": [1.0, 0.95, 0.9],
                                                                                   "high": [1.1, 1.05, 1.0]},
-                                                               "contrast_range": {"low": 20.0, "high": 50.0}}))
+                                                               "min_brightness_spread": 20.0}))
     return path
 
 
@@ -64,7 +64,7 @@ def test_short_training_lowers_the_loss(labelled, tmp_path):
     assert meta.colour_balance is not None
     assert all(edge == pytest.approx(own, abs=1e-4) for edge in meta.colour_balance)
     spread = brightness_spread(sample.image, sample.valid)  # and so is the range of contrast
-    assert meta.contrast_range == pytest.approx((spread, spread), abs=0.01)
+    assert meta.min_spread == pytest.approx(spread, abs=0.01)
 
 
 def test_training_on_two_crop_sides_in_turn(labelled, tmp_path, monkeypatch):
@@ -129,7 +129,7 @@ def test_finetune_cli_on_two_labelled_scenes(labelled, init_weights, tmp_path, c
     assert meta.extra["min_confidence"] == {"tarped_cargo": 0.7}  # and its confidence floors, said to be inherited
     assert meta.extra["history"][-1]["confidence_floors"] == "inherited"
     assert meta.colour_balance == ((1.0, 0.95, 0.9), (1.1, 1.05, 1.0))  # and the balance its scenes were read with
-    assert meta.contrast_range == (20.0, 50.0)
+    assert meta.min_spread == 20.0
     before = read_weights(init_weights)[1]
     assert any(not torch.equal(before[k], state[k]) for k in state)
     assert str(out) in capsys.readouterr().out

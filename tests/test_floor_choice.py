@@ -98,13 +98,10 @@ def test_floors_for_views_sit_beside_the_one_view_floors():
 def test_write_floors_keeps_the_weights_and_adds_the_floors(tmp_path):
     import torch
 
-    from models.loading import read_weights, save_weights
+    from models.loading import read_weights
     from models.spec import read_meta
-    from models.unet import build_unet
 
-    small = {"widths": (4, 4, 8, 8), "blocks": (0, 0, 0)}
-    src = save_weights(tmp_path / "w.pt", build_unet(**small),
-                       ModelMeta(arch_args=small, extra={"min_confidence": {"track": 0.8}}))
+    src = small_weights(tmp_path)
     out = write_floors(src, tmp_path / "floored.pt", {"tarped_cargo": 0.55, "track": 0.65}, 2, "test")
     assert read_meta(out).own_floors(2) == {"tarped_cargo": 0.55, "track": 0.65}
     assert read_meta(out).own_floors(1) == {"track": 0.8}
@@ -153,14 +150,20 @@ def test_floors_cli_scores_every_floor_from_one_pass(cargo_yard, tmp_path, cli_e
     assert "2 view(s), 1 scenes" in report["chosen_on"]
 
 
-def test_floors_cli_writes_them_into_a_weights_file(cargo_yard, tmp_path, cli_env):
+def small_weights(tmp_path):
+    """An untrained, very narrow UNet with a one-view track floor, as a weights file."""
     from models.loading import save_weights
-    from models.spec import read_meta
     from models.unet import build_unet
 
     small = {"widths": (4, 4, 8, 8), "blocks": (0, 0, 0)}
-    weights = save_weights(tmp_path / "w.pt", build_unet(**small),
-                           ModelMeta(arch_args=small, extra={"min_confidence": {"track": 0.8}}))
+    return save_weights(tmp_path / "w.pt", build_unet(**small),
+                        ModelMeta(arch_args=small, extra={"min_confidence": {"track": 0.8}}))
+
+
+def test_floors_cli_writes_them_into_a_weights_file(cargo_yard, tmp_path, cli_env):
+    from models.spec import read_meta
+
+    weights = small_weights(tmp_path)
     env = {k: v for k, v in cli_env.items() if k != "RAILSIGHT_MODEL_FACTORY"}
     written = tmp_path / "floored.pt"
     proc = run_floors(env, "--scenes", cargo_yard, "--weights", weights, "--tta", 4, "--write", written, "--quiet")
@@ -178,6 +181,23 @@ def test_the_scored_pass_drops_nothing_whatever_the_settings():
 
     options = pass_options(PipelineSettings(min_confidence=0.9, tta=2), model_tile=None, tta=None)
     assert (options.min_confidence, options.own_floors, options.tta) == (0.0, False, 2)
+
+
+def test_floors_cli_writes_nothing_when_no_class_has_truth(tmp_path, cli_env):
+    """Scenes holding only railcars: no cargo or track floor can be chosen, so nothing is written."""
+    img = scenes.blank(300, 200)
+    t = scenes.transform_for(scenes.UTM, 0.5)
+    cars = [feature("railcar", box(*(t @ (c, r + h)), *(t @ (c + w, r)))) for c, r, w, h in
+            scenes.train_of_cars(img, 20, 100, 6)]
+    folder = tmp_path / "cars"
+    folder.mkdir()
+    scenes.write(folder / "cars.tif", img)
+    (folder / "cars.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": cars}))
+    weights = small_weights(tmp_path)
+    env = {k: v for k, v in cli_env.items() if k != "RAILSIGHT_MODEL_FACTORY"}
+    proc = run_floors(env, "--scenes", folder, "--weights", weights, "--write", tmp_path / "x.pt", "--quiet")
+    assert proc.returncode == 2 and "no floor to write" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.pt").exists()
 
 
 @pytest.mark.parametrize(("args", "message"), [

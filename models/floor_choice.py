@@ -143,6 +143,17 @@ def write_floors(weights: Path, out: Path, floors: dict[str, float], views: int,
     return save_state(out, state, with_floors(meta, floors, views, chosen_on))
 
 
+def classes_with_truth(pairs: Sequence[tuple[Path, Path]]) -> set[str]:
+    """The classes with floors that some scene's truth holds (read before any detection runs)."""
+    found: set[str] = set()
+    for _, truth_path in pairs:
+        for feature in json.loads(truth_path.read_text()).get("features", []):
+            cls = (feature.get("properties") or {}).get("class")
+            if cls in FLOORS:
+                found.add(cls)
+    return found
+
+
 def detect_all(
     pairs: Sequence[tuple[Path, Path]], detect: Callable[[Path], dict],
     progress: Callable[[int, int, str], None] | None = None,

@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.floor_choice import choose, describe, detect_all, write_floors
+    from models.floor_choice import FLOORS, choose, classes_with_truth, describe, detect_all, write_floors
     from models.spec import SHIPPED_WEIGHTS
     from service.commands.detect import settings_from_args
     from service.pipeline import detect_scene, model_meta, model_spec_from_settings
@@ -42,13 +42,13 @@ def run(args: argparse.Namespace) -> int:
     spec = model_spec_from_settings(settings)
     if args.write and spec.factory:
         raise BadOption("--write needs a weights file: the model comes from a factory (RAILSIGHT_MODEL_FACTORY)")
+    if args.write and not classes_with_truth(pairs):  # known before a scene is detected
+        raise BadOption(f"no floor to write: the scenes hold no {' or '.join(FLOORS)} truth")
     options = pass_options(settings, model_tile=args.model_tile, tta=args.tta)
     scenes = over_scenes(settings, len(pairs), "floors", args.quiet, lambda client, progress: detect_all(
         pairs, lambda image: detect_scene(image, options, spec, client), progress=progress))
     choice = choose(scenes, current=model_meta(spec).own_floors(options.tta))
     chosen = {cls: c["chosen"] for cls, c in choice.items() if c["chosen"] is not None}
-    if args.write and not chosen:
-        raise BadOption("no floor to write: the scenes hold no tarped cargo or track truth")
     chosen_on = describe(choice, options.tta, args.scenes, len(scenes))
     report = {"model": spec.describe(), "views": options.tta, "scenes": len(scenes), "scene_dirs": args.scenes,
               "chosen": chosen, "classes": choice, "chosen_on": chosen_on}

@@ -109,10 +109,15 @@ def test_eval_cli_end_to_end(tmp_path, cli_env):
     (["--scenes", "."], "no scenes with truth"),
     (["--scenes", ".", "--limit", "0"], "--limit must be at least 1"),
     (["--scenes", ".", "--device", "tpu"], "invalid choice"),
+    (["--scenes", "broken"], "truth file is not GeoJSON"),
 ])
 def test_eval_bad_input_exit_2_with_one_line(args, message, tmp_path, monkeypatch, capsys):
     from service.cli import main
 
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    scenes.write(broken / "a.tif", scenes.blank(64, 64))
+    (broken / "a.geojson").write_text("not json")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exc:
         raise SystemExit(main(["eval", *args]))

@@ -204,10 +204,15 @@ def test_floors_cli_writes_nothing_when_no_class_has_truth(tmp_path, cli_env):
     (["--scenes", "/no/such/dir"], "scene directory not found"),
     (["--scenes", "."], "no scenes with truth"),
     (["--scenes", ".", "--tta", "3"], "invalid choice"),
+    (["--scenes", "broken"], "truth file is not GeoJSON"),
 ])
 def test_floors_bad_input_exit_2_with_one_line(args, message, tmp_path, monkeypatch, capsys):
     from service.cli import main
 
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    scenes.write(broken / "a.tif", scenes.blank(64, 64))
+    (broken / "a.geojson").write_text('{"type": "FeatureCollection", "features": [')  # cut short
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exc:
         raise SystemExit(main(["floors", *args]))

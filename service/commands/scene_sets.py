@@ -38,9 +38,15 @@ def scene_pairs(folders: Sequence[str], workers: int | None) -> list[tuple[Path,
     if workers is not None and workers < 1:
         raise BadOption(f"--workers must be at least 1, got {workers}")
     try:
-        return [pair for folder in folders for pair in find_scenes(folder)]
+        pairs = [pair for folder in folders for pair in find_scenes(folder)]
     except EvaluationError as exc:
         raise BadOption(str(exc)) from exc
+    for _, truth in pairs:  # read now, so a bad one stops the run before any scene is detected
+        try:
+            json.loads(truth.read_text())
+        except (OSError, ValueError) as exc:
+            raise BadOption(f"truth file is not GeoJSON: {truth} ({exc})") from exc
+    return pairs
 
 
 def over_scenes(settings: PipelineSettings, n_scenes: int, desc: str, quiet: bool,

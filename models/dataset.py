@@ -21,9 +21,9 @@ DataLoader worker count (worker ``w`` of ``n`` renders scene indices ``w, w + n,
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -282,30 +282,24 @@ class CropStream(IterableDataset):
             batch += nworkers
 
 
-def scenes_balance(scenes: Sequence[GridSample]) -> dict[str, list[float]] | None:
-    """The range of band balance (``service.colour_balance.band_balance``) of a run's first training
-    scenes, ``BALANCE_QUANTILES`` per band: the range the pipeline then brings every scene it reads
-    for these weights into. None if no scene has a valid pixel: a made-up range would recolour every
-    scene."""
-    from service.colour_balance import band_balance
+def tone_ranges(scenes: Iterable[GridSample]) -> dict[str, Any]:
+    """What the pipeline brings scenes read for these weights into, from a run's first training
+    scenes, in one pass that keeps only two numbers per scene: ``colour_balance``, the
+    ``BALANCE_QUANTILES`` of band balance per band (``service.colour_balance.band_balance``), and
+    ``min_brightness_spread``, the ``SPREAD_QUANTILE`` of brightness spread (``brightness_spread``).
+    Empty if no scene has a valid pixel: a made-up range would recolour every scene."""
+    from service.colour_balance import band_balance, brightness_spread
 
-    balances = [band_balance(s.image, s.valid) for s in scenes if s.valid.any()]
+    balances, spreads = [], []
+    for s in scenes:
+        if s.valid.any():
+            balances.append(band_balance(s.image, s.valid))
+            spreads.append(brightness_spread(s.image, s.valid))
     if not balances:
-        return None
+        return {}
     low, high = np.percentile(balances, BALANCE_QUANTILES, axis=0)
-    return {"low": [round(float(v), 4) for v in low], "high": [round(float(v), 4) for v in high]}
-
-
-def scenes_contrast(scenes: Sequence[GridSample]) -> float | None:
-    """The ``SPREAD_QUANTILE`` percentile of brightness spread (``service.colour_balance.
-    brightness_spread``) of a run's first training scenes: the spread the pipeline raises a flatter
-    scene's to, after its colour balance. None if no scene has a valid pixel."""
-    from service.colour_balance import brightness_spread
-
-    spreads = [brightness_spread(s.image, s.valid) for s in scenes if s.valid.any()]
-    if not spreads:
-        return None
-    return round(float(np.percentile(spreads, SPREAD_QUANTILE)), 2)
+    return {"colour_balance": {"low": [round(float(v), 4) for v in low], "high": [round(float(v), 4) for v in high]},
+            "min_brightness_spread": round(float(np.percentile(spreads, SPREAD_QUANTILE)), 2)}
 
 
 def synthetic_scenes(run_seed: int, size_px: int = SYNTH_SCENE_PX, **overrides) -> Callable[[int], GridSample]:

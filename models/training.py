@@ -45,10 +45,9 @@ from models.dataset import (
     fixed_scenes,
     mixed_scenes,
     pixel_size_scenes,
-    scenes_balance,
-    scenes_contrast,
     shared_scenes,
     synthetic_scenes,
+    tone_ranges,
     user_sample,
 )
 from models.interface import ModelMeta
@@ -63,9 +62,9 @@ if TYPE_CHECKING:
 
 MODEL_VERSION = "0.1.0"
 # Training scenes whose range of band balance and least brightness spread a run records
-# (``scenes_balance``, ``scenes_contrast``): 40 engine scenes
-# of 768 px render in about 30 s on a 2-core CPU. On run 17's scenes the quartiles of the first 24
-# differed from those of 40 by up to 0.015, of the first 32 by up to 0.008.
+# (``tone_ranges``): 40 engine scenes of 768 px render in about 30 s on a 2-core CPU. On run 17's
+# scenes the quartiles of the first 24 differed from those of 40 by up to 0.015, of the first 32 by
+# up to 0.008.
 COLOUR_BALANCE_SCENES = 40
 
 
@@ -436,14 +435,9 @@ def _train(cfg: TrainConfig, scene_at: Callable[[int], GridSample] | None,
     # stair-stepped pixels, and weights trained on from these keep their footprint habits.
     extra["parameters"] = count_parameters(model)
     # Weights trained on from others keep their ranges, as their scenes did.
-    missing = [key for key in ("colour_balance", "min_brightness_spread") if key not in extra]
-    if missing:
-        first = [scene_at(i) for i in range(COLOUR_BALANCE_SCENES)]
-        ranges = {"colour_balance": scenes_balance, "min_brightness_spread": scenes_contrast}
-        for key in missing:
-            found = ranges[key](first)
-            if found:
-                extra[key] = found
+    if "colour_balance" not in extra or "min_brightness_spread" not in extra:
+        for key, found in tone_ranges(map(scene_at, range(COLOUR_BALANCE_SCENES))).items():
+            extra.setdefault(key, found)
     out_meta = dataclasses.replace(meta, extra=extra,
                                    version=meta.version if cfg.init else cfg.version)
     path = save_weights(cfg.out, model, out_meta)

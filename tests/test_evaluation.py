@@ -15,6 +15,7 @@ from shapely.geometry import LineString, box, mapping
 
 from models.evaluation import condition_buckets, evaluate, find_scenes
 from tests import scenes
+from tests.cli_errors import one_error_line, scene_with_bad_truth
 
 TO_LONLAT = Transformer.from_crs(scenes.UTM, "EPSG:4326", always_xy=True)
 
@@ -112,15 +113,6 @@ def test_eval_cli_end_to_end(tmp_path, cli_env):
     (["--scenes", "broken"], "truth file is not GeoJSON"),
 ])
 def test_eval_bad_input_exit_2_with_one_line(args, message, tmp_path, monkeypatch, capsys):
-    from service.cli import main
-
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    scenes.write(broken / "a.tif", scenes.blank(64, 64))
-    (broken / "a.geojson").write_text("not json")
+    scene_with_bad_truth(tmp_path / "broken", "not json")
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as exc:
-        raise SystemExit(main(["eval", *args]))
-    assert exc.value.code == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], lines
+    assert message in one_error_line(["eval", *args], capsys)

@@ -16,6 +16,7 @@ from shapely.geometry import LineString, box, mapping
 from models.floor_choice import SceneDetections, choose, scene_detections, with_floors, write_floors
 from models.interface import ModelMeta
 from tests import scenes
+from tests.cli_errors import one_error_line, scene_with_bad_truth
 
 TO_LONLAT = Transformer.from_crs(scenes.UTM, "EPSG:4326", always_xy=True)
 X0, Y0 = scenes.UTM_ORIGIN
@@ -207,18 +208,9 @@ def test_floors_cli_writes_nothing_when_no_class_has_truth(tmp_path, cli_env):
     (["--scenes", "broken"], "truth file is not GeoJSON"),
 ])
 def test_floors_bad_input_exit_2_with_one_line(args, message, tmp_path, monkeypatch, capsys):
-    from service.cli import main
-
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    scenes.write(broken / "a.tif", scenes.blank(64, 64))
-    (broken / "a.geojson").write_text('{"type": "FeatureCollection", "features": [')  # cut short
+    scene_with_bad_truth(tmp_path / "broken", '{"type": "FeatureCollection", "features": [')  # cut short
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as exc:
-        raise SystemExit(main(["floors", *args]))
-    assert exc.value.code == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], lines
+    assert message in one_error_line(["floors", *args], capsys)
 
 
 def test_floors_cli_will_not_write_floors_for_a_factory_model(cargo_yard, tmp_path, cli_env):

@@ -56,6 +56,7 @@ from models.losses import railsight_loss
 from models.spec import SHIPPED_WEIGHTS
 from models.synth.conditions import SEASONS
 from models.unet import DEFAULT_BLOCKS, DEFAULT_WIDTHS, build_unet, count_parameters
+from models.weight_average import ema_model
 
 if TYPE_CHECKING:
     from service.colour_balance import BalanceBox
@@ -94,6 +95,9 @@ class TrainConfig:
     # Share of training crops given a wide photometric shift (``models.photometric``): other sensors
     # and renderers. 0 keeps the mild jitter only, as every run up to run 23 had.
     shift_share: float = 0.0
+    # Decay of an exponential moving average of the weights, which is then what the run writes (the
+    # last raw weights go beside it, OUT with suffix .raw.pt); None trains and writes the raw weights.
+    ema: float | None = None
     synth_size_px: int = SYNTH_SCENE_PX
     crops_per_scene: int | None = None  # default 24 synthetic, 8 for a user's scenes
     pool: int = 3
@@ -160,6 +164,8 @@ class TrainConfig:
             raise ValueError(f"--synth-share must be between 0 and 1, got {self.synth_share}")
         if not 0 <= self.shift_share <= 1:
             raise ValueError(f"--shift-share must be between 0 and 1, got {self.shift_share:g}")
+        if self.ema is not None and not 0 < self.ema < 1:
+            raise ValueError(f"--ema must be between 0 and 1, got {self.ema:g}")
         if self.synth_share and not self.finetune:
             raise ValueError("--synth-share only applies when fine-tuning (--scenes/--labels)")
         if self.season_share:
@@ -269,6 +275,11 @@ def scene_source(cfg: TrainConfig, model_pixel_size_m: float, colour_balance: Ba
     return mixed_scenes(fixed_scenes(samples), synth, cfg.synth_share or 0.0), [s.name for s in samples]
 
 
+def raw_weights_path(out: str | Path) -> Path:
+    """Where a run with ``--ema`` writes its last raw (unaveraged) weights."""
+    return Path(out).with_suffix(".raw.pt")
+
+
 def lr_factor(step: int, warmup: int, progress: float) -> float:
     """Linear warm-up over ``warmup`` steps, times a cosine decay to 2 % of the peak over the run's
     ``progress`` (0..1: the share of steps done, or of the time budget if that is further along)."""
@@ -281,10 +292,11 @@ def _worker_init(_: int) -> None:
 
 
 def _save_checkpoint(path: Path, model, opt, step: int, elapsed: float, losses: list[float],
-                     cfg: TrainConfig) -> None:
+                     cfg: TrainConfig, ema=None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                **({"ema": ema.state_dict()} if ema is not None else {}),
                 "step": step, "elapsed_s": elapsed, "losses": losses,
                 "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "progress"}}, tmp)
     tmp.replace(path)
@@ -317,6 +329,7 @@ def _train(cfg: TrainConfig, scene_at: Callable[[int], GridSample] | None,
     bf16 = autocast_bf16(device, cfg.precision)
     model = model.to(device).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+    ema = ema_model(model, cfg.ema) if cfg.ema is not None else None
     warmup = max(1, min(100, cfg.steps // 20))
     start_step, elapsed0, losses = 0, 0.0, []
     ckpt = cfg.checkpoint_path
@@ -324,6 +337,8 @@ def _train(cfg: TrainConfig, scene_at: Callable[[int], GridSample] | None,
         state = torch.load(ckpt, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        if ema is not None and "ema" in state:
+            ema.load_state_dict(state["ema"])
         start_step, elapsed0, losses = int(state["step"]), float(state["elapsed_s"]), list(state["losses"])
         say(f"resuming from {ckpt} at step {start_step}")
     crops_per_scene = cfg.crops_per_scene or (8 if finetune and not cfg.synth_share else 24)
@@ -370,6 +385,8 @@ def _train(cfg: TrainConfig, scene_at: Callable[[int], GridSample] | None,
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
             done = step + 1
             window.append(float(loss.detach()))
             if len(window) == log_every:
@@ -383,9 +400,9 @@ def _train(cfg: TrainConfig, scene_at: Callable[[int], GridSample] | None,
             bar.update(1)
             if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
                 _save_checkpoint(ckpt, model, opt, step + 1,
-                                 elapsed0 + time.perf_counter() - started, losses, cfg)
+                                 elapsed0 + time.perf_counter() - started, losses, cfg, ema)
     except KeyboardInterrupt:
-        _save_checkpoint(ckpt, model, opt, done, elapsed0 + time.perf_counter() - started, losses, cfg)
+        _save_checkpoint(ckpt, model, opt, done, elapsed0 + time.perf_counter() - started, losses, cfg, ema)
         say(f"interrupted: checkpoint at step {done} in {ckpt}; --resume continues")
         raise
     finally:
@@ -410,6 +427,7 @@ def _train(cfg: TrainConfig, scene_at: Callable[[int], GridSample] | None,
         "train_seconds": round(seconds, 1),
         "final_loss": round(losses[-1], 4) if losses else None,
         **({"shift_share": cfg.shift_share} if cfg.shift_share else {}),
+        **({"ema_decay": cfg.ema} if ema is not None else {}),
         "engine": {"name": "models.synth", "version": engine_version(), "run_seed": cfg.seed,
                    "scene_seeds": f"models.dataset.train_scene_seed(run_seed, i) >= {TRAIN_SEED_MIN}",
                    "scene_px": cfg.synth_size_px,
@@ -440,6 +458,11 @@ def _train(cfg: TrainConfig, scene_at: Callable[[int], GridSample] | None,
             extra.setdefault(key, found)
     out_meta = dataclasses.replace(meta, extra=extra,
                                    version=meta.version if cfg.init else cfg.version)
+    if ema is not None:
+        # The raw weights too, so an evaluation can tell whether the average paid.
+        raw_meta = dataclasses.replace(out_meta, extra={**extra, "raw_of_ema_run": True})
+        save_weights(raw_weights_path(cfg.out), model, raw_meta)
+        model = ema.module.eval()
     path = save_weights(cfg.out, model, out_meta)
     if ckpt.is_file():
         ckpt.unlink()

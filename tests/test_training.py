@@ -91,7 +91,8 @@ def test_same_seed_same_weights(labelled, tmp_path):
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def test_checkpoint_and_resume(labelled, tmp_path, monkeypatch):
+@pytest.mark.parametrize("ema", [None, 0.9])
+def test_checkpoint_and_resume(labelled, tmp_path, monkeypatch, ema):
     scenes = fixed_scenes([user_sample(str(labelled / "a.tif"), str(labelled / "a.geojson"))])
     real = training.railsight_loss
     calls = {"n": 0}
@@ -103,13 +104,47 @@ def test_checkpoint_and_resume(labelled, tmp_path, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(training, "railsight_loss", interrupt_on_fourth)
-    cfg = small_config(tmp_path, steps=6, checkpoint_every=2)
+    cfg = small_config(tmp_path, steps=6, checkpoint_every=2, ema=ema)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, scene_at=scenes)
-    assert torch.load(cfg.checkpoint_path, weights_only=False)["step"] == 3
+    saved = torch.load(cfg.checkpoint_path, weights_only=False)
+    assert saved["step"] == 3 and ("ema" in saved) == (ema is not None)
+    if ema is not None:  # the average has taken the first copy and two updates
+        assert int(saved["ema"]["n_averaged"]) == 3
     monkeypatch.setattr(training, "railsight_loss", real)
-    result = train(small_config(tmp_path, steps=6, checkpoint_every=2, resume=True), scene_at=scenes)
+    result = train(small_config(tmp_path, steps=6, checkpoint_every=2, resume=True, ema=ema), scene_at=scenes)
     assert result.steps == 6 and not cfg.checkpoint_path.exists()
+
+
+def test_ema_writes_the_average_and_the_raw_weights_beside_it(labelled, tmp_path):
+    scenes = fixed_scenes([user_sample(str(labelled / "a.tif"), str(labelled / "a.geojson"))])
+    raw_run = train(small_config(tmp_path, steps=6, out=str(tmp_path / "plain.pt")), scene_at=scenes)
+    result = train(small_config(tmp_path, steps=6, ema=0.5), scene_at=scenes)
+    meta, averaged = read_weights(result.out)
+    raw_meta, raw = read_weights(training.raw_weights_path(result.out))
+    assert meta.extra["ema_decay"] == 0.5 and raw_meta.extra["raw_of_ema_run"] is True
+    # The same seed trains the same raw weights with or without the average beside them.
+    plain = read_weights(raw_run.out)[1]
+    assert all(torch.equal(raw[k], plain[k]) for k in raw)
+    floats = [k for k in raw if raw[k].is_floating_point()]
+    assert any(not torch.allclose(averaged[k], raw[k]) for k in floats)
+    assert all(torch.equal(averaged[k], raw[k]) for k in raw if not raw[k].is_floating_point())
+
+
+def test_ema_follows_its_decay_after_a_short_ramp():
+    from models.weight_average import decay_at, ema_model
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    ema = ema_model(model, 0.9)
+    for value in (1.0, 2.0, 4.0):
+        model.weight.data.fill_(value)
+        ema.update_parameters(model)
+    # 1 (copied), then 1 + 0.9 * (2 - 1) = 1.9 at decay 0.1, then 1.9 + (1 - 2/11) * (4 - 1.9).
+    assert decay_at(0.9, 0) == pytest.approx(0.1) and decay_at(0.9, 1) == pytest.approx(2 / 11)
+    assert ema.module.weight.item() == pytest.approx(1.9 + (9 / 11) * 2.1)
+    assert decay_at(0.9, 1000) == 0.9
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        ema_model(model, 1.0)
 
 
 def test_finetune_cli_on_two_labelled_scenes(labelled, init_weights, tmp_path, capsys):
@@ -177,6 +212,7 @@ def test_labels_are_reprojected_onto_the_grid(labelled):
          "--pixel-size-share applies to synthetic training, not fine-tuning"),
         (["train", "--shift-share", "1.5"], "--shift-share must be between 0 and 1, got 1.5"),
         (["train", "--shift-share", "half"], "invalid float value"),
+        (["train", "--ema", "1"], "--ema must be between 0 and 1, got 1"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(argv, message, capsys):

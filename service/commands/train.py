@@ -80,6 +80,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shift-share", type=float, default=0.0, metavar="SHARE",
                    help="share of crops given a wide photometric shift (colour cast, grey, gamma, contrast, "
                         "blur or sharpening, noise, JPEG) standing in for other sensors (default 0)")
+    p.add_argument("--ema", type=float, metavar="DECAY",
+                   help="write an exponential moving average of the weights with this decay, e.g. 0.999 "
+                        "(the last raw weights go to OUT with suffix .raw.pt; default: raw weights only)")
     p.add_argument("--lr", type=float, help="peak learning rate (default 3e-3; 5e-4 from --init)")
     p.add_argument("--workers", type=int, help="data loader processes rendering scenes (default 1; 0 = inline)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
@@ -114,6 +117,7 @@ def config_from_args(args: argparse.Namespace):
         season_share=args.season_share,
         pixel_size_share=args.pixel_size_share,
         shift_share=args.shift_share,
+        ema=args.ema,
         synth_size_px=args.scene_px,
         crops_per_scene=args.crops_per_scene,
         workers=args.workers,

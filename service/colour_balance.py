@@ -16,9 +16,9 @@ Contrast: a scene whose brightness spread (the standard deviation of the mean of
 valid pixels) is under the weights' ``extra['min_brightness_spread']`` (p10 of their training
 scenes) is scaled up to it about each band's mean, which keeps the band balance. A hazy or flat
 scene then shows the model the contrast it learnt on: on held-out scenes at half contrast railcar
-F1 0.748 -> 0.779 and cargo F1 0.625 -> 0.694. A spread above p90 is left alone: scaling it down
-gained nothing at 1.6x contrast and cost snow scenes, whose white ground makes a wide spread,
-railcar F1 0.019 on validation (MODEL.md, session 25).
+F1 0.748 -> 0.779 and cargo F1 0.625 -> 0.694. Wider spreads are left alone: also scaling those
+above p90 down to it gained nothing at 1.6x contrast and cost snow scenes, whose white ground makes
+a wide spread, railcar F1 0.019 on validation (MODEL.md, session 25).
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ import torch
 from kernels.normalise import normalise
 from models.interface import SEMANTIC_CLASSES, ModelMeta, split_output
 from models.loading import autocast_bf16, load_model, resolve_device
-from models.spec import ModelSpec
+from models.spec import CompileFor, ModelSpec
 
 
 def _sync(device: torch.device) -> None:
@@ -39,7 +39,8 @@ def _sync(device: torch.device) -> None:
 
 
 def model_only(
-    spec: ModelSpec, device: str, *, window: int, batch: int, tiles: int, budget_s: float, precision: str = "auto"
+    spec: ModelSpec, device: str, *, window: int, batch: int, tiles: int, budget_s: float, precision: str = "auto",
+    compiled: CompileFor | None = None,
 ) -> dict[str, Any]:
     """Seconds per tile for the pipeline's model step (normalise, model, split_output, as
     ``models.inference.infer`` does them) on uint8 batches already on the device. Times whole
@@ -47,7 +48,7 @@ def model_only(
     after a warm-up)."""
     from service.model_plugin import get_model
 
-    module, meta, dev = get_model(spec, device)  # the very module setup the workers use
+    module, meta, dev = get_model(spec, device, compiled)  # the very module setup the workers use
     bf16 = autocast_bf16(dev, precision)  # what the pipeline's workers run with the same setting
     gen = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (batch, 3, window, window), dtype=torch.uint8, generator=gen).to(dev)

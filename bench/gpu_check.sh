@@ -46,6 +46,11 @@ step tests 180 "$py" -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/t
 # polygonising is CPU work, so it runs at 10,000 px at most here.
 step bench 330 "$py" -m bench --device "$device" --sizes "$sizes" --baselines naive --baseline-max-size 10000 \
   --cache-dir /tmp/railsight-bench --out "$out/bench.jsonl"
+# The same at the largest size with the model under torch.compile (issue #6: "torch.compile where it
+# helps"), on the scene the step above rendered; the workers compile before the timing starts and
+# the JSON line gives that time as cluster.compile_s. Compare its e2e_mpx_s with the eager line's.
+step bench-compiled 150 "$py" -m bench --device "$device" --sizes "${sizes##*,}" --baselines none --compile \
+  --cache-dir /tmp/railsight-bench --out "$out/bench.jsonl"
 
 # The CUDA training path (issue #3): steps of the shipped recipe's batch from scratch on CUDA with
 # bf16 autocast and the moving average, for whatever is left of 560 s since the start (a minute of it
@@ -65,7 +70,7 @@ tail -n 2 "$out/tests.log"
 tail -n 3 "$out/train.log" 2>/dev/null
 "$py" - "$out/bench.jsonl" <<'EOF'
 import json, sys
-keys = ("size", "tile", "batch", "e2e_mpx_s", "model_only_mpx_s", "e2e_over_model_only", "read_ceiling_mpx_s",
+keys = ("size", "tile", "batch", "compiled", "e2e_mpx_s", "model_only_mpx_s", "e2e_over_model_only", "read_ceiling_mpx_s",
         "e2e_over_read_ceiling", "e2e_over_naive", "peak_rss_mb", "gpu_peak_mb", "time_share")
 try:
     lines = [json.loads(x) for x in open(sys.argv[1]) if x.startswith("{")]

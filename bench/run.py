@@ -68,6 +68,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="the pipeline's and model-only's arithmetic (default auto: bf16 on CUDA and on CPUs "
                         "with native bf16); the naive and TorchGeo-style baselines are fp32 as users write them")
+    p.add_argument("--compile", action="store_true",
+                   help="the pipeline and model-only run the model under torch.compile (models/compiled.py); the "
+                        "workers compile it before the timing starts, and the time is in cluster.compile_s")
     p.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="scene sides in px, comma separated")
     p.add_argument("--tile", type=int, default=None, help="the model's tile core (default: the weights' own)")
     p.add_argument("--batch", type=int, default=None, help="tiles per model call (default: the pipeline's)")
@@ -122,16 +125,26 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
     from service.cluster import dask_client, local_layout
     from service.geojson import write_geojson
     from service.model_plugin import register_model
-    from service.pipeline import DetectOptions, batch_size, detect_scene, model_meta, model_tile, prepare_scene
+    from service.pipeline import (
+        DetectOptions,
+        batch_size,
+        compile_for,
+        detect_scene,
+        model_meta,
+        model_tile,
+        prepare_scene,
+    )
     from service.settings import PipelineSettings
 
     device = args.device
     spec, model_info = choose_spec(args.weights, args.factory)
     scene_path, scene_info = ensure_scene(args.cache_dir, size, seed=args.seed, chunk=args.chunk, pool=args.pool,
                                           renderer=args.renderer)
-    options = DetectOptions(device=device, model_tile=args.tile, batch_size=args.batch, precision=args.precision)
+    options = DetectOptions(device=device, model_tile=args.tile, batch_size=args.batch, precision=args.precision,
+                            compile=args.compile)
     meta = model_meta(spec)  # the tile and batch the pipeline chooses, for the JSON line and the baselines
     tile, batch = model_tile(options, meta), batch_size(options, meta, device)
+    compiled = compile_for(options, meta, batch)
     load_at_start = round(os.getloadavg()[0], 2)  # machine() itself waits until torch may be loaded
     line: dict[str, Any] = {"bench": "scene-pipeline", "machine": {}, "device": device, "size": size,
                             "megapixels": size * size / MB, "scene": scene_info, "model": model_info}
@@ -151,6 +164,10 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
             t0 = time.perf_counter()
             register_model(client, spec, device)
             line["cluster"]["model_load_s"] = round(time.perf_counter() - t0, 3)
+            if compiled:  # and compiles it, as the pipeline would before a scene's first task
+                t0 = time.perf_counter()
+                register_model(client, spec, device, compiled=compiled)
+                line["cluster"]["compile_s"] = round(time.perf_counter() - t0, 3)
             # ... and so does this process: the model's metadata (a factory builds the model to get it)
             t0 = time.perf_counter()
             model_meta(spec)
@@ -186,10 +203,10 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
             summary = collection["summary"]
             halo, tiles = int(summary["halo"]), int(summary["tiles"])
             mo = _model_only_on_workers(client, spec, device, window=tile + 2 * halo, batch=batch, tiles=tiles,
-                                        budget_s=budget, precision=args.precision)
+                                        budget_s=budget, precision=args.precision, compiled=compiled)
         timings = summary["timings"]
         del collection
-        line.update(tile=tile, halo=halo, window_px=tile + 2 * halo, batch=batch, tiles=tiles)
+        line.update(tile=tile, halo=halo, window_px=tile + 2 * halo, batch=batch, tiles=tiles, compiled=args.compile)
         e2e_mpx_s = size * size / e2e_s / MB
         capacity = max(1, line["cluster"]["threads"]) * e2e_s  # task-seconds the cluster could give
         shares = {k: timings[f"{k}_s"] / capacity for k in ("read", "model", "vectorise")}
@@ -314,7 +331,7 @@ def _targets(line: dict[str, Any]) -> dict[str, Any]:
 
 
 def _model_only_on_workers(client, spec, device: str, *, window: int, batch: int, tiles: int, budget_s: float,
-                           precision: str) -> dict[str, Any]:
+                           precision: str, compiled=None) -> dict[str, Any]:
     """``bench.baselines.model_only`` in every worker at once (one task each, the scene's tiles shared
     out), so the ceiling has the pipeline's own processes, threads and allocator. The cluster's
     throughput is the sum of the workers' own."""
@@ -323,14 +340,15 @@ def _model_only_on_workers(client, spec, device: str, *, window: int, batch: int
     workers = sorted(client.scheduler_info(n_workers=-1).get("workers", {}))
     share = max(1, -(-tiles // len(workers)))
     futures = [client.submit(bl.model_only, spec, device, window=window, batch=batch, tiles=share, budget_s=budget_s,
-                             precision=precision, workers=[w], allow_other_workers=False, pure=False)
+                             precision=precision, compiled=compiled, workers=[w], allow_other_workers=False,
+                             pure=False)
                for w in workers]
     each = client.gather(futures)
     tiles_per_s = sum(1.0 / r["s_per_tile"] for r in each)
     cpu_s_per_tile = sum(r["cpu_s_per_tile"] * r["tiles_timed"] for r in each) / sum(r["tiles_timed"] for r in each)
     return {"s_per_tile": 1.0 / tiles_per_s, "cpu_s_per_tile": cpu_s_per_tile,
             "tiles_timed": sum(r["tiles_timed"] for r in each), "window_px": window, "batch": batch,
-            "precision": each[0]["precision"], "workers": len(each),
+            "precision": each[0]["precision"], "compiled": compiled is not None, "workers": len(each),
             "torch_threads": [r["torch_threads"] for r in each],
             "gpu_peak_bytes": max(r["gpu_peak_bytes"] for r in each)}
 

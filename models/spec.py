@@ -45,6 +45,17 @@ class ModelSpec:
         return self.factory or str(self.weights or SHIPPED_WEIGHTS)
 
 
+@dataclass(frozen=True)
+class CompileFor:
+    """What a model compiled with torch.compile is specialised to (``models.compiled``): tiles per
+    call, the side of their read window, and the precision setting its calls run at (autocast on or
+    off is compiled in too)."""
+
+    batch: int
+    window_px: int
+    precision: str = "auto"
+
+
 def import_callable(ref: str):
     module_name, _, attr = ref.partition(":")
     if not attr:

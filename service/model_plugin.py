@@ -12,7 +12,7 @@ from distributed.comm import get_address_host
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from models.interface import ModelMeta
-from models.spec import ModelSpec
+from models.spec import CompileFor, ModelSpec
 
 if TYPE_CHECKING:  # torch is imported on the workers only: the client registers the plugin by value
     import torch
@@ -21,48 +21,54 @@ PLUGIN_NAME = "railsight-model"
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-_loaded: dict[tuple[ModelSpec, str], tuple[torch.nn.Module, ModelMeta, torch.device]] = {}
-_warm: set[tuple[ModelSpec, str]] = set()
+# Keyed by (spec, device, compiled): compiled is None for the eager model, else what it was
+# compiled for (models.compiled).
+_loaded: dict[tuple[ModelSpec, str, CompileFor | None], tuple[torch.nn.Module, ModelMeta, torch.device]] = {}
+_warm: set[tuple[ModelSpec, str, CompileFor | None]] = set()
 # How many times this process loaded a model; the tests read it to prove "once per worker".
 load_count = 0
 
 
-def get_model(spec: ModelSpec, device: str) -> tuple[torch.nn.Module, ModelMeta, torch.device]:
-    """The process-wide model for (spec, device), loading it on first use."""
+def get_model(spec: ModelSpec, device: str,
+              compiled: CompileFor | None = None) -> tuple[torch.nn.Module, ModelMeta, torch.device]:
+    """The process-wide model for (spec, device), loading it on first use; with ``compiled``,
+    under torch.compile for calls of ``compiled.batch`` tiles (``models.compiled``)."""
     global load_count
+    from models.compiled import compile_for_inference
     from models.inference import optimise_for_inference
     from models.loading import load_model, resolve_device
 
-    key = (spec, device)
+    key = (spec, device, compiled)
     with _lock:
         if key not in _loaded:
             dev = resolve_device(device)
             module, meta = load_model(spec, dev)
-            module = optimise_for_inference(module, dev)
+            module = (compile_for_inference(module, dev, compiled.batch) if compiled
+                      else optimise_for_inference(module, dev))
             _loaded[key] = (module, meta, dev)
             load_count += 1
         return _loaded[key]
 
 
-def _warm_up(spec: ModelSpec, device: str) -> None:
+def _warm_up(spec: ModelSpec, device: str, compiled: CompileFor | None = None) -> None:
     """``service.tile_tasks.warm_up``, once per process: registering the plugin again (every scene
     does) finds this worker warm already. A failure is logged, not raised: the first task then pays
     the warm-up itself, or fails with the same error and tells the user."""
     with _lock:
-        if (spec, device) in _warm:
+        if (spec, device, compiled) in _warm:
             return
-        _warm.add((spec, device))
+        _warm.add((spec, device, compiled))
     from service.tile_tasks import warm_up
 
     try:
-        warm_up(spec, device)
+        warm_up(spec, device, compiled)
     except Exception:  # noqa: BLE001 - an optimisation; the task reports a real error itself
         log.warning("worker warm-up failed; the first task will pay for it", exc_info=True)
 
 
-def is_warm(spec: ModelSpec, device: str) -> bool:
-    """Whether this process has run ``service.tile_tasks.warm_up`` for (spec, device)."""
-    return (spec, device) in _warm
+def is_warm(spec: ModelSpec, device: str, compiled: CompileFor | None = None) -> bool:
+    """Whether this process has run ``service.tile_tasks.warm_up`` for (spec, device, compiled)."""
+    return (spec, device, compiled) in _warm
 
 
 def loaded_models() -> int:
@@ -76,10 +82,12 @@ class ModelPlugin(WorkerPlugin):
 
     name = PLUGIN_NAME
 
-    def __init__(self, spec: ModelSpec, device: str, threads_by_host: dict[str, int] | None = None) -> None:
+    def __init__(self, spec: ModelSpec, device: str, threads_by_host: dict[str, int] | None = None,
+                 compiled: CompileFor | None = None) -> None:
         self.spec = spec
         self.device = device
         self.threads_by_host = threads_by_host or {}
+        self.compiled = compiled
 
     def setup(self, worker=None) -> None:
         import torch
@@ -92,21 +100,22 @@ class ModelPlugin(WorkerPlugin):
             host = get_address_host(worker.address)
             dask_threads = self.threads_by_host.get(host, worker.state.nthreads)
             torch.set_num_threads(max(1, dask.system.CPU_COUNT // max(1, dask_threads)))  # quota-aware
-        get_model(self.spec, self.device)
+        get_model(self.spec, self.device, self.compiled)
         if worker is not None:
-            _warm_up(self.spec, self.device)
+            _warm_up(self.spec, self.device, self.compiled)
 
 
-def register_model(client: Client, spec: ModelSpec, device: str) -> str:
-    """Load ``spec`` on every worker of ``client``'s cluster, now and on workers that join later.
-    Registering again is cheap: each process keeps what it loaded. Returns the device kind the
-    workers run the model on ("cuda" if any does, else "cpu"): the workers', not this process's,
-    which may have no GPU and no torch."""
+def register_model(client: Client, spec: ModelSpec, device: str, *, compiled: CompileFor | None = None) -> str:
+    """Load ``spec`` on every worker of ``client``'s cluster, now and on workers that join later;
+    with ``compiled``, compiled for its batch and precision, which the warm-up compiles before this
+    returns. Registering again is cheap: each process keeps what it loaded. Returns the device
+    kind the workers run the model on ("cuda" if any does, else "cpu"): the workers', not this
+    process's, which may have no GPU and no torch."""
     threads: dict[str, int] = {}
     for address, w in client.scheduler_info(n_workers=-1).get("workers", {}).items():
         host = get_address_host(address)
         threads[host] = threads.get(host, 0) + int(w.get("nthreads", 1))
-    client.register_plugin(ModelPlugin(spec, device, threads))
+    client.register_plugin(ModelPlugin(spec, device, threads, compiled))
     kinds = set(client.run(_device_kind, device).values())
     return "cuda" if "cuda" in kinds else "cpu"
 

@@ -28,7 +28,7 @@ from kernels.vectorise import join_track_coords, oriented_box_attributes
 from models.allocator import release_freed_memory
 from models.cpu_bf16 import cpu_has_fast_bf16
 from models.interface import ALL_CLASSES, OBJECT_CLASSES, TTA_VIEWS, ModelMeta
-from models.spec import PRECISIONS, SHIPPED_WEIGHTS, ModelSpec, read_meta
+from models.spec import PRECISIONS, SHIPPED_WEIGHTS, CompileFor, ModelSpec, read_meta
 from service.errors import BadOption, Cancelled
 from service.feature_table import FeatureTable
 from service.geojson import GeometryMapper, feature_collection
@@ -82,6 +82,7 @@ class DetectOptions:
     class_raster: str | None = None  # path of a class COG to stream, if wanted
     tta: int = 1  # model views averaged per tile (models.interface.TTA_VIEWS)
     own_floors: bool = True  # False: the weights' own confidence floors are not applied (`railsight floors`)
+    compile: bool = False  # run the model under torch.compile (models.compiled): workers compile it first
 
     def check(self) -> None:
         for name, size in (("tile", self.tile), ("model tile", self.model_tile)):
@@ -120,6 +121,14 @@ def batch_size(options: DetectOptions, meta: ModelMeta, device: str) -> int:
     return options.batch_size or default_batch(device, model_tile(options, meta) + 2 * meta.halo_px, options.precision)
 
 
+def compile_for(options: DetectOptions, meta: ModelMeta, batch: int) -> CompileFor | None:
+    """What the workers compile the model for when ``options.compile`` asks (None otherwise): the
+    scene's model calls, ``batch`` tiles of one read window each, at the options' precision."""
+    if not options.compile:
+        return None
+    return CompileFor(batch, model_tile(options, meta) + 2 * meta.halo_px, options.precision)
+
+
 def task_tiles(tiles: list[Tile], options: DetectOptions, tile: int, batch: int, device: str) -> list[list[Tile]]:
     """The model tiles of each Dask task: those of one square of ``options.tile`` model pixels (by
     default the largest square of model tiles that ``CALLS_PER_TASK`` model calls on ``device``
@@ -138,6 +147,7 @@ def options_from_settings(settings: PipelineSettings, **overrides: Any) -> Detec
         "min_confidence": settings.min_confidence,
         "max_pixels": settings.max_scene_pixels,
         "tta": settings.tta,
+        "compile": settings.compile,
     }
     base.update({k: v for k, v in overrides.items() if v is not None})
     return DetectOptions(**base)
@@ -206,9 +216,12 @@ def detect_scene(
     tiles = plan_tiles(info.grid_width, info.grid_height, tile, meta.halo_px)
     kind = register_model(client, model, options.device)
     batch = batch_size(options, meta, kind)
+    compiled = compile_for(options, meta, batch)
+    if compiled:
+        register_model(client, model, options.device, compiled=compiled)  # returns once every worker compiled
     groups = task_tiles(tiles, options, tile, batch, kind)
     task = TaskOptions(model, options.device, tuple(options.classes), want_labels=bool(options.class_raster),
-                       precision=options.precision, tta=options.tta, batch=batch)
+                       precision=options.precision, tta=options.tta, batch=batch, compiled=compiled)
     writer = ClassRasterWriter(options.class_raster, info) if options.class_raster else None
     merged = _Accumulator()
     if progress:
@@ -350,6 +363,7 @@ def _assemble(
         "device": device,
         "precision": "+".join(sorted(acc.precisions)) or None,
         "tta_views": options.tta,
+        "compiled": options.compile,
         "confidence_floors": {c: floors[c] for c in options.classes},
         "timings": {
             "inspect_s": round(inspected - started, 3),

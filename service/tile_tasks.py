@@ -15,7 +15,7 @@ from kernels.tiling import Tile, plan_tiles
 from kernels.vectorise import PixelLine, PixelObject, vectorise_tile, winning_class
 from models.allocator import release_freed_memory
 from models.interface import ALL_CLASSES, OBJECT_CLASSES, SEMANTIC_CLASSES
-from models.spec import ModelSpec
+from models.spec import CompileFor, ModelSpec
 from service.model_plugin import get_model
 from service.pieces import Pieces
 from service.rasters import SceneInfo, shared_reader
@@ -32,6 +32,7 @@ class TaskOptions:
     precision: str = "auto"
     tta: int = 1
     batch: int | None = None  # tiles per model call; None: a task's tiles in one call
+    compiled: CompileFor | None = None  # run the model compiled for this batch and precision (models.compiled)
 
 
 @dataclass
@@ -64,7 +65,7 @@ def run_batch(info: SceneInfo, tiles: list[Tile], opts: TaskOptions) -> BatchRes
     from models.inference import infer
     from models.loading import autocast_bf16
 
-    module, meta, device = get_model(opts.model, opts.device)
+    module, meta, device = get_model(opts.model, opts.device, opts.compiled)
     result = BatchResult()
     t0 = time.perf_counter()
     reader = shared_reader(info)
@@ -110,18 +111,21 @@ def run_batch(info: SceneInfo, tiles: list[Tile], opts: TaskOptions) -> BatchRes
     return result
 
 
-def warm_up(spec: ModelSpec, device: str) -> None:
+def warm_up(spec: ModelSpec, device: str, compiled: CompileFor | None = None) -> None:
     """A task's whole path run once on a made-up tile, so a worker's first real task does not pay
     for it: importing what vectorising needs (scikit-image, shapely, GDAL's polygoniser: 0.4 s on
     this project's 2-core CPU), the model's first call and the first tile's vectorising (0.15 s
-    more). The model plugin calls this when a worker starts."""
+    more); for a ``compiled`` model its compiling too, at the batch and precision it will run at.
+    The model plugin calls this when a worker starts."""
     from models.inference import infer
     from models.loading import autocast_bf16
 
-    module, meta, device_ = get_model(spec, device)
-    tile = plan_tiles(meta.tile_px, meta.tile_px, meta.tile_px, meta.halo_px)[0]
+    module, meta, device_ = get_model(spec, device, compiled)
+    side = compiled.window_px - 2 * meta.halo_px if compiled else meta.tile_px
+    tile = plan_tiles(side, side, side, meta.halo_px)[0]
     rgb = np.random.default_rng(0).integers(0, 256, (1, 3, tile.size, tile.size), dtype=np.uint8)
-    probs, cores = infer(module, meta, device_, rgb, bf16=autocast_bf16(device_, "auto"))
+    precision = compiled.precision if compiled else "auto"
+    probs, cores = infer(module, meta, device_, rgb, bf16=autocast_bf16(device_, precision))
     vectorise_tile(probs[0], cores[0], np.ones((tile.size, tile.size), dtype=bool), tile,
                    classes=ALL_CLASSES, semantic_classes=SEMANTIC_CLASSES, object_classes=OBJECT_CLASSES,
                    pixel_size_m=meta.pixel_size_m)

@@ -243,7 +243,7 @@ def test_workers_are_warmed_up_when_the_model_loads(dask_client, oracle_spec):
 def test_a_failed_warm_up_is_logged_and_leaves_the_worker_running(monkeypatch, caplog):
     from service import model_plugin, tile_tasks
 
-    def fail(spec, device):
+    def fail(spec, device, compiled=None):
         raise RuntimeError("no memory for the warm-up batch")
 
     monkeypatch.setattr(tile_tasks, "warm_up", fail)

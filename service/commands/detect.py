@@ -66,6 +66,9 @@ def add_scene_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--classes", type=class_list, help=f"comma list of {','.join(ALL_CLASSES)} (default: all)")
     parser.add_argument("--min-confidence", type=float, help="drop features below this confidence (0..1)")
     add_tta_option(parser)
+    parser.add_argument("--compile", action="store_true", default=None,
+                        help="run the model under torch.compile, which each worker does before its first tile "
+                             "(tens of seconds): for long runs on a GPU; on a CPU it seldom pays")
     parser.add_argument("--allow-pixel-coords", action="store_true", help="run on scenes with no georeferencing")
     parser.add_argument("--max-pixels", type=int, help="refuse scenes with more pixels than this")
     parser.add_argument("--weights", help="weights file (default: the shipped model)")
@@ -89,6 +92,7 @@ def scene_options_from_args(args: argparse.Namespace, settings: PipelineSettings
         classes=args.classes,
         min_confidence=args.min_confidence,
         tta=args.tta,
+        compile=args.compile,
         allow_pixel_coords=args.allow_pixel_coords or None,
         max_pixels=args.max_pixels,
         **extra,

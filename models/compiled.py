@@ -6,11 +6,11 @@ upsampling of this narrow UNet) into the kernels around it; with ``freezing`` it
 norm into the convolutions and treats the weights as constants, which only inference allows. The
 issue's reference UNet runs twice as fast compiled on an H100 (510 against 250 Mpx/s); this one has
 not been measured on a GPU yet (``bench/gpu_check.sh`` does). On this project's 2-core Intel CPU
-with AMX, in bf16, the benchmark's 5,000 px scene ran 1.18x faster end to end (4.04 / 4.30 against
-3.35 / 3.66 Mpx/s, alternating runs), but each worker held 0.5 GB more (peak RSS 2.81 / 2.85 against
-2.36 / 2.31 GB) and compiled for 20-36 s before its first tile; in fp32 a compiled model step is
-slower than the eager fused one (0.86x). A ``railsight detect`` run starts its own workers, so the
-wait would often outlast the gain; hence off by default.
+with AMX, in bf16, it ran the benchmark's scenes 1.05-1.19x faster end to end (20,000 px: 4.31
+against 3.62 Mpx/s), but each worker held 0.15-0.25 GB more, which put the 20,000 px peak at
+3.02 GB, over the 3 GB target (2.66 eager), and compiled for 19-36 s before its first tile; in fp32
+a compiled model step is slower than the eager fused one (0.86x). A ``railsight detect`` run starts
+its own workers, so the wait would often outlast the gain. Hence off by default.
 
 Compiled code is specialised to its input's shape, and a new batch size would compile again (tens
 of seconds) in the middle of a scene. A pipeline's calls differ only in how many tiles they hold

@@ -35,3 +35,16 @@ def test_cuda_pipeline_matches_cpu(tmp_path, dask_client, oracle_spec):
     a = np.array([f["geometry"]["coordinates"][0][0] for f in cpu["features"] if f["properties"]["class"] == "railcar"])
     b = np.array([f["geometry"]["coordinates"][0][0] for f in gpu["features"] if f["properties"]["class"] == "railcar"])
     assert np.allclose(a, b, atol=1e-7)
+
+
+def test_compiled_cuda_pipeline_matches_eager(tmp_path, dask_client, oracle_spec):
+    """`--compile` on CUDA (Triton kernels) gives the eager CUDA run's features."""
+    img = scenes.blank(900, 700)
+    scenes.train_of_cars(img, 30, 300, 20)
+    scenes.paint(img, "track", 0, 500, 900, 3)
+    scene = scenes.write(tmp_path / "scene.tif", img)
+    eager = detect_scene(scene, DetectOptions(device="cuda"), oracle_spec, dask_client)
+    compiled = detect_scene(scene, DetectOptions(device="cuda", compile=True), oracle_spec, dask_client)
+    assert compiled["summary"]["compiled"] is True and compiled["summary"]["device"] == "cuda"
+    assert compiled["summary"]["counts"] == eager["summary"]["counts"]
+    assert [f["geometry"] for f in compiled["features"]] == [f["geometry"] for f in eager["features"]]

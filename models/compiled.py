@@ -39,7 +39,6 @@ class StaticBatchModel(nn.Module):
         super().__init__()
         if batch < 1:
             raise ValueError(f"batch must be at least 1, got {batch}")
-        self.module = module
         self.batch = batch
         self.compiled = torch.compile(module, dynamic=False, backend=backend)
 

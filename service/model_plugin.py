@@ -116,6 +116,12 @@ def register_model(client: Client, spec: ModelSpec, device: str, *, compiled: Co
         host = get_address_host(address)
         threads[host] = threads.get(host, 0) + int(w.get("nthreads", 1))
     client.register_plugin(ModelPlugin(spec, device, threads, compiled))
+    return workers_device_kind(client, device)
+
+
+def workers_device_kind(client: Client, device: str) -> str:
+    """The device kind ``device`` resolves to on the workers ("cuda" if any has one, else "cpu"),
+    asked without loading a model."""
     kinds = set(client.run(_device_kind, device).values())
     return "cuda" if "cuda" in kinds else "cpu"
 

@@ -32,7 +32,7 @@ from models.spec import PRECISIONS, SHIPPED_WEIGHTS, CompileFor, ModelSpec, read
 from service.errors import BadOption, Cancelled
 from service.feature_table import FeatureTable
 from service.geojson import GeometryMapper, feature_collection
-from service.model_plugin import register_model
+from service.model_plugin import register_model, workers_device_kind
 from service.pieces import Pieces
 from service.rasters import ClassRasterWriter, SceneInfo, inspect_scene
 from service.settings import PipelineSettings
@@ -116,9 +116,14 @@ def model_tile(options: DetectOptions, meta: ModelMeta) -> int:
     return options.model_tile or meta.own_tile_px or options.tile or meta.tile_px
 
 
+def read_window(options: DetectOptions, meta: ModelMeta) -> int:
+    """Side of the window the model sees for each tile: its core and a halo on every side."""
+    return model_tile(options, meta) + 2 * meta.halo_px
+
+
 def batch_size(options: DetectOptions, meta: ModelMeta, device: str) -> int:
     """Tiles per model call on ``device``: the caller's, else ``default_batch`` for the read window."""
-    return options.batch_size or default_batch(device, model_tile(options, meta) + 2 * meta.halo_px, options.precision)
+    return options.batch_size or default_batch(device, read_window(options, meta), options.precision)
 
 
 def compile_for(options: DetectOptions, meta: ModelMeta, batch: int) -> CompileFor | None:
@@ -126,7 +131,7 @@ def compile_for(options: DetectOptions, meta: ModelMeta, batch: int) -> CompileF
     scene's model calls, ``batch`` tiles of one read window each, at the options' precision."""
     if not options.compile:
         return None
-    return CompileFor(batch, model_tile(options, meta) + 2 * meta.halo_px, options.precision)
+    return CompileFor(batch, read_window(options, meta), options.precision)
 
 
 def task_tiles(tiles: list[Tile], options: DetectOptions, tile: int, batch: int, device: str) -> list[list[Tile]]:
@@ -214,11 +219,10 @@ def detect_scene(
     inspected = time.perf_counter()
     tile = model_tile(options, meta)
     tiles = plan_tiles(info.grid_width, info.grid_height, tile, meta.halo_px)
-    kind = register_model(client, model, options.device)
+    kind = workers_device_kind(client, options.device)
     batch = batch_size(options, meta, kind)
     compiled = compile_for(options, meta, batch)
-    if compiled:
-        register_model(client, model, options.device, compiled=compiled)  # returns once every worker compiled
+    register_model(client, model, options.device, compiled=compiled)  # returns once every worker is warm
     groups = task_tiles(tiles, options, tile, batch, kind)
     task = TaskOptions(model, options.device, tuple(options.classes), want_labels=bool(options.class_raster),
                        precision=options.precision, tta=options.tta, batch=batch, compiled=compiled)

@@ -23,11 +23,16 @@ def test_normalise_on_cuda_matches_cpu():
     assert torch.allclose(cpu, gpu, atol=1e-6)
 
 
-def test_cuda_pipeline_matches_cpu(tmp_path, dask_client, oracle_spec):
+@pytest.fixture()
+def scene(tmp_path):
+    """A train of 20 cars and a track across, 900 x 700 px."""
     img = scenes.blank(900, 700)
     scenes.train_of_cars(img, 30, 300, 20)
     scenes.paint(img, "track", 0, 500, 900, 3)
-    scene = scenes.write(tmp_path / "scene.tif", img)
+    return scenes.write(tmp_path / "scene.tif", img)
+
+
+def test_cuda_pipeline_matches_cpu(scene, dask_client, oracle_spec):
     cpu = detect_scene(scene, DetectOptions(device="cpu"), oracle_spec, dask_client)
     gpu = detect_scene(scene, DetectOptions(device="cuda"), oracle_spec, dask_client)
     assert gpu["summary"]["device"] == "cuda"
@@ -37,12 +42,8 @@ def test_cuda_pipeline_matches_cpu(tmp_path, dask_client, oracle_spec):
     assert np.allclose(a, b, atol=1e-7)
 
 
-def test_compiled_cuda_pipeline_matches_eager(tmp_path, dask_client, oracle_spec):
+def test_compiled_cuda_pipeline_matches_eager(scene, dask_client, oracle_spec):
     """`--compile` on CUDA (Triton kernels) gives the eager CUDA run's features."""
-    img = scenes.blank(900, 700)
-    scenes.train_of_cars(img, 30, 300, 20)
-    scenes.paint(img, "track", 0, 500, 900, 3)
-    scene = scenes.write(tmp_path / "scene.tif", img)
     eager = detect_scene(scene, DetectOptions(device="cuda"), oracle_spec, dask_client)
     compiled = detect_scene(scene, DetectOptions(device="cuda", compile=True), oracle_spec, dask_client)
     assert compiled["summary"]["compiled"] is True and compiled["summary"]["device"] == "cuda"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 
 import dask
@@ -80,10 +80,4 @@ def dask_client(settings: PipelineSettings, *, workers: int | None = None) -> It
         ) as cluster,
         Client(cluster) as client,
     ):
-        try:
-            yield client
-        finally:
-            # Workers retired before the scheduler closes: closed under them, a heartbeat in flight
-            # fails and Dask prints its traceback on stderr (once in a CI run of `railsight batch`).
-            with suppress(Exception):
-                client.retire_workers(close_workers=True)
+        yield client

@@ -12,6 +12,7 @@ import distributed.system
 from distributed import Client, LocalCluster
 
 from models.allocator import MALLOC_ENV
+from service.quiet_close import quiet_close
 from service.settings import PipelineSettings
 
 CPU_WORKER_MEMORY = 1.5e9  # what one CPU worker holds at its peak: torch, the model, one batch
@@ -61,7 +62,8 @@ def gpu_present() -> bool:
 @contextmanager
 def dask_client(settings: PipelineSettings, *, workers: int | None = None) -> Iterator[Client]:
     """``settings.dask_scheduler`` set: connect to it. Otherwise start a LocalCluster laid out by
-    ``local_layout``, its workers' malloc set as ``models.allocator`` explains, and close it afterwards."""
+    ``local_layout``, its workers' malloc set as ``models.allocator`` explains, and close it afterwards
+    (``service.quiet_close``: without a worker's lost heartbeat as a traceback)."""
     if settings.dask_scheduler:
         with Client(settings.dask_scheduler, timeout="30s") as client:
             yield client
@@ -80,4 +82,5 @@ def dask_client(settings: PipelineSettings, *, workers: int | None = None) -> It
         ) as cluster,
         Client(cluster) as client,
     ):
+        quiet_close(client)
         yield client

@@ -54,6 +54,16 @@ step tests 240 "$py" -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/t
 # polygonising is CPU work, so it runs at 10,000 px at most here.
 step bench 330 "$py" -m bench --device "$device" --sizes "$sizes" --baselines naive --baseline-max-size 10000 \
   --cache-dir /tmp/railsight-bench --out "$out/bench.jsonl"
+# The same eager run at the largest size with the host work spread over processes that share the
+# GPU (each its own CUDA context and model copy) instead of the default one process of a thread per
+# core. Vectorising holds the GIL for part of its time: two threads ran a tile's vectorising 1.68-1.75x
+# as fast as one on a 2-core CPU (two processes 1.65-1.93x), which would cap 16 threads in one
+# process near 4x one core's 12 Mpx/s, far under the 250 Mpx/s target. Compare e2e_mpx_s and
+# time_share with the default layout's line (bench.jsonl says the workers and threads of each).
+for procs in 4 8; do
+  step "bench-workers$procs" 100 "$py" -m bench --device "$device" --sizes "${sizes##*,}" --baselines none \
+    --workers "$procs" --cache-dir /tmp/railsight-bench --out "$out/bench.jsonl"
+done
 # The same at the largest size with the model under torch.compile (issue #6: "torch.compile where it
 # helps"), on the scene the step above rendered; the workers compile before the timing starts and
 # the JSON line gives that time as cluster.compile_s. Compare its e2e_mpx_s with the eager line's.
@@ -82,7 +92,7 @@ tail -n 2 "$out/tests.log"
 tail -n 3 "$out/train.log" 2>/dev/null
 "$py" - "$out/bench.jsonl" <<'EOF'
 import json, sys
-keys = ("size", "tile", "batch", "compiled", "e2e_mpx_s", "model_only_mpx_s", "e2e_over_model_only", "read_ceiling_mpx_s",
+keys = ("size", "tile", "batch", "compiled", "cluster", "e2e_mpx_s", "model_only_mpx_s", "e2e_over_model_only", "read_ceiling_mpx_s",
         "e2e_over_read_ceiling", "e2e_over_naive", "peak_rss_mb", "gpu_peak_mb", "time_share")
 try:
     lines = [json.loads(x) for x in open(sys.argv[1]) if x.startswith("{")]

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from kernels.normalise import normalise
+from kernels.normalise import model_input
+from models.inference import input_dtype
 from models.interface import SEMANTIC_CLASSES, ModelMeta, split_output
 from models.loading import autocast_bf16, load_model, resolve_device
 from models.spec import CompileFor, ModelSpec
@@ -55,7 +56,7 @@ def model_only(
 
     def step() -> None:
         with torch.inference_mode():
-            y = normalise(x, meta.mean, meta.std).contiguous(memory_format=torch.channels_last)
+            y = model_input(x, meta.mean, meta.std, input_dtype(dev, bf16))
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
                 split_output(module(y))
 

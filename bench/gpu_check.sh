@@ -46,9 +46,13 @@ step() {  # step NAME SECONDS COMMAND...: run it under a time limit (cut to what
 
 step gpu 20 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 step versions 60 "$py" -c "import torch, rasterio, distributed, shapely; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'rasterio', rasterio.__version__, 'distributed', distributed.__version__, 'shapely', shapely.__version__)"
-# The CUDA tests (CPU and GPU give the same features, eager and compiled; the normalise kernel) and
-# the inference tests.
-step tests 240 "$py" -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_inference.py
+# The CUDA tests (CPU and GPU give the same features, eager and compiled; the normalise kernels)
+# and the inference tests.
+step tests 240 "$py" -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_normalise_triton.py \
+  tests/test_inference.py
+# The Triton kernels against the plain PyTorch they replace (bench/kernels.py; issue #6: a kernel
+# stays only where it beats PyTorch).
+step kernels 60 "$py" -m bench.kernels --out "$out/kernels.jsonl"
 # Model-only and end to end at the pipeline's own tile and batch, against the naive loop; the
 # TorchGeo-style baseline needs torchgeo, which the device lacks. The naive loop's whole-scene
 # polygonising is CPU work, so it runs at 10,000 px at most here.
@@ -89,6 +93,7 @@ fi
 
 cat "$out/summary.txt"
 tail -n 2 "$out/tests.log"
+cat "$out/kernels.jsonl" 2>/dev/null
 tail -n 3 "$out/train.log" 2>/dev/null
 "$py" - "$out/bench.jsonl" <<'EOF'
 import json, sys

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
+
+log = logging.getLogger(__name__)
+_triton_failed = False  # set once the Triton kernel has failed in this process: the reference runs from then on
 
 
 def normalise(batch: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], dtype=torch.float32) -> torch.Tensor:
@@ -12,3 +17,19 @@ def normalise(batch: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ..
     m = torch.tensor(mean, device=batch.device, dtype=torch.float32).view(1, 3, 1, 1)
     s = torch.tensor(std, device=batch.device, dtype=torch.float32).view(1, 3, 1, 1)
     return ((batch.float() / 255.0 - m) / s).to(dtype)
+
+
+def model_input(batch: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], dtype=torch.float32) -> torch.Tensor:
+    """``normalise``, channels-last, in ``dtype``: on CUDA in one pass of ``kernels.normalise_triton``
+    where Triton is installed, else (and after that kernel ever fails here) the reference and a
+    layout copy. The values are the same either way."""
+    global _triton_failed
+    if batch.device.type == "cuda" and not _triton_failed:
+        try:
+            from kernels import normalise_triton
+
+            return normalise_triton.normalise(batch, mean, std, dtype)
+        except Exception as exc:  # noqa: BLE001 - no Triton, or it cannot build here: the reference is as good
+            _triton_failed = True
+            log.warning("Triton normalise kernel unavailable (%s); using the PyTorch one", exc)
+    return normalise(batch, mean, std).contiguous(memory_format=torch.channels_last).to(dtype)

@@ -24,7 +24,7 @@ import torch
 from torch.fx import GraphModule
 from torch.fx.experimental.optimization import fuse
 
-from kernels.normalise import normalise
+from kernels.normalise import model_input
 from models.cpu_bf16 import cpu_has_fast_bf16
 from models.fused_conv import fuse_conv_activations
 from models.interface import TTA_VIEWS, ModelMeta, split_output
@@ -86,6 +86,13 @@ def _with_fused_activations(gm: GraphModule) -> torch.nn.Module:
     return candidate
 
 
+def input_dtype(device: torch.device, bf16: bool) -> torch.dtype:
+    """The dtype the model's input is normalised into: on CUDA under bf16 autocast bf16 at once
+    (autocast would cast it at the first convolution anyway, and the Triton kernel writes it in
+    the same pass); elsewhere float32."""
+    return torch.bfloat16 if device.type == "cuda" and bf16 else torch.float32
+
+
 def infer(module: torch.nn.Module, meta: ModelMeta, device: torch.device, rgb: np.ndarray,
           *, bf16: bool, views: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """(B, 3, S, S) uint8 -> class probabilities (B, 4, S, S) and core probabilities (B, 2, S, S),
@@ -100,7 +107,7 @@ def infer(module: torch.nn.Module, meta: ModelMeta, device: torch.device, rgb: n
     with torch.inference_mode():
         if cuda:
             batch = batch.pin_memory().to(device, non_blocking=True)
-        x = normalise(batch, meta.mean, meta.std).contiguous(memory_format=torch.channels_last)
+        x = model_input(batch, meta.mean, meta.std, input_dtype(device, bf16))
 
         def look(k: int) -> tuple[torch.Tensor, torch.Tensor]:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):

@@ -49,3 +49,33 @@ def test_compiled_cuda_pipeline_matches_eager(scene, dask_client, oracle_spec):
     assert compiled["summary"]["compiled"] is True and compiled["summary"]["device"] == "cuda"
     assert compiled["summary"]["counts"] == eager["summary"]["counts"]
     assert [f["geometry"] for f in compiled["features"]] == [f["geometry"] for f in eager["features"]]
+
+
+def test_threads_run_the_model_on_their_own_streams_with_the_same_answers():
+    """A GPU worker's task threads each get a CUDA stream (models.inference.thread_stream); run side
+    by side, they give what one thread gives alone."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from models.inference import infer, optimise_for_inference, thread_stream
+    from models.interface import ModelMeta
+    from models.unet import build_unet
+
+    device = torch.device("cuda")
+    torch.manual_seed(0)
+    module = optimise_for_inference(build_unet(), device)
+    meta = ModelMeta(name="t", version="0")
+    rgbs = [np.random.default_rng(i).integers(0, 256, (4, 3, 128, 128), dtype=np.uint8) for i in range(2)]
+    alone = [infer(module, meta, device, rgb, bf16=False) for rgb in rgbs]
+    both_started = threading.Barrier(2, timeout=30)  # so the two calls run on two threads at once
+
+    def run(rgb):
+        both_started.wait()
+        return infer(module, meta, device, rgb, bf16=False), thread_stream(device)
+
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(run, rgbs))
+    for (probs, cores), ((p, c), _) in zip(alone, together, strict=True):
+        assert np.allclose(probs, p, atol=1e-5) and np.allclose(cores, c, atol=1e-5)
+    streams = {s.cuda_stream for _, s in together}
+    assert len(streams) == 2 and torch.cuda.default_stream(device).cuda_stream not in streams

@@ -77,6 +77,9 @@ def dask_client(settings: PipelineSettings, *, workers: int | None = None) -> It
             threads_per_worker=threads,
             processes=True,
             dashboard_address=None,
+            # No dashboard, but the scheduler still serves its few HTTP routes: on a free port, not
+            # Dask's 8787, which a second run on the same host found taken and warned about on stderr.
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
             memory_limit=0,
             silence_logs=40,
         ) as cluster,

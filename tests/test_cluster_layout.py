@@ -1,4 +1,4 @@
-"""How the LocalCluster is laid out, and the allocator settings its CPU workers run with."""
+"""How the LocalCluster is laid out, the allocator settings its CPU workers run with, and the port it serves on."""
 
 from __future__ import annotations
 
@@ -70,3 +70,28 @@ def test_workers_hand_freed_memory_back_every_so_many_tiles(monkeypatch):
     for _ in range(2 * tile_tasks.TRIM_EVERY_TILES // 16 + 1):  # tasks of 16 tiles
         tile_tasks._trim_now_and_then(16)
     assert len(calls) == 2
+
+
+def test_a_second_cluster_on_the_host_starts_without_a_port_warning():
+    """Dask's scheduler serves HTTP on 8787 by default and warns on stderr when it is taken (a second
+    run on the same host): the pipeline's cluster takes a free port instead."""
+    import socket
+    import warnings
+
+    from service.cluster import dask_client
+    from service.settings import PipelineSettings
+
+    holder = socket.socket()
+    try:
+        holder.bind(("127.0.0.1", 8787))
+        holder.listen()
+    except OSError:
+        pass  # already taken by something else: the same situation
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with dask_client(PipelineSettings(device="cpu", workers=1)) as client:
+                assert client.run(lambda: 1)
+    finally:
+        holder.close()
+    assert not [w for w in caught if "8787" in str(w.message)], [str(w.message) for w in caught]

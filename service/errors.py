@@ -41,6 +41,12 @@ class NoGeoreference(SceneError):
     code = "no_georeference"
 
 
+class PixelSizeConflict(SceneError):
+    """A pixel size given for a scene whose georeferencing already says it."""
+
+    code = "pixel_size_conflict"
+
+
 class AllNoData(SceneError):
     code = "all_nodata"
 

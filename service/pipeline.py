@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import shapely
 from distributed import Client
-from pyproj import CRS
 from shapely import GeometryType
 from shapely.geometry import Polygon, box
 
@@ -34,7 +33,7 @@ from service.feature_table import FeatureTable
 from service.geojson import GeometryMapper, feature_collection
 from service.model_plugin import register_model, workers_device_kind
 from service.pieces import Pieces
-from service.rasters import ClassRasterWriter, SceneInfo, inspect_scene
+from service.rasters import MAX_PIXEL_SIZE_M, ClassRasterWriter, SceneInfo, crs_name, inspect_scene
 from service.settings import PipelineSettings
 from service.tile_tasks import BatchResult, TaskOptions, grid_pixel_size_m, run_batch
 
@@ -78,6 +77,7 @@ class DetectOptions:
     classes: tuple[str, ...] = ALL_CLASSES
     bands: tuple[int, ...] | None = None
     allow_pixel_coords: bool = False
+    pixel_size_m: float | None = None  # ground size of a pixel of a scene with no georeferencing (implies the above)
     max_pixels: int | None = None
     class_raster: str | None = None  # path of a class COG to stream, if wanted
     tta: int = 1  # model views averaged per tile (models.interface.TTA_VIEWS)
@@ -97,6 +97,8 @@ class DetectOptions:
             raise BadOption(f"unknown device {self.device!r}: use auto, cpu or cuda")
         if self.precision not in PRECISIONS:
             raise BadOption(f"unknown precision {self.precision!r}: use {', '.join(PRECISIONS)}")
+        if self.pixel_size_m is not None and not 0.0 < self.pixel_size_m <= MAX_PIXEL_SIZE_M:
+            raise BadOption(f"pixel size must be over 0 and at most {MAX_PIXEL_SIZE_M:g} m, got {self.pixel_size_m:g}")
         if self.tta not in TTA_VIEWS:
             raise BadOption(f"test-time augmentation takes {', '.join(map(str, TTA_VIEWS))} views, got {self.tta}")
 
@@ -191,6 +193,7 @@ def prepare_scene(scene: str | Path, options: DetectOptions, model: ModelSpec) -
         model_pixel_size_m=meta.pixel_size_m,
         bands=options.bands,
         allow_pixel_coords=options.allow_pixel_coords,
+        pixel_size_m=options.pixel_size_m,
         max_pixels=options.max_pixels,
         colour_balance=meta.colour_balance,
         min_spread=meta.min_spread,
@@ -469,8 +472,4 @@ def _joined_tracks(pieces: Pieces, px: float) -> tuple[np.ndarray, np.ndarray, n
 
 
 def _crs_name(wkt: str | None) -> str | None:
-    if wkt is None:
-        return None
-    crs = CRS.from_wkt(wkt)
-    auth = crs.to_authority()
-    return f"{auth[0]}:{auth[1]}" if auth else crs.name
+    return None if wkt is None else crs_name(wkt)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ import rasterio.shutil
 from affine import Affine
 from pyproj import CRS, Geod, Transformer
 from rasterio.enums import ColorInterp, MaskFlags, Resampling
-from rasterio.errors import RasterioError, RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
 from rasterio.windows import Window
 
 from service.colour_balance import BalanceBox, Contrast, apply_tone, balance_gains, contrast_step
@@ -32,6 +33,7 @@ from service.errors import (
     BadOption,
     NoGeoreference,
     NotARaster,
+    PixelSizeConflict,
     SceneError,
     SceneNotFound,
     SceneTooLarge,
@@ -96,11 +98,19 @@ class SceneInfo:
         return (self.grid_width, self.grid_height) != (self.width, self.height)
 
 
+# The coarsest pixel a user may give a picture without georeferencing: past it a railcar is a pixel or two.
+MAX_PIXEL_SIZE_M = 10.0
+
+
 def _open(path: str):
     if not os.path.exists(path) and "://" not in path and not path.startswith("/vsi"):
         raise SceneNotFound(f"scene not found: {path}")
     try:
-        return rasterio.open(path)
+        with warnings.catch_warnings():
+            # A plain picture makes GDAL warn of its missing geotransform as it opens; inspect_scene
+            # refuses it in one line of its own (or, with --allow-pixel-coords, the user asked for it).
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path)
     except RasterioIOError as exc:
         raise NotARaster(f"not a readable raster: {path} ({_first_line(exc)})") from exc
     except RasterioError as exc:
@@ -147,12 +157,16 @@ def inspect_scene(
     model_pixel_size_m: float,
     bands: tuple[int, ...] | None = None,
     allow_pixel_coords: bool = False,
+    pixel_size_m: float | None = None,
     max_pixels: int | None = None,
     colour_balance: BalanceBox | None = None,
     min_spread: float | None = None,
 ) -> SceneInfo:
     """Open a scene once, check it can be used, and describe it. Raises a SceneError naming what is
-    wrong: missing, not a raster, too few bands, no georeferencing, too large, all no-data. With a
+    wrong: missing, not a raster, too few bands, no georeferencing, too large, all no-data.
+    ``pixel_size_m`` is the ground size of a pixel of a scene with no georeferencing (a plain
+    picture), which it lets run (as ``allow_pixel_coords`` does, where the model's own pixel size is
+    assumed); a georeferenced scene's pixel size comes from its georeferencing alone. With a
     ``colour_balance`` and a ``min_spread`` (the model's: ``ModelMeta.colour_balance`` and
     ``min_spread``), reads give the scene that balance and at least that brightness spread."""
     path = str(path)
@@ -165,15 +179,21 @@ def inspect_scene(
             )
         rgb = pick_rgb_bands(tuple(src.colorinterp), src.count, bands)
         georeferenced = src.crs is not None and not src.transform.is_identity
+        if georeferenced and pixel_size_m is not None:
+            raise PixelSizeConflict(
+                f"scene is georeferenced ({crs_name(src.crs)}), so its pixel size comes from that; "
+                f"a pixel size is only for a picture without georeferencing: {path}"
+            )
         if georeferenced:
             pixel_size = ground_pixel_size(CRS.from_user_input(src.crs), src.transform, src.width, src.height)
             crs_wkt: str | None = src.crs.to_wkt()
-        elif allow_pixel_coords:
-            pixel_size = (model_pixel_size_m, model_pixel_size_m)
+        elif allow_pixel_coords or pixel_size_m is not None:
+            pixel_size = (pixel_size_m or model_pixel_size_m,) * 2
             crs_wkt = None
         else:
             raise NoGeoreference(
-                f"scene has no georeferencing (CRS and transform): {path}; pass --allow-pixel-coords to run anyway"
+                f"scene has no georeferencing (CRS and transform): {path}; pass --allow-pixel-coords to run anyway, "
+                "or --pixel-size M to give its ground pixel size"
             )
         scale = tuple(_grid_scale(p, model_pixel_size_m) for p in pixel_size)
         sample, valid = _statistics_sample(src, rgb, path)
@@ -202,6 +222,13 @@ def inspect_scene(
             gains=gains,
             contrast=contrast,
         )
+
+
+def crs_name(crs) -> str:
+    """``EPSG:32652`` where the CRS has an authority code, else its name (any CRS rasterio takes, or WKT)."""
+    crs = CRS.from_user_input(crs)
+    auth = crs.to_authority()
+    return f"{auth[0]}:{auth[1]}" if auth else crs.name
 
 
 def _grid_scale(pixel_size_m: float, model_pixel_size_m: float) -> float:

@@ -184,6 +184,29 @@ def test_unusable_rasters_are_422_with_the_reason(api, http):
     assert not any(api.services.settings.uploads_path.iterdir())
 
 
+def test_a_picture_runs_at_the_pixel_size_given(api, http):
+    """pixel_size_m lets a plain picture (no georeferencing) run at its own scale; a georeferenced
+    scene's scale is its own, so giving one there is refused, as is a size of 0."""
+    from tests.scenes import blank, train_of_cars, write
+
+    scene = car_scene(api.data / "cars.tif", 3)  # 0.5 m a pixel, in UTM
+    pixels = blank(160, 128)
+    train_of_cars(pixels, 20, 64, 3)
+    write(api.data / "picture.tif", pixels.repeat(2, axis=1).repeat(2, axis=2), crs=None)  # 0.25 m, no CRS
+    r = submit(http, api.data / "picture.tif", options={"pixel_size_m": 0.25})
+    assert r.status_code == 202, r.text
+    done = wait_job(http, r.json()["id"])
+    assert done["status"] == "succeeded" and done["counts"]["railcar"] == 3, done
+    fc = http.get(f"/v1/jobs/{done['id']}/result", headers=auth()).json()
+    assert fc["summary"]["pixel_size_m"] == [0.25, 0.25] and fc["summary"]["crs"] is None
+
+    r = submit(http, scene, options={"pixel_size_m": 0.25})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "pixel_size_conflict", r.text
+    assert "georeferenced" in r.json()["error"]["message"]
+    r = submit(http, api.data / "picture.tif", options={"pixel_size_m": 0})
+    assert r.status_code == 400 and "pixel_size_m" in r.text, r.text
+
+
 def test_oversized_upload_is_413_and_the_service_stays_healthy(api, http):
     big = b"II*\x00" + os.urandom(1024 * 1024 + 300 * 1024)
     r = http.post("/v1/jobs", headers=auth(), files={"scene": ("big.tif", big, "image/tiff")})

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests import scenes
 
@@ -56,12 +57,16 @@ def bad_scenes(tmp):
     made["two_bands"] = (two, ["2 band", "at least 3"])
     plain = scenes.write(tmp / "plain.tif", scenes.blank(64, 64), crs=None)
     made["no_georef"] = (plain, ["no georeferencing", "--allow-pixel-coords"])
+    picture = tmp / "picture.png"  # a plain picture: GDAL warns of no geotransform as it opens one
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(picture)
+    made["png_picture"] = (picture, ["no georeferencing", "--allow-pixel-coords"])
     empty = scenes.write(tmp / "empty.tif", scenes.blank(64, 64), mask=np.zeros((64, 64), bool))
     made["all_nodata"] = (empty, ["no valid pixels"])
     return made
 
 
-@pytest.mark.parametrize("case", ["missing", "not_a_raster", "truncated", "two_bands", "no_georef", "all_nodata"])
+@pytest.mark.parametrize("case", ["missing", "not_a_raster", "truncated", "two_bands", "no_georef", "png_picture",
+                                  "all_nodata"])
 def test_bad_scenes_exit_2_with_one_line(tmp_path, cli_env, case):
     path, words = bad_scenes(tmp_path)[case]
     out = tmp_path / "out.geojson"
@@ -108,3 +113,41 @@ def test_pixel_coords_allowed_on_request(tmp_path, cli_env):
     assert fc["summary"]["crs"] is None and fc["summary"]["counts"]["railcar"] == 3
     x, y = fc["features"][0]["geometry"]["coordinates"][0][0]
     assert 0 <= x <= 300 and 0 <= y <= 300
+
+
+def _picture(path, scale: int):
+    """A PNG of three coupled cars (14 x 3 m) drawn at 0.5 m / ``scale`` a pixel: no georeferencing."""
+    img = scenes.blank(300, 300)
+    scenes.train_of_cars(img, 20, 100, 3)
+    big = img.repeat(scale, axis=1).repeat(scale, axis=2)
+    Image.fromarray(np.moveaxis(big, 0, -1)).save(path)
+    return path
+
+
+def test_a_picture_runs_at_the_pixel_size_given(tmp_path, cli_env):
+    picture = _picture(tmp_path / "picture.png", 2)  # 0.25 m a pixel, 600 x 600
+    out = tmp_path / "out.geojson"
+    proc = detect(cli_env, picture, "-o", out, "--pixel-size", "0.25", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    fc = json.loads(out.read_text())
+    s = fc["summary"]
+    assert s["crs"] is None and s["pixel_size_m"] == [0.25, 0.25] and s["resampled"]
+    assert s["counts"]["railcar"] == 3
+    lengths = sorted(f["properties"]["length_m"] for f in fc["features"] if f["properties"]["class"] == "railcar")
+    assert all(13.0 <= v <= 15.0 for v in lengths), lengths
+    xs = [x for f in fc["features"] for x, _ in f["geometry"]["coordinates"][0]]
+    assert 38 <= min(xs) <= 42 and 210 <= max(xs) <= 222  # the train's picture pixels (40..220), not the grid's (20..110)
+    # The same picture taken at the model's own 0.5 m: cars measured twice as long.
+    proc = detect(cli_env, picture, "-o", out, "--allow-pixel-coords", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    fc = json.loads(out.read_text())
+    assert fc["summary"]["pixel_size_m"] == [0.5, 0.5]
+    assert all(26.0 <= f["properties"]["length_m"] <= 30.0 for f in fc["features"] if f["properties"]["class"] == "railcar")
+
+
+def test_a_pixel_size_for_a_georeferenced_scene_is_refused(tmp_path, cli_env):
+    scene = scenes.write(tmp_path / "s.tif", scenes.blank(128, 128))
+    out = tmp_path / "out.geojson"
+    assert_refused(detect(cli_env, scene, "-o", out, "--pixel-size", "0.3"), out, "georeferenced", "EPSG:32652")
+    picture = _picture(tmp_path / "picture.png", 1)
+    assert_refused(detect(cli_env, picture, "-o", out, "--pixel-size", "0"), out, "pixel size", "over 0")

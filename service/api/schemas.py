@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from service.rasters import MAX_PIXEL_SIZE_M
+
 ClassName = Literal["railcar", "tarped_cargo", "track"]
 OutputName = Literal["geojson", "class_cog"]
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -31,6 +33,10 @@ class JobOptions(BaseModel):
         default=None, min_length=3, max_length=3, description="1-based red, green, blue band numbers"
     )
     allow_pixel_coords: bool = Field(default=False, description="run on scenes with no georeferencing")
+    pixel_size_m: float | None = Field(
+        default=None, gt=0.0, le=MAX_PIXEL_SIZE_M,
+        description="ground size of one pixel in metres, for a scene with no georeferencing (implies allow_pixel_coords)",
+    )
 
     @field_validator("classes", "outputs")
     @classmethod

@@ -194,6 +194,8 @@ def fingerprint(options: DetectOptions, model: dict[str, str], class_raster: boo
         "class_raster": class_raster,
         "model": model,
     }
+    if options.pixel_size_m is not None:  # only then: the fingerprints of outputs made before it stay
+        what["pixel_size_m"] = options.pixel_size_m
     digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
     return digest, what
 

@@ -70,6 +70,10 @@ def add_scene_options(parser: argparse.ArgumentParser) -> None:
                         help="run the model under torch.compile, which each worker does before its first tile "
                              "(tens of seconds): for long runs on a GPU; on a CPU it seldom pays")
     parser.add_argument("--allow-pixel-coords", action="store_true", help="run on scenes with no georeferencing")
+    parser.add_argument("--pixel-size", type=float, metavar="M",
+                        help="ground size of one pixel in metres, for a scene with no georeferencing (a plain "
+                             "picture, e.g. 0.1); implies --allow-pixel-coords (without it, the model's own 0.5 m "
+                             "is assumed)")
     parser.add_argument("--max-pixels", type=int, help="refuse scenes with more pixels than this")
     parser.add_argument("--weights", help="weights file (default: the shipped model)")
 
@@ -94,6 +98,7 @@ def scene_options_from_args(args: argparse.Namespace, settings: PipelineSettings
         tta=args.tta,
         compile=args.compile,
         allow_pixel_coords=args.allow_pixel_coords or None,
+        pixel_size_m=args.pixel_size,
         max_pixels=args.max_pixels,
         **extra,
     )

@@ -299,6 +299,7 @@ class Runner:
             tta=o.get("tta"),
             bands=tuple(o["bands"]) if o.get("bands") else None,
             allow_pixel_coords=o.get("allow_pixel_coords") or None,
+            pixel_size_m=o.get("pixel_size_m"),
             class_raster=class_raster,
         )
         before = 0

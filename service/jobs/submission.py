@@ -87,6 +87,7 @@ class Submitter:
             model_pixel_size_m=pixel_size,
             bands=tuple(options["bands"]) if options.get("bands") else None,
             allow_pixel_coords=bool(options.get("allow_pixel_coords")),
+            pixel_size_m=options.get("pixel_size_m"),
             max_pixels=self.settings.max_scene_pixels,
         )
 

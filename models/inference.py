@@ -128,16 +128,23 @@ def infer(module: torch.nn.Module, meta: ModelMeta, device: torch.device, rgb: n
         if cuda:
             batch = batch.pin_memory().to(device, non_blocking=True)
         x = model_input(batch, meta.mean, meta.std, input_dtype(device, bf16))
-
-        def look(k: int) -> tuple[torch.Tensor, torch.Tensor]:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                logits = module(_view(x, k).contiguous(memory_format=torch.channels_last))
-            return split_output(_unview(logits, k))
-
-        probs, cores = look(0)
-        for k in range(1, views):
-            p, c = look(k)
-            probs, cores = probs + p, cores + c
-        if views > 1:
-            probs, cores = probs / views, cores / views
+        probs, cores = views_mean(module, x, views=views, bf16=bf16)
         return probs.cpu().numpy(), cores.cpu().numpy()
+
+
+def views_mean(module: torch.nn.Module, x: torch.Tensor, *, views: int, bf16: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class and core probabilities of normalised tiles ``x``, averaged over the first ``views`` of
+    their eight views (each mapped back first), on ``x``'s device, under bf16 autocast when ``bf16``."""
+
+    def look(k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = module(_view(x, k).contiguous(memory_format=torch.channels_last))
+        return split_output(_unview(logits, k))
+
+    probs, cores = look(0)
+    for k in range(1, views):
+        p, c = look(k)
+        probs, cores = probs + p, cores + c
+    if views > 1:
+        probs, cores = probs / views, cores / views
+    return probs, cores

@@ -50,9 +50,10 @@ from models.dataset import (
     tone_ranges,
     user_sample,
 )
-from models.interface import ModelMeta
+from models.distillation import DISTIL_WEIGHT, ViewsTeacher, distillation_loss
+from models.interface import TTA_VIEWS, ModelMeta
 from models.loading import autocast_bf16, build_model, read_weights, resolve_device, save_weights
-from models.losses import railsight_loss
+from models.losses import IGNORE, railsight_loss
 from models.spec import SHIPPED_WEIGHTS
 from models.synth.conditions import SEASONS
 from models.unet import DEFAULT_BLOCKS, DEFAULT_WIDTHS, build_unet, count_parameters
@@ -98,6 +99,9 @@ class TrainConfig:
     # Decay of an exponential moving average of the weights, which is then what the run writes (the
     # last raw weights go beside it, OUT with suffix .raw.pt); None trains and writes the raw weights.
     ema: float | None = None
+    # Train towards the --init weights' own mean over this many test-time views as well as the labels
+    # (models.distillation); None: the labels alone.
+    distil_views: int | None = None
     synth_size_px: int = SYNTH_SCENE_PX
     crops_per_scene: int | None = None  # default 24 synthetic, 8 for a user's scenes
     pool: int = 3
@@ -166,6 +170,12 @@ class TrainConfig:
             raise ValueError(f"--shift-share must be between 0 and 1, got {self.shift_share:g}")
         if self.ema is not None and not 0 < self.ema < 1:
             raise ValueError(f"--ema must be between 0 and 1, got {self.ema:g}")
+        if self.distil_views is not None:
+            if self.distil_views not in TTA_VIEWS[1:]:
+                choices = ", ".join(map(str, TTA_VIEWS[1:]))
+                raise ValueError(f"--distil-views must be one of {choices}, got {self.distil_views}")
+            if not self.init and not self.finetune:
+                raise ValueError("--distil-views needs --init: the weights trained on from are the teacher")
         if self.synth_share and not self.finetune:
             raise ValueError("--synth-share only applies when fine-tuning (--scenes/--labels)")
         if self.season_share:
@@ -327,6 +337,8 @@ def _train(cfg: TrainConfig, scene_at: Callable[[int], GridSample] | None,
     finetune = cfg.finetune
     lr = cfg.lr or (5e-4 if finetune or cfg.init else 3e-3)
     bf16 = autocast_bf16(device, cfg.precision)
+    # The teacher is the init weights as they are now, before any step (or a resumed checkpoint).
+    teacher = ViewsTeacher(model, device, cfg.distil_views, bf16) if cfg.distil_views else None
     model = model.to(device).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
     ema = ema_model(model, cfg.ema) if cfg.ema is not None else None
@@ -381,6 +393,10 @@ def _train(cfg: TrainConfig, scene_at: Callable[[int], GridSample] | None,
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = model(x)
             loss, parts = railsight_loss(logits.float(), semantic, cores, known)
+            if teacher is not None:
+                kd = distillation_loss(logits, *teacher(x), semantic != IGNORE)
+                loss = loss + DISTIL_WEIGHT * kd
+                parts["distil"] = float(kd.detach())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -428,6 +444,7 @@ def _train(cfg: TrainConfig, scene_at: Callable[[int], GridSample] | None,
         "final_loss": round(losses[-1], 4) if losses else None,
         **({"shift_share": cfg.shift_share} if cfg.shift_share else {}),
         **({"ema_decay": cfg.ema} if ema is not None else {}),
+        **({"distil_views": cfg.distil_views, "distil_weight": DISTIL_WEIGHT} if teacher is not None else {}),
         "engine": {"name": "models.synth", "version": engine_version(), "run_seed": cfg.seed,
                    "scene_seeds": f"models.dataset.train_scene_seed(run_seed, i) >= {TRAIN_SEED_MIN}",
                    "scene_px": cfg.synth_size_px,

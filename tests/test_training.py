@@ -11,6 +11,7 @@ import torch
 
 import models.training as training
 from models.dataset import fixed_scenes, user_sample
+from models.distillation import distillation_loss
 from models.interface import ModelMeta
 from models.loading import read_weights, save_weights
 from models.training import TrainConfig, train
@@ -131,6 +132,32 @@ def test_ema_writes_the_average_and_the_raw_weights_beside_it(labelled, tmp_path
     assert all(torch.equal(averaged[k], raw[k]) for k in raw if not raw[k].is_floating_point())
 
 
+def test_distillation_loss_is_zero_on_the_teachers_own_answer_and_counts_valid_pixels_only():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 6, 8, 8, generator=g)
+    probs, cores = torch.softmax(logits[:, :4], dim=1), torch.sigmoid(logits[:, 4:])
+    valid = torch.ones(2, 8, 8, dtype=torch.bool)
+    assert float(distillation_loss(logits, probs, cores, valid)) == pytest.approx(0.0, abs=1e-5)
+    other = torch.randn(2, 6, 8, 8, generator=g)
+    assert float(distillation_loss(other, probs, cores, valid)) > 0.1
+    valid[1] = False  # the second tile no-data: only the first counts
+    half = distillation_loss(other[:1], probs[:1], cores[:1], valid[:1])
+    assert float(distillation_loss(other, probs, cores, valid)) == pytest.approx(float(half), rel=1e-5)
+
+
+def test_distillation_adds_the_teachers_term_and_is_recorded(labelled, init_weights, tmp_path):
+    scenes = fixed_scenes([user_sample(str(labelled / "a.tif"), str(labelled / "a.geojson"))])
+    common = dict(steps=1, init=str(init_weights), seed=4)
+    plain = train(small_config(tmp_path, out=str(tmp_path / "p.pt"), **common), scene_at=scenes)
+    distilled = train(small_config(tmp_path, out=str(tmp_path / "d.pt"), distil_views=2, **common), scene_at=scenes)
+    # Same start, same batch: the one step's loss is the label loss, plus a KL term above 0 (one
+    # view of the init weights is not their two-view mean).
+    assert distilled.losses[0] > plain.losses[0]
+    meta, _ = read_weights(distilled.out)
+    assert meta.extra["distil_views"] == 2 and meta.extra["history"][-1]["distil_views"] == 2
+    assert "distil_views" not in read_weights(plain.out)[0].extra
+
+
 def test_ema_follows_its_decay_after_a_short_ramp():
     from models.weight_average import decay_at, ema_model
 
@@ -213,6 +240,8 @@ def test_labels_are_reprojected_onto_the_grid(labelled):
         (["train", "--shift-share", "1.5"], "--shift-share must be between 0 and 1, got 1.5"),
         (["train", "--shift-share", "half"], "invalid float value"),
         (["train", "--ema", "1"], "--ema must be between 0 and 1, got 1"),
+        (["train", "--init", "shipped", "--distil-views", "3"], "--distil-views must be one of 2, 4, 8, got 3"),
+        (["train", "--distil-views", "4"], "--distil-views needs --init"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(argv, message, capsys):

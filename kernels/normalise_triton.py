@@ -16,6 +16,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.normalise import check_batch
+
 BLOCK_PX = 1024  # pixels per program: three channels of each, 3 KB of uint8 in, 6 KB of bf16 out
 
 _OUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -40,8 +42,7 @@ def _normalise_kernel(x_ptr, y_ptr, n_px, hw, m0, m1, m2, s0, s1, s2, BLOCK: tl.
 
 def normalise(batch: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], dtype=torch.float32) -> torch.Tensor:
     """``batch`` (B, 3, H, W) uint8 -> (x / 255 - mean) / std in ``dtype``, channels-last, on the batch's device."""
-    if batch.dtype != torch.uint8 or batch.ndim != 4 or batch.shape[1] != 3:
-        raise ValueError(f"expected a (B, 3, H, W) uint8 batch, got {tuple(batch.shape)} {batch.dtype}")
+    check_batch(batch)
     if dtype not in _OUT_DTYPES:
         raise ValueError(f"dtype must be one of {_OUT_DTYPES}, got {dtype}")
     batch = batch.contiguous()

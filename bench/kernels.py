@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from kernels.normalise import normalise
+from kernels.normalise import normalise_channels_last
 
 MEAN, STD = (0.45, 0.45, 0.45), (0.25, 0.25, 0.25)
 
@@ -43,7 +43,7 @@ def bench_normalise(batch: int, window: int, reps: int) -> dict:
                   "shape": list(x.shape), "reps": reps}
     for dtype in (torch.bfloat16, torch.float32):
         def plain(dtype: torch.dtype = dtype) -> torch.Tensor:
-            return normalise(x, MEAN, STD).contiguous(memory_format=torch.channels_last).to(dtype)
+            return normalise_channels_last(x, MEAN, STD, dtype)
 
         def fused(dtype: torch.dtype = dtype) -> torch.Tensor:
             return normalise_triton.normalise(x, MEAN, STD, dtype)

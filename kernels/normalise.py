@@ -23,6 +23,12 @@ def normalise(batch: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ..
     return ((batch.float() / 255.0 - m) / s).to(dtype)
 
 
+def normalise_channels_last(batch: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...],
+                            dtype=torch.float32) -> torch.Tensor:
+    """The plain PyTorch model input: ``normalise``, a channels-last copy, then ``dtype``."""
+    return normalise_channels_last(batch, mean, std, dtype)
+
+
 def model_input(batch: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], dtype=torch.float32) -> torch.Tensor:
     """``normalise``, channels-last, in ``dtype``: on CUDA in one pass of ``kernels.normalise_triton``
     where Triton is installed, else (and after that kernel ever fails here) the reference and a

@@ -105,23 +105,21 @@ class ModelPlugin(WorkerPlugin):
             _warm_up(self.spec, self.device, self.compiled)
 
 
-def register_model(client: Client, spec: ModelSpec, device: str, *, compiled: CompileFor | None = None) -> str:
+def register_model(client: Client, spec: ModelSpec, device: str, *, compiled: CompileFor | None = None) -> None:
     """Load ``spec`` on every worker of ``client``'s cluster, now and on workers that join later;
     with ``compiled``, compiled for its batch and precision, which the warm-up compiles before this
-    returns. Registering again is cheap: each process keeps what it loaded. Returns the device
-    kind the workers run the model on ("cuda" if any does, else "cpu"): the workers', not this
-    process's, which may have no GPU and no torch."""
+    returns. Registering again is cheap: each process keeps what it loaded. ``workers_device_kind``
+    says what device the workers run it on."""
     threads: dict[str, int] = {}
     for address, w in client.scheduler_info(n_workers=-1).get("workers", {}).items():
         host = get_address_host(address)
         threads[host] = threads.get(host, 0) + int(w.get("nthreads", 1))
     client.register_plugin(ModelPlugin(spec, device, threads, compiled))
-    return workers_device_kind(client, device)
 
 
 def workers_device_kind(client: Client, device: str) -> str:
     """The device kind ``device`` resolves to on the workers ("cuda" if any has one, else "cpu"),
-    asked without loading a model."""
+    asked without loading a model: the workers', not this process's, which may have no GPU and no torch."""
     kinds = set(client.run(_device_kind, device).values())
     return "cuda" if "cuda" in kinds else "cpu"
 

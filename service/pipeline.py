@@ -353,7 +353,7 @@ def _assemble(
     finished = time.perf_counter()
     summary = {
         "counts": counts,
-        "crs": _crs_name(info.crs_wkt),
+        "crs": crs_name(info.crs_wkt) if info.crs_wkt else None,
         "pixel_size_m": [round(v, 4) for v in info.pixel_size_m],
         "model_pixel_size_m": meta.pixel_size_m,
         "resampled": info.resampled,
@@ -469,7 +469,3 @@ def _joined_tracks(pieces: Pieces, px: float) -> tuple[np.ndarray, np.ndarray, n
     weight = np.bincount(owner, weights=length, minlength=len(joined))
     total = np.bincount(owner, weights=length * pieces.confidence, minlength=len(joined))
     return joined, np.divide(total, weight, out=np.zeros(len(joined)), where=weight > 0), bridged
-
-
-def _crs_name(wkt: str | None) -> str | None:
-    return None if wkt is None else crs_name(wkt)

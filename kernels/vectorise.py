@@ -21,6 +21,7 @@ from shapely.geometry import LineString, Polygon, shape
 
 from kernels.instances import instance_stats, label_instances, labelled_pixels
 from kernels.linemerge import merge_lines
+from kernels.object_colour import colour_tuples, inner_of_rectangles, mean_colours
 from kernels.skeleton import centre_line_points
 from kernels.tiling import Tile
 
@@ -76,6 +77,7 @@ class PixelObject:
     cls: str
     polygon: Polygon  # grid pixel coordinates
     confidence: float
+    colour: tuple[int, int, int] | None = None  # mean RGB under it (kernels.object_colour), when known
 
 
 @dataclass(frozen=True)
@@ -95,10 +97,12 @@ def vectorise_tile(
     object_classes: tuple[str, ...],
     pixel_size_m: float,
     railcar_width_trim_m: float = 0.0,
+    rgb: np.ndarray | None = None,
 ) -> tuple[list[PixelObject], list[PixelLine]]:
     """``probs`` (C, S, S) class probabilities, ``cores`` (K, S, S) core probabilities, ``valid``
     (S, S) bool, for one tile's read window. Railcar rectangles are made ``railcar_width_trim_m``
-    narrower (see ``narrowed``)."""
+    narrower (see ``narrowed``). Given the window's ``rgb`` (3, S, S) uint8, each object carries its
+    colour."""
     winner = winning_class(probs)
     valid = trusted_area(valid)
     objects: list[PixelObject] = []
@@ -117,7 +121,7 @@ def vectorise_tile(
         else:
             labels, count = label_instances(class_mask, cores[k] > CORE_THRESHOLD)
         objects.extend(_owned_objects(labels, count, probs[c], cores[k], tile, cls, pixel_size_m,
-                                      railcar_width_trim_m))
+                                      railcar_width_trim_m, rgb))
     lines: list[PixelLine] = []
     if "track" in classes:
         c = semantic_classes.index("track")
@@ -187,7 +191,7 @@ def trusted_area(valid: np.ndarray, margin_px: int = NODATA_MARGIN_PX) -> np.nda
 
 
 def _owned_objects(labels, count, score, core, tile: Tile, cls: str, pixel_size_m: float,
-                   width_trim_m: float) -> list[PixelObject]:  # fmt: skip
+                   width_trim_m: float, rgb: np.ndarray | None) -> list[PixelObject]:  # fmt: skip
     # Worked on as lists of labelled pixels, not whole-tile rasters: objects cover a small part of a tile.
     ys, xs, ids = pixels = labelled_pixels(labels)
     stats = instance_stats(labels, count, score, pixels)
@@ -205,11 +209,15 @@ def _owned_objects(labels, count, score, core, tile: Tile, cls: str, pixel_size_
     ys, xs, ids = ys[mine], xs[mine], ids[mine]
     if cls == "railcar":
         labels_kept, rects = _oriented_rectangles(ys, xs, ids, tile)
-        labels_kept, rects = whole_cars(labels_kept, rects, pixel_size_m, centres=core, origin=(tile.col, tile.row))
-        confidence = piece_scores(labels_kept, rects, (ys, xs, ids), score, stats["score"], (tile.col, tile.row))
+        origin = (tile.col, tile.row)
+        labels_kept, rects = whole_cars(labels_kept, rects, pixel_size_m, centres=core, origin=origin)
+        owner = pixel_owners(labels_kept, rects, (ys, xs, ids), origin)
+        confidence = piece_scores(labels_kept, rects, (ys, xs, ids), score, stats["score"], owner)
+        car_colours = _railcar_colours(rgb, rects, ys, xs, owner, origin) if rgb is not None else [None] * len(rects)
         if width_trim_m:
             rects = narrowed(rects, width_trim_m / pixel_size_m, MIN_WIDTH_M / pixel_size_m)
-        return [PixelObject(cls, rect, float(c)) for rect, c in zip(rects, confidence.tolist(), strict=True)]
+        return [PixelObject(cls, rect, float(c), colour)
+                for rect, c, colour in zip(rects, confidence.tolist(), car_colours, strict=True)]
     # Traced inside the objects' bounding box: GDAL's polygoniser scans every pixel it is given.
     r0, c0 = int(ys.min()), int(xs.min())
     owned = np.zeros((int(ys.max()) - r0 + 1, int(xs.max()) - c0 + 1), dtype=np.int32)
@@ -218,11 +226,22 @@ def _owned_objects(labels, count, score, core, tile: Tile, cls: str, pixel_size_
     parts: dict[int, list[Polygon]] = {}
     for geom, value in features.shapes(owned, mask=owned > 0, connectivity=8, transform=to_grid):
         parts.setdefault(int(value), []).append(shape(geom))
+    colours = colour_tuples(mean_colours(rgb, ys, xs, ids.astype(np.int64) - 1, count)) if rgb is not None else None
     out = []
     for label, polys in parts.items():
         outline = max(polys, key=lambda p: p.area) if len(polys) > 1 else polys[0]
-        out.append(PixelObject(cls, _tidy(outline), float(stats["score"][label - 1])))
+        out.append(PixelObject(cls, _tidy(outline), float(stats["score"][label - 1]),
+                               colours[label - 1] if colours else None))
     return out
+
+
+def _railcar_colours(rgb: np.ndarray, rects: np.ndarray, ys: np.ndarray, xs: np.ndarray, owner: np.ndarray,
+                     origin: tuple[int, int]) -> list[tuple[int, int, int] | None]:
+    """Each railcar rectangle's colour: the mean over the inner part of it of the pixels it owns."""
+    _, corner, along, across = rectangle_sides(rects)
+    xy = np.column_stack([xs + origin[0] + 0.5, ys + origin[1] + 0.5])
+    return colour_tuples(mean_colours(rgb, ys, xs, owner, len(rects),
+                                      inner_of_rectangles(xy, owner, corner, along, across)))
 
 
 def _oriented_rectangles(ys: np.ndarray, xs: np.ndarray, ids: np.ndarray, tile: Tile) -> tuple[np.ndarray, np.ndarray]:
@@ -255,7 +274,7 @@ def whole_cars(labels: np.ndarray, rects: np.ndarray, pixel_size_m: float, *, ce
     (repeated for the pieces of a cut) and the rectangles, both arrays."""
     if not len(rects):
         return labels, rects
-    ok, corner, along, across = _rectangle_sides(rects)
+    ok, corner, along, across = rectangle_sides(rects)
     length_m = np.hypot(*along.T) * pixel_size_m
     coupled = (length_m >= SPLIT_FROM_M) & (np.hypot(*across.T) * pixel_size_m <= SPLIT_MAX_WIDTH_M)
     pieces = np.where(coupled, np.maximum(2, np.round(length_m / CAR_PITCH_M)), 1).astype(int)
@@ -283,26 +302,51 @@ def whole_cars(labels: np.ndarray, rects: np.ndarray, pixel_size_m: float, *, ce
     return labels[owner], out
 
 
-def piece_scores(labels: np.ndarray, rects: np.ndarray, pixels: tuple[np.ndarray, np.ndarray, np.ndarray],
-                 score: np.ndarray, whole: np.ndarray, origin: tuple[int, int]) -> np.ndarray:
-    """Each railcar rectangle's confidence: its instance's mean ``score`` (``whole``, by label), or,
-    for the pieces ``whole_cars`` cut one instance into, the mean over the instance's pixels that lie
-    along each piece (a pixel beyond every piece's ends goes to the nearest): a faint car coupled to
-    a clear one no longer shares the pair's mean. ``pixels`` are the instances' rows, columns and
-    labels in the tile's read window, whose pixel (0, 0) lies at grid ``origin``."""
-    confidence = whole[labels - 1].astype(np.float64)
-    values, counts = np.unique(labels, return_counts=True)
+def pixel_owners(labels: np.ndarray, rects: np.ndarray, pixels: tuple[np.ndarray, np.ndarray, np.ndarray],
+                 origin: tuple[int, int]) -> np.ndarray:
+    """For each instance pixel, the index in ``rects`` of the railcar rectangle it belongs to: its
+    instance's rectangle, or of the pieces ``whole_cars`` cut the instance into, the one whose span
+    along the long side holds it (a pixel beyond every piece's ends goes to the nearest); -1 for a
+    pixel of an instance with no rectangle (a fragment ``whole_cars`` dropped). ``labels`` gives
+    each rectangle's instance, the pieces of one instance next to each other; ``pixels`` are the
+    instances' rows, columns and labels in the tile's read window, whose pixel (0, 0) lies at grid
+    ``origin``."""
     ys, xs, ids = pixels
+    owner = np.full(ids.size, -1, dtype=np.int64)
+    if not len(rects) or not ids.size:
+        return owner
+    values, first, counts = np.unique(labels, return_index=True, return_counts=True)
+    rect_of = np.full(int(max(ids.max(), values.max())) + 1, -1, dtype=np.int64)
+    rect_of[values] = first
+    owner = rect_of[ids]
     for label in values[counts > 1].tolist():
         pieces = np.flatnonzero(labels == label)
-        _, corner, along, _ = _rectangle_sides(rects[pieces])
-        mine = ids == label
+        _, corner, along, _ = rectangle_sides(rects[pieces])
+        mine = np.flatnonzero(ids == label)
         xy = np.column_stack([xs[mine] + origin[0] + 0.5, ys[mine] + origin[1] + 0.5])
         t = np.einsum("pkd,kd->pk", xy[:, None, :] - corner[None], along) / np.einsum("kd,kd->k", along, along)
-        owner = np.argmin(np.maximum(np.maximum(-t, t - 1.0), 0.0), axis=1)  # inside a piece: 0
-        held = np.bincount(owner, minlength=pieces.size)
-        sums = np.bincount(owner, weights=score[ys[mine], xs[mine]], minlength=pieces.size)
-        confidence[pieces[held > 0]] = sums[held > 0] / held[held > 0]
+        owner[mine] = pieces[np.argmin(np.maximum(np.maximum(-t, t - 1.0), 0.0), axis=1)]  # inside a piece: 0
+    return owner
+
+
+def piece_scores(labels: np.ndarray, rects: np.ndarray, pixels: tuple[np.ndarray, np.ndarray, np.ndarray],
+                 score: np.ndarray, whole: np.ndarray, owner: np.ndarray) -> np.ndarray:
+    """Each railcar rectangle's confidence: its instance's mean ``score`` (``whole``, by label), or,
+    for the pieces ``whole_cars`` cut one instance into, the mean over the pixels each piece owns
+    (``owner``, from ``pixel_owners``): a faint car coupled to a clear one no longer shares the
+    pair's mean. ``pixels`` are the instances' rows, columns and labels in the tile's read window."""
+    confidence = whole[labels - 1].astype(np.float64)
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    cut = counts[inverse] > 1
+    if not cut.any():
+        return confidence
+    ys, xs, _ = pixels
+    sel = owner >= 0
+    sel[sel] = cut[owner[sel]]
+    held = np.bincount(owner[sel], minlength=len(rects))
+    sums = np.bincount(owner[sel], weights=score[ys[sel], xs[sel]], minlength=len(rects))
+    scored = cut & (held > 0)
+    confidence[scored] = sums[scored] / held[scored]
     return confidence
 
 
@@ -337,7 +381,7 @@ def narrowed(rects: np.ndarray, trim_px: float, min_width_px: float) -> np.ndarr
     the centre line along it are kept. Anything not a four-cornered rectangle is returned unchanged."""
     if not len(rects):
         return rects
-    ok, corner, along, across = _rectangle_sides(rects)
+    ok, corner, along, across = rectangle_sides(rects)
     width = np.hypot(*across.T)
     new_width = np.minimum(width, np.maximum(width - trim_px, min_width_px))
     sel = ok & (new_width < width)
@@ -387,14 +431,26 @@ def _track_lines(band: np.ndarray, support: list[np.ndarray], tile: Tile) -> lis
     return [PixelLine(part, float(confidence[k])) for part, k in zip(parts[keep], part_of[keep].tolist(), strict=True)]
 
 
-def oriented_box_attributes(rects: np.ndarray, pixel_size_m: float) -> dict[str, np.ndarray]:
-    """Length, width (metres) and heading (degrees clockwise from grid-up, 0..180) of each rectangle
-    in an array of rotated rectangles (exterior rings of 5 coordinates, as shapely makes them)."""
+def box_sides(rects: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A corner, the long side and the short side (as vectors from that corner) of each polygon in an
+    array of rotated rectangles (exterior rings of 5 coordinates, as shapely makes them); of its
+    smallest rotated rectangle for any other polygon."""
     odd = shapely.get_num_coordinates(shapely.get_exterior_ring(rects)) != 5  # not one of ours: fit one
     if odd.any():
         rects = rects.copy()
         rects[odd] = shapely.oriented_envelope(rects[odd])
-    _, _, along, across = _rectangle_sides(rects)
+    return rectangle_sides(rects)[1:]
+
+
+def oriented_box_attributes(rects: np.ndarray, pixel_size_m: float) -> dict[str, np.ndarray]:
+    """Length, width (metres) and heading (degrees clockwise from grid-up, 0..180) of each rectangle
+    in an array of rotated rectangles (see ``box_sides``)."""
+    _, along, across = box_sides(rects)
+    return side_attributes(along, across, pixel_size_m)
+
+
+def side_attributes(along: np.ndarray, across: np.ndarray, pixel_size_m: float) -> dict[str, np.ndarray]:
+    """``oriented_box_attributes`` of rectangles given by their long and short sides (``box_sides``)."""
     length, width = np.hypot(*along.T), np.hypot(*across.T)
     heading = np.degrees(np.arctan2(along[:, 0], -along[:, 1])) % 180.0
     return {
@@ -404,7 +460,7 @@ def oriented_box_attributes(rects: np.ndarray, pixel_size_m: float) -> dict[str,
     }
 
 
-def _rectangle_sides(rects: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def rectangle_sides(rects: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For rotated rectangles (exterior rings of 5 coordinates): which ones are such rectangles, and
     for those a corner, the vector of the long side from it and of the short side (zeros for the
     others)."""

@@ -3,8 +3,9 @@
 A scene directory holds ``NAME.tif`` and ``NAME.geojson`` pairs as the data engine writes them
 (``railsight synth DIR``); ``NAME.labels.tif`` and anything without truth is skipped. Each scene runs
 through ``service.pipeline.detect_scene`` exactly as ``railsight detect`` would, and is scored by
-``models.metrics`` in the UTM zone of its truth. Totals are micro-averages (counts summed over
-scenes). Conditions come from the truth file's ``conditions`` member and are bucketed:
+``models.metrics`` (its consists by ``models.consist_metrics``) in the UTM zone of its truth. Totals
+are micro-averages (counts summed over scenes). Conditions come from the truth file's ``conditions``
+member and are bucketed:
 
     pixel_size   0.25-0.40, 0.40-0.60, 0.60-0.80, 0.80-1.00 m (scene pixel size)
     season       as the engine names it (summer, spring, autumn, winter, snow, arid)
@@ -19,7 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from models.metrics import merge_counts, rates, scene_counts
+from models.consist_metrics import consist_counts, consist_rates
+from models.metrics import merge_counts, metric_crs_of, rates, scene_counts
 
 PIXEL_BUCKETS = ((0.40, "0.25-0.40 m"), (0.60, "0.40-0.60 m"), (0.80, "0.60-0.80 m"), (float("inf"), "0.80-1.00 m"))
 HAZE_BUCKETS = ((0.08, "clear"), (0.30, "light"), (float("inf"), "heavy"))
@@ -79,16 +81,24 @@ def condition_buckets(cond: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def _rates(counts: dict) -> dict[str, Any]:
+    """``models.metrics.rates`` per class, and how well the consists follow the true ones."""
+    out = rates(counts)
+    if "consists" in counts:
+        out["consists"] = consist_rates(counts["consists"])
+    return out
+
+
 def summarise(scenes: list[dict]) -> dict[str, Any]:
     """Per-scene records (``counts``, ``buckets``) -> overall and per-condition metrics, targets."""
-    overall = rates(merge_counts(s["counts"] for s in scenes))
+    overall = _rates(merge_counts(s["counts"] for s in scenes))
     per_condition: dict[str, dict[str, Any]] = {}
     for key in ("pixel_size", "season", "haze"):
         groups: dict[str, list[dict]] = {}
         for s in scenes:
             groups.setdefault(s["buckets"][key], []).append(s)
         per_condition[key] = {
-            name: {"scenes": len(group), **rates(merge_counts(g["counts"] for g in group))}
+            name: {"scenes": len(group), **_rates(merge_counts(g["counts"] for g in group))}
             for name, group in sorted(groups.items())
         }
     large = [s for s in scenes if s["counts"]["railcar"]["count_true"] >= LARGE_YARD_CARS]
@@ -142,7 +152,8 @@ def evaluate(
         started = time.perf_counter()
         detections = detect(image)
         seconds = time.perf_counter() - started
-        counts = scene_counts(truth, detections)
+        crs = metric_crs_of(truth)
+        counts = {**scene_counts(truth, detections, crs), "consists": consist_counts(truth, detections, crs)}
         cond = scene_conditions(truth)
         scenes.append({
             "scene": image.name,
@@ -150,7 +161,7 @@ def evaluate(
             "buckets": condition_buckets(cond),
             "seconds": round(seconds, 2),
             "counts": counts,
-            "metrics": rates(counts),
+            "metrics": _rates(counts),
         })
         if progress:
             progress(i + 1, len(pairs), image.name)

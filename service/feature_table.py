@@ -18,37 +18,46 @@ import shapely
 
 from service.geojson import feature, geometry_members
 
-# Properties in the order they appear in a feature; a NaN in a column means "not for this feature".
-NUMERIC_PROPERTIES = ("confidence", "length_m", "bridged_m", "width_m", "heading_deg", "area_m2")
+# Numeric properties (a NaN means "not for this feature"), the counts among them written as integers,
+# and text ones (None means "not for this feature"); PROPERTIES is the order they appear in.
+NUMERIC_PROPERTIES = ("confidence", "length_m", "bridged_m", "width_m", "heading_deg", "area_m2",
+                      "consist_position", "consist_cars")
+INTEGER_PROPERTIES = frozenset({"consist_position", "consist_cars"})
+TEXT_PROPERTIES = ("colour", "track_id", "consist_id")
+PROPERTIES = (*NUMERIC_PROPERTIES[:6], "colour", "track_id", "consist_id", "consist_position", "consist_cars")
 CHUNK = 4096
 
 
 class FeatureTable(Sequence[dict[str, Any]]):
     """Features as columns: output geometries (shapely, already in output coordinates; kept as WKB),
-    ``id`` and ``class`` strings, and numeric properties (NaN where a property does not apply)."""
+    ``id`` and ``class`` strings, numeric properties (NaN where a property does not apply) and text
+    ones (None where it does not)."""
 
     def __init__(self, geometries: np.ndarray, ids: np.ndarray, classes: np.ndarray,
-                 numeric: dict[str, np.ndarray]) -> None:  # fmt: skip
-        self._set(shapely.to_wkb(np.asarray(geometries, dtype=object)), ids, classes, numeric)
+                 numeric: dict[str, np.ndarray], text: dict[str, np.ndarray] | None = None) -> None:  # fmt: skip
+        self._set(shapely.to_wkb(np.asarray(geometries, dtype=object)), ids, classes, numeric, text or {})
 
-    def _set(self, wkb: np.ndarray, ids: np.ndarray, classes: np.ndarray, numeric: dict[str, np.ndarray]) -> None:
+    def _set(self, wkb: np.ndarray, ids: np.ndarray, classes: np.ndarray, numeric: dict[str, np.ndarray],
+             text: dict[str, np.ndarray]) -> None:
         n = len(wkb)
-        unknown = set(numeric) - set(NUMERIC_PROPERTIES)
+        unknown = (set(numeric) - set(NUMERIC_PROPERTIES)) | (set(text) - set(TEXT_PROPERTIES))
         if unknown:
             raise ValueError(f"unknown feature properties: {sorted(unknown)}")
-        if len(ids) != n or len(classes) != n or any(len(v) != n for v in numeric.values()):
+        columns = [*numeric.values(), *text.values()]
+        if len(ids) != n or len(classes) != n or any(len(v) != n for v in columns):
             raise ValueError("every feature column must have one value per geometry")
         self._wkb = wkb
         self._ids = np.asarray(ids, dtype=object)
         self._classes = np.asarray(classes, dtype=object)
         self._numeric = {k: np.asarray(numeric[k], dtype=np.float64) for k in NUMERIC_PROPERTIES if k in numeric}
+        self._text = {k: np.asarray(text[k], dtype=object) for k in TEXT_PROPERTIES if k in text}
 
     @classmethod
     def from_wkb(cls, wkb: np.ndarray, ids: np.ndarray, classes: np.ndarray,
-                 numeric: dict[str, np.ndarray]) -> FeatureTable:  # fmt: skip
+                 numeric: dict[str, np.ndarray], text: dict[str, np.ndarray] | None = None) -> FeatureTable:  # fmt: skip
         """A table of geometries already WKB (see ``GeometryMapper.to_output_wkb``)."""
         table = cls.__new__(cls)
-        table._set(np.asarray(wkb, dtype=object), ids, classes, numeric)
+        table._set(np.asarray(wkb, dtype=object), ids, classes, numeric, text or {})
         return table
 
     @classmethod
@@ -58,14 +67,19 @@ class FeatureTable(Sequence[dict[str, Any]]):
 
     @classmethod
     def concat(cls, tables: Sequence[FeatureTable]) -> FeatureTable:
-        """One table of the features of ``tables``, in order; a property missing from a table is NaN."""
-        keys = [k for k in NUMERIC_PROPERTIES if any(k in t._numeric for t in tables)]
-        numeric = {k: np.concatenate([t._numeric.get(k, np.full(len(t), np.nan)) for t in tables] or [np.zeros(0)])
-                   for k in keys}  # fmt: skip
+        """One table of the features of ``tables``, in order; a property missing from a table is NaN
+        (or None)."""
+        def joined(name: str, keys: Sequence[str], missing: Any, dtype: Any) -> dict[str, np.ndarray]:
+            present = [k for k in keys if any(k in getattr(t, name) for t in tables)]
+            return {k: np.concatenate([getattr(t, name).get(k, np.full(len(t), missing, dtype=dtype)) for t in tables])
+                    for k in present}  # fmt: skip
+
         def column(name: str) -> np.ndarray:
             return np.concatenate([getattr(t, name) for t in tables] or [np.zeros(0, dtype=object)])
 
-        return cls.from_wkb(column("_wkb"), column("_ids"), column("_classes"), numeric)
+        return cls.from_wkb(column("_wkb"), column("_ids"), column("_classes"),
+                            joined("_numeric", NUMERIC_PROPERTIES, np.nan, np.float64),
+                            joined("_text", TEXT_PROPERTIES, None, object))
 
     def __len__(self) -> int:
         return len(self._wkb)
@@ -93,11 +107,14 @@ class FeatureTable(Sequence[dict[str, Any]]):
         if stop <= start:
             return []
         geometries = geometry_members(shapely.from_wkb(self._wkb[start:stop]))
-        columns = [(k, v[start:stop].tolist()) for k, v in self._numeric.items()]
+        held = {**self._numeric, **self._text}
+        # NaN (a number) and None (text) are "not for this feature"
+        columns = [(k, held[k][start:stop].tolist(), k in INTEGER_PROPERTIES) for k in PROPERTIES if k in held]
         out = []
         for j, (fid, cls, geometry) in enumerate(zip(self._ids[start:stop].tolist(), self._classes[start:stop].tolist(),
                                                      geometries, strict=True)):  # fmt: skip
             props: dict[str, Any] = {"id": fid, "class": cls}
-            props.update((k, values[j]) for k, values in columns if values[j] == values[j])  # NaN: not set
+            props.update((k, int(values[j]) if count else values[j])
+                         for k, values, count in columns if values[j] is not None and values[j] == values[j])
             out.append(feature(fid, geometry, props))
         return out

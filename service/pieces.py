@@ -17,6 +17,7 @@ import numpy as np
 import shapely
 from shapely import GeometryType
 
+from kernels.object_colour import NO_COLOUR
 from kernels.vectorise import PixelLine, PixelObject
 from models.interface import ALL_CLASSES
 
@@ -27,21 +28,23 @@ _LEVELS = {GeometryType.LINESTRING: 1, GeometryType.POLYGON: 2}
 @dataclass(frozen=True)
 class Pieces:
     """Geometries of one type (grid pixel coordinates), each with a class (index into
-    ``ALL_CLASSES``) and a confidence."""
+    ``ALL_CLASSES``), a confidence and a colour (``NO_COLOUR`` where not known: always for lines)."""
 
     kind: GeometryType
     coords: np.ndarray  # (N, 2) float64
     offsets: tuple[np.ndarray, ...]
     classes: np.ndarray  # uint8
     confidence: np.ndarray  # float64
+    colours: np.ndarray  # (N, 3) int16, mean RGB (kernels.object_colour)
 
     @classmethod
     def empty(cls, kind: GeometryType) -> Pieces:
         offsets = tuple(np.zeros(1, dtype=np.int64) for _ in range(_LEVELS[kind]))
-        return cls(kind, np.zeros((0, 2)), offsets, np.zeros(0, dtype=np.uint8), np.zeros(0))
+        return cls(kind, np.zeros((0, 2)), offsets, np.zeros(0, dtype=np.uint8), np.zeros(0), _colours([]))
 
     @classmethod
-    def of(cls, kind: GeometryType, geometries: Sequence, classes: Sequence[str], confidence: Sequence[float]) -> Pieces:
+    def of(cls, kind: GeometryType, geometries: Sequence, classes: Sequence[str], confidence: Sequence[float],
+           colours: Sequence[tuple[int, int, int] | None] | None = None) -> Pieces:
         if not len(geometries):
             return cls.empty(kind)
         geoms = np.asarray(geometries, dtype=object)
@@ -51,7 +54,7 @@ class Pieces:
         _, coords, offsets = shapely.to_ragged_array(geoms, include_z=False)
         index = {name: i for i, name in enumerate(ALL_CLASSES)}
         return cls(kind, coords, tuple(offsets), np.array([index[c] for c in classes], dtype=np.uint8),
-                   np.asarray(confidence, dtype=np.float64))
+                   np.asarray(confidence, dtype=np.float64), _colours(colours or [None] * len(geoms)))
 
     @classmethod
     def from_objects(cls, objects: Sequence[PixelObject]) -> Pieces:
@@ -59,7 +62,7 @@ class Pieces:
         dropped such objects, and they are dropped here."""
         objects = [o for o in objects if o.polygon.geom_type == "Polygon" and not o.polygon.is_empty]
         return cls.of(GeometryType.POLYGON, [o.polygon for o in objects], [o.cls for o in objects],
-                      [o.confidence for o in objects])
+                      [o.confidence for o in objects], [o.colour for o in objects])
 
     @classmethod
     def from_lines(cls, lines: Sequence[PixelLine]) -> Pieces:
@@ -82,7 +85,8 @@ class Pieces:
         start, size = self.offsets[0][:-1][order], np.diff(self.offsets[0])[order]
         offsets = np.concatenate([[0], np.cumsum(size)]).astype(np.int64)
         rows = np.repeat(start - offsets[:-1], size) + np.arange(offsets[-1])
-        return Pieces(self.kind, self.coords[rows], (offsets,), self.classes[order], self.confidence[order])
+        return Pieces(self.kind, self.coords[rows], (offsets,), self.classes[order], self.confidence[order],
+                      self.colours[order])
 
     def line_lengths(self) -> np.ndarray:
         """Length of each line piece, from the coordinates."""
@@ -110,4 +114,14 @@ class Pieces:
                 [parts[0].offsets[level][:1].astype(np.int64)]
                 + [p.offsets[level][1:].astype(np.int64) + s for p, s in zip(parts, shift, strict=True)]))
         return cls(kind, np.concatenate([p.coords for p in parts]), tuple(offsets),
-                   np.concatenate([p.classes for p in parts]), np.concatenate([p.confidence for p in parts]))
+                   np.concatenate([p.classes for p in parts]), np.concatenate([p.confidence for p in parts]),
+                   np.concatenate([p.colours for p in parts]))
+
+
+def _colours(colours: Sequence[tuple[int, int, int] | None]) -> np.ndarray:
+    """(N, 3) int16 colours, ``NO_COLOUR`` in each channel of an unknown one."""
+    out = np.full((len(colours), 3), NO_COLOUR, dtype=np.int16)
+    for i, colour in enumerate(colours):
+        if colour is not None:
+            out[i] = colour
+    return out

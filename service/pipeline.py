@@ -21,9 +21,11 @@ from distributed import Client
 from shapely import GeometryType
 from shapely.geometry import Polygon, box
 
+from kernels.consists import car_axes, find_consists, tracks_under
+from kernels.object_colour import hex_colours
 from kernels.tiling import SIZE_MULTIPLE, Tile, batches, plan_tiles, squares
 from kernels.track_gaps import bridge_gaps
-from kernels.vectorise import join_track_coords, oriented_box_attributes
+from kernels.vectorise import box_sides, join_track_coords, side_attributes
 from models.allocator import release_freed_memory
 from models.cpu_bf16 import cpu_has_fast_bf16
 from models.interface import ALL_CLASSES, OBJECT_CLASSES, TTA_VIEWS, ModelMeta
@@ -344,11 +346,11 @@ def _assemble(
     # Each list of pieces is handed over and let go of as soon as it is used: a large scene's pieces
     # are most of what the client holds. Tracks first: the join's arrays then find the room the objects'
     # geometries take later (the other way round, the client's peak at 20,000 px was 30 MB higher).
-    tracks = FeatureTable.empty()
+    tracks, track_lines = FeatureTable.empty(), _TrackLines.empty()
     if "track" in options.classes:
-        tracks = _track_features(acc.take_lines(), floors["track"], mapper, px, counts)
+        tracks, track_lines = _track_features(acc.take_lines(), floors["track"], mapper, px, counts)
     objects = _object_features(acc.take_objects(), floors, mapper, px, counts,
-                               box(0, 0, info.grid_width, info.grid_height))
+                               box(0, 0, info.grid_width, info.grid_height), track_lines)
     features = FeatureTable.concat([objects, tracks])
     finished = time.perf_counter()
     summary = {
@@ -394,26 +396,40 @@ def confidence_floors(meta: ModelMeta, min_confidence: float, views: int = 1, ow
     return {c: max(min_confidence, floors.get(c, 0.0)) for c in ALL_CLASSES}
 
 
+@dataclass(frozen=True)
+class _TrackLines:
+    """The scene's track lines as features: grid pixel LineStrings and their feature ids."""
+
+    lines: np.ndarray
+    ids: np.ndarray
+
+    @classmethod
+    def empty(cls) -> _TrackLines:
+        return cls(np.zeros(0, dtype=object), np.zeros(0, dtype=object))
+
+
 def _object_features(objects: Pieces, floors: dict[str, float], mapper: GeometryMapper, px: float,
-                     counts: dict[str, int], scene_box: Polygon) -> FeatureTable:
-    """Features for every object, ordered by class, then top to bottom and left to right. Every step
-    runs on arrays of geometries: per-object Python was most of a large scene's merge time."""
+                     counts: dict[str, int], scene_box: Polygon, tracks: _TrackLines) -> FeatureTable:
+    """Features for every object, ordered by class, then top to bottom and left to right, railcars
+    with their consists and tracks (``_add_consists``). Every step runs on arrays of geometries:
+    per-object Python was most of a large scene's merge time."""
     kept = objects.confidence >= np.array([floors[c] for c in ALL_CLASSES])[objects.classes]
     if not kept.any():
         return FeatureTable.empty()
     polygons = objects.geometries()[kept]
     confidence = objects.confidence[kept]
+    colours = objects.colours[kept]
     cls = objects.classes[kept].astype(np.int64)  # ALL_CLASSES starts with OBJECT_CLASSES, in order
     centre = shapely.centroid(polygons)
     order = np.lexsort((shapely.get_x(centre), shapely.get_y(centre), cls))
     del centre  # a large scene's geometries are most of the client's memory: each set goes when done
-    polygons, confidence, cls = polygons[order], confidence[order], cls[order]
+    polygons, confidence, cls, colours = polygons[order], confidence[order], cls[order], colours[order]
     clipped = polygons.copy()  # a fitted rectangle may poke past the scene's edge: clip those alone
     shapely.prepare(scene_box)
     edge = ~shapely.contains(scene_box, polygons)
     clipped[edge] = shapely.intersection(polygons[edge], scene_box)
     ok = (shapely.get_type_id(clipped) == shapely.GeometryType.POLYGON) & ~shapely.is_empty(clipped)
-    polygons, clipped, confidence, cls = polygons[ok], clipped[ok], confidence[ok], cls[ok]
+    polygons, clipped, confidence, cls, colours = polygons[ok], clipped[ok], confidence[ok], cls[ok], colours[ok]
     names = np.array(OBJECT_CLASSES, dtype=object)[cls]
     ids = np.empty(len(cls), dtype=object)
     for k, name in enumerate(OBJECT_CLASSES):
@@ -424,27 +440,51 @@ def _object_features(objects: Pieces, floors: dict[str, float], mapper: Geometry
         counts[name] += mine.size
     numeric = {"confidence": np.round(confidence, 4), "area_m2": np.round(shapely.area(clipped) * px * px, 2)}
     railcars = cls == OBJECT_CLASSES.index("railcar")
-    for key, values in oriented_box_attributes(polygons[railcars], px).items():
+    text = {"colour": hex_colours(colours)}
+    sides = box_sides(polygons[railcars])
+    for key, values in side_attributes(*sides[1:], px).items():
         numeric[key] = np.full(len(cls), np.nan)
         numeric[key][railcars] = values
+    _add_consists(sides, railcars, px, tracks, numeric, text)
     del polygons
-    return FeatureTable.from_wkb(mapper.to_output_wkb(clipped), ids, names, numeric)
+    return FeatureTable.from_wkb(mapper.to_output_wkb(clipped), ids, names, numeric, text)
+
+
+def _add_consists(sides: tuple[np.ndarray, np.ndarray, np.ndarray], railcars: np.ndarray, px: float,
+                  tracks: _TrackLines, numeric: dict[str, np.ndarray], text: dict[str, np.ndarray]) -> None:
+    """Each railcar's consist (``consist_id``, numbered in feature order; ``consist_position``;
+    ``consist_cars``) and the track it stands on (``track_id``, where one is found), as
+    ``kernels.consists`` finds them, into the object features' columns (``railcars`` marks the
+    railcars among them, whose rectangles' ``box_sides`` are ``sides``)."""
+    centre, axis, half = car_axes(*sides)
+    found = find_consists(centre, axis, half, px)
+    n = len(railcars)
+    for key, values in (("consist_position", found.position), ("consist_cars", found.cars)):
+        numeric[key] = np.full(n, np.nan)
+        numeric[key][railcars] = values
+    text["consist_id"] = np.full(n, None, dtype=object)
+    text["consist_id"][railcars] = [f"consist-{k + 1}" for k in found.consist.tolist()]
+    track = tracks_under(centre, axis, tracks.lines, px)
+    text["track_id"] = np.full(n, None, dtype=object)
+    text["track_id"][np.flatnonzero(railcars)[track >= 0]] = tracks.ids[track[track >= 0]]
 
 
 def _track_features(pieces: Pieces, min_confidence: float, mapper: GeometryMapper, px: float,
-                    counts: dict[str, int]) -> FeatureTable:
+                    counts: dict[str, int]) -> tuple[FeatureTable, _TrackLines]:
+    """The track features, and their lines in grid pixels with their ids (for ``_add_consists``)."""
     lines, confidence, bridged_px = _joined_tracks(pieces, px)
     del pieces  # the caller handed them over: let them go before the output geometries are made
     keep = confidence >= min_confidence
     lines, confidence, bridged_px = lines[keep], confidence[keep], bridged_px[keep]
     if not len(lines):
-        return FeatureTable.empty()
+        return FeatureTable.empty(), _TrackLines.empty()
     first = counts["track"]
     counts["track"] += len(lines)
     ids = np.array([f"track-{first + j}" for j in range(1, len(lines) + 1)], dtype=object)
     numeric = {"confidence": np.round(confidence, 4), "length_m": np.round(shapely.length(lines) * px, 1),
                "bridged_m": np.round(bridged_px * px, 1)}
-    return FeatureTable.from_wkb(mapper.to_output_wkb(lines), ids, np.full(len(lines), "track", dtype=object), numeric)
+    table = FeatureTable.from_wkb(mapper.to_output_wkb(lines), ids, np.full(len(lines), "track", dtype=object), numeric)
+    return table, _TrackLines(lines, ids)
 
 
 def _joined_tracks(pieces: Pieces, px: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -89,7 +89,7 @@ def run_batch(info: SceneInfo, tiles: list[Tile], opts: TaskOptions) -> BatchRes
             tile_objects, tile_lines = vectorise_tile(
                 probs[k], cores[k], valid, tiles[i],
                 classes=opts.classes, semantic_classes=SEMANTIC_CLASSES, object_classes=OBJECT_CLASSES,
-                pixel_size_m=px, railcar_width_trim_m=width_trim_m,
+                pixel_size_m=px, railcar_width_trim_m=width_trim_m, rgb=reads[i][0],
             )
             objects += tile_objects
             lines += tile_lines
@@ -128,7 +128,7 @@ def warm_up(spec: ModelSpec, device: str, compiled: CompileFor | None = None) ->
     probs, cores = infer(module, meta, device_, rgb, bf16=autocast_bf16(device_, precision))
     vectorise_tile(probs[0], cores[0], np.ones((tile.size, tile.size), dtype=bool), tile,
                    classes=ALL_CLASSES, semantic_classes=SEMANTIC_CLASSES, object_classes=OBJECT_CLASSES,
-                   pixel_size_m=meta.pixel_size_m)
+                   pixel_size_m=meta.pixel_size_m, rgb=rgb[0])
 
 
 def model_calls(items: list[int], batch: int | None) -> list[list[int]]:

@@ -98,3 +98,23 @@ def test_output_geometries_made_a_chunk_at_a_time_are_the_same():
     ids = np.array([f"f-{i}" for i in range(8)], dtype=object)
     names = np.full(8, "railcar", dtype=object)
     assert list(FeatureTable.from_wkb(whole, ids, names, {})) == list(FeatureTable(mapper.to_output(geoms), ids, names, {}))
+
+
+def test_counts_are_integers_and_text_properties_are_left_out_where_none():
+    cars = np.array([box(0, 0, 1, 2), box(2, 0, 3, 2)], dtype=object)
+    table = FeatureTable(cars, np.array(["railcar-1", "railcar-2"], dtype=object), np.full(2, "railcar", dtype=object),
+                         {"confidence": np.array([0.5, 0.6]), "consist_position": np.array([1.0, 2.0]),
+                          "consist_cars": np.array([2.0, 2.0])},
+                         {"colour": np.array(["#ff0000", None], dtype=object),
+                          "consist_id": np.array(["consist-1", "consist-1"], dtype=object)})  # fmt: skip
+    track = FeatureTable(np.array([LineString([(0, 0), (5, 0)])], dtype=object), np.array(["track-1"], dtype=object),
+                         np.array(["track"], dtype=object), {"confidence": np.array([0.9])})
+    first, second, line = (f["properties"] for f in FeatureTable.concat([table, track]))
+    assert first == {"id": "railcar-1", "class": "railcar", "confidence": 0.5, "colour": "#ff0000",
+                     "consist_id": "consist-1", "consist_position": 1, "consist_cars": 2}
+    assert type(first["consist_position"]) is int
+    assert "colour" not in second and second["consist_position"] == 2
+    assert line == {"id": "track-1", "class": "track", "confidence": 0.9}
+    with pytest.raises(ValueError, match="unknown"):
+        FeatureTable(cars, np.array(["a", "b"], dtype=object), np.full(2, "railcar", dtype=object), {},
+                     {"nickname": np.array(["x", "y"], dtype=object)})

@@ -389,3 +389,49 @@ def test_each_track_line_scores_the_pixels_along_it_not_the_whole_tile():
                               semantic_classes=SEMANTIC_CLASSES, object_classes=OBJECT_CLASSES, pixel_size_m=0.5)
     by_row = {int(np.mean(np.asarray(pl.line.coords)[:, 1])): pl.confidence for pl in lines}  # centres at y + 0.5
     assert by_row == {81 - 32: pytest.approx(0.9), 201 - 32: pytest.approx(0.55)}
+
+
+def test_each_object_carries_the_mean_colour_of_its_own_pixels():
+    """Two coupled cars the model drew as one blob, one light blue and one reddish-brown, with a dark
+    shadow pixel row along each long edge of the blob: each car's colour is its own roof's, the
+    shadow left out (only a car's inner part counts); a tarp's colour is the mean over it."""
+    tile = plan_tiles(256, 256, 256, 32)[0]
+    size = tile.size
+    probs = np.zeros((4, size, size), np.float32)
+    probs[0] = 1
+    probs[0, 130:140, 132:196] = 0.05
+    probs[1, 130:140, 132:196] = 0.9  # one 32 m blob: two 16 m cars (whole_cars cuts it)
+    probs[0, 60:70, 60:70] = 0
+    probs[2, 60:70, 60:70] = 1  # a 5 m tarp
+    cores = np.zeros((2, size, size), np.float32)
+    rgb = np.zeros((3, size, size), np.uint8)
+    rgb[:, 130:140, 132:164] = np.array([150, 190, 230], np.uint8)[:, None, None]
+    rgb[:, 130:140, 164:196] = np.array([120, 60, 40], np.uint8)[:, None, None]
+    rgb[:, (130, 139), 132:196] = 10  # the edges: shadow and ballast
+    rgb[:, 60:65, 60:70] = np.array([0, 100, 0], np.uint8)[:, None, None]
+    rgb[:, 65:70, 60:70] = np.array([0, 200, 0], np.uint8)[:, None, None]
+    objs, _ = vectorise_tile(probs, cores, np.ones((size, size), bool), tile, classes=("railcar", "tarped_cargo"),
+                             semantic_classes=SEMANTIC_CLASSES, object_classes=OBJECT_CLASSES, pixel_size_m=0.5,
+                             rgb=rgb)
+    cars = sorted((o for o in objs if o.cls == "railcar"), key=lambda o: o.polygon.centroid.x)
+    assert [o.colour for o in cars] == [(150, 190, 230), (120, 60, 40)]
+    assert [o.colour for o in objs if o.cls == "tarped_cargo"] == [(0, 150, 0)]
+    unseen, _ = vectorise_tile(probs, cores, np.ones((size, size), bool), tile, classes=("railcar",),
+                               semantic_classes=SEMANTIC_CLASSES, object_classes=OBJECT_CLASSES, pixel_size_m=0.5)
+    assert [o.colour for o in unseen] == [None, None]  # no pixels given: no colour
+
+
+def test_a_fragment_too_short_for_a_car_leaves_no_object_and_no_error_with_colours():
+    """whole_cars drops a railcar blob shorter than any car: its pixels then belong to no rectangle."""
+    tile = plan_tiles(256, 256, 256, 32)[0]
+    size = tile.size
+    probs = np.zeros((4, size, size), np.float32)
+    probs[0] = 1
+    probs[0, 130:140, 132:144] = 0
+    probs[1, 130:140, 132:144] = 1  # 6 m long: a fragment
+    cores = np.zeros((2, size, size), np.float32)
+    rgb = np.full((3, size, size), 90, np.uint8)
+    objs, _ = vectorise_tile(probs, cores, np.ones((size, size), bool), tile, classes=("railcar",),
+                             semantic_classes=SEMANTIC_CLASSES, object_classes=OBJECT_CLASSES, pixel_size_m=0.5,
+                             rgb=rgb)
+    assert objs == []

@@ -128,3 +128,34 @@ def test_scene_counts_from_wgs84_collections():
     assert r["track"]["recall"] == 1.0 and r["track"]["precision"] == 1.0
     assert r["track"]["truth_length_m"] == pytest.approx(70.0, abs=0.1)
     assert r["tarped_cargo"]["f1"] is None
+
+
+def test_consist_couplings_and_exact_consists_by_hand():
+    """Truth: a row of four coupled cars and a row of two. Found: every car but the last of the two,
+    the four as two consists of two, and a car that matches nothing in the first consist. Scored on
+    cars found at both ends: true couplings 1-2, 2-3, 3-4 (the pair's is not, its second car is
+    missed); found 1-2 and 3-4 (the stray car's coupling is not scored)."""
+    from models.consist_metrics import consist_counts, consist_rates
+
+    crs = CRS.from_epsg(32652)
+    x0, y0 = 640000.0, 4698000.0
+    four = [box(x0 + i * 15, y0, x0 + i * 15 + 14, y0 + 3) for i in range(4)]
+    two = [box(x0 + i * 15, y0 + 50, x0 + i * 15 + 14, y0 + 53) for i in range(2)]
+    stray = box(x0 - 15, y0 + 200, x0 - 1, y0 + 203)
+
+    def fc(items):
+        return {"type": "FeatureCollection", "features": [
+            {"type": "Feature", "geometry": mapping(_lonlat(g, crs)), "properties": {"class": "railcar", **props}}
+            for g, props in items]}
+
+    truth = fc([(g, {}) for g in four + two])
+    found = fc([(four[0], {"consist_id": "a", "consist_position": 1}), (four[1], {"consist_id": "a", "consist_position": 2}),
+                (stray, {"consist_id": "a", "consist_position": 3}),
+                (four[2], {"consist_id": "b", "consist_position": 1}), (four[3], {"consist_id": "b", "consist_position": 2}),
+                (two[0], {"consist_id": "c", "consist_position": 1})])  # fmt: skip
+    c = consist_counts(truth, found, crs)
+    assert c == {"couplings_true": 3, "couplings_pred": 2, "couplings_agree": 2, "consists_true": 1, "consists_exact": 0}
+    r = consist_rates(c)
+    assert (r["coupling_precision"], r["coupling_recall"], r["consists_exact_share"]) == (1.0, 0.6667, 0.0)
+    whole = fc([(g, {"consist_id": "a", "consist_position": k + 1}) for k, g in enumerate(four)])
+    assert consist_counts(truth, whole, crs)["consists_exact"] == 1  # the row of four, all in one consist

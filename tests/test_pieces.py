@@ -16,7 +16,7 @@ from service.pieces import Pieces
 
 def _objects(offset: float) -> list[PixelObject]:
     holed = Polygon(box(0, 0, 10, 10).exterior.coords, [box(2, 2, 4, 4).exterior.coords])
-    return [PixelObject("railcar", shapely.affinity.translate(box(0, 0, 28, 6), offset), 0.9),
+    return [PixelObject("railcar", shapely.affinity.translate(box(0, 0, 28, 6), offset), 0.9, (200, 60, 40)),
             PixelObject("tarped_cargo", shapely.affinity.translate(holed, offset), 0.4)]
 
 
@@ -27,6 +27,7 @@ def test_objects_come_back_as_they_went_in():
     assert all(shapely.equals_exact(g, o.polygon, 0) for g, o in zip(got, objects, strict=True))
     assert list(pieces.class_names()) == ["railcar", "tarped_cargo"]
     assert list(pieces.confidence) == [0.9, 0.4]
+    assert pieces.colours.tolist() == [[200, 60, 40], [-1, -1, -1]]  # the tarp's colour is not known
     assert len(got[1].interiors) == 1  # a hole survives
 
 
@@ -48,6 +49,7 @@ def test_concat_keeps_order_and_moves_offsets():
     assert len(joined) == 4
     assert all(shapely.equals_exact(g, w, 0) for g, w in zip(got, want, strict=True))
     assert list(joined.class_names()) == ["railcar", "tarped_cargo"] * 2
+    assert joined.colours[:, 0].tolist() == [200, -1, 200, -1]
 
 
 def test_lines_concat_and_an_empty_set():

@@ -447,3 +447,30 @@ def test_workers_and_client_hand_back_their_kept_memory(yard, dask_client, oracl
     detect_scene(yard[0], CPU, oracle_spec, dask_client)
     workers = dask_client.run(lambda: __import__("os").getpid())
     assert {p.name for p in marks.iterdir()} == {str(pid) for pid in workers.values()} | {str(os.getpid())}
+
+
+def test_railcars_carry_their_consist_track_and_colour(tmp_path, dask_client, oracle_spec):
+    """Six coupled cars standing on a track across two tiles and three on no track: each row is one
+    consist, numbered from its left end, the six on the track's feature, each car coloured as painted."""
+    img = scenes.blank(900, 400)
+    scenes.paint(img, "track", 0, 200, 900, 3)
+    on_track = scenes.train_of_cars(img, 400, 198, 6)  # crosses x=512; centre line y=201, the track's 200-202
+    loose = scenes.train_of_cars(img, 100, 80, 3)
+    fc = detect_scene(scenes.write(tmp_path / "consists.tif", img), CPU, oracle_spec, dask_client)
+    tracks = [f["properties"]["id"] for f in fc["features"] if f["properties"]["class"] == "track"]
+    assert len(tracks) == 1
+    cars = sorted((f["properties"] for f in railcars(fc)), key=lambda p: (p["consist_cars"], p["length_m"]))
+    assert len(cars) == len(on_track) + len(loose)
+    by_consist: dict[str, list[dict]] = {}
+    for props in railcars(fc):
+        by_consist.setdefault(props["properties"]["consist_id"], []).append(props)
+    rows = sorted(by_consist.values(), key=len)
+    assert [len(r) for r in rows] == [3, 6]
+    for row in rows:
+        xs = [shape(f["geometry"]).centroid.x for f in row]
+        positions = [f["properties"]["consist_position"] for f in row]
+        assert [p for _, p in sorted(zip(xs, positions, strict=True))] == list(range(1, len(row) + 1))
+        assert {f["properties"]["consist_cars"] for f in row} == {len(row)}
+    assert {f["properties"].get("track_id") for f in rows[1]} == {tracks[0]}
+    assert all("track_id" not in f["properties"] for f in rows[0])
+    assert {f["properties"]["colour"] for f in railcars(fc)} == {"#ff0000"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import sys
 from collections.abc import Sequence
 
@@ -32,14 +33,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="railsight", description="Find, count and map railcars, tarped cargo and tracks in scenes."
     )
+    parser.add_argument("--version", action="version", version=f"railsight {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
     for name in COMMANDS:
         importlib.import_module(f"service.commands.{name}").register(sub)
     return parser
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("railsight")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):  # no command at all: what the commands are
+        parser.print_help(sys.stderr)
+        return EXIT_USER_ERROR
+    args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except USER_ERRORS as exc:

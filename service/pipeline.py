@@ -138,11 +138,17 @@ def compile_for(options: DetectOptions, meta: ModelMeta, batch: int) -> CompileF
     return CompileFor(batch, read_window(options, meta), options.precision)
 
 
+def task_side(options: DetectOptions, tile: int, batch: int, device: str) -> int:
+    """The side, in model pixels, of the square of the scene one Dask task covers: ``options.tile``, by
+    default the largest square of model tiles of side ``tile`` that ``CALLS_PER_TASK`` model calls of
+    ``batch`` tiles on ``device`` hold."""
+    return options.tile or tile * math.isqrt(CALLS_PER_TASK[device] * batch)
+
+
 def task_tiles(tiles: list[Tile], options: DetectOptions, tile: int, batch: int, device: str) -> list[list[Tile]]:
-    """The model tiles of each Dask task: those of one square of ``options.tile`` model pixels (by
-    default the largest square of model tiles that ``CALLS_PER_TASK`` model calls on ``device``
-    hold), or runs of one model call's worth where that square is no larger than one model tile."""
-    side = options.tile or tile * math.isqrt(CALLS_PER_TASK[device] * batch)
+    """The model tiles of each Dask task: those of one square of ``task_side``, or runs of one model
+    call's worth where that square is no larger than one model tile."""
+    side = task_side(options, tile, batch, device)
     return squares(tiles, side) if side > tile else batches(tiles, batch)
 
 
@@ -255,7 +261,7 @@ def detect_scene(
     # this process merges the scene's pieces, rather than sitting idle under the merge and after it.
     client.run(release_freed_memory)
     return _assemble(info, meta, options, merged, tiles_total=len(tiles), device=kind,
-                     started=started, inspected=inspected)
+                     task_tile=task_side(options, tile, batch, kind), started=started, inspected=inspected)
 
 
 def _in_flight(client: Client) -> int:
@@ -336,7 +342,7 @@ class _Accumulator:
 
 def _assemble(
     info: SceneInfo, meta: ModelMeta, options: DetectOptions, acc: _Accumulator, *, tiles_total: int,
-    device: str, started: float, inspected: float,
+    device: str, task_tile: int, started: float, inspected: float,
 ) -> dict[str, Any]:
     merge_start = time.perf_counter()
     mapper = GeometryMapper(info.grid_transform, info.crs_wkt)
@@ -367,7 +373,7 @@ def _assemble(
         "contrast_scale": round(info.contrast[0], 4) if info.contrast else None,
         "tiles": tiles_total,
         "tile_size": model_tile(options, meta),
-        "task_tile": options.tile,
+        "task_tile": task_tile,
         "halo": meta.halo_px,
         "device": device,
         "precision": "+".join(sorted(acc.precisions)) or None,

@@ -118,6 +118,10 @@ def _open(path: str):
 
 
 def _first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, or of the GDAL error behind it where rasterio only says
+    "Read failed. See previous exception for details." (an exception the user never sees)."""
+    while "previous exception" in str(exc) and (exc.__cause__ or exc.__context__) is not None:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 

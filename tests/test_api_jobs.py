@@ -181,6 +181,12 @@ def test_unusable_rasters_are_422_with_the_reason(api, http):
     # An upload that is not a TIFF (a VRT could point anywhere) is refused the same way.
     r = http.post("/v1/jobs", headers=auth(), files={"scene": ("x.vrt", b"<VRTDataset/>", "text/xml")})
     assert r.status_code == 422 and r.json()["error"]["code"] == "not_a_raster"
+    # An uploaded scene's error names it as the client did, not where the service keeps uploads.
+    with open(api.data / "two-band.tif", "rb") as fh:
+        r = http.post("/v1/jobs", headers=auth(), files={"scene": ("mine.tif", fh, "image/tiff")})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "too_few_bands", r.text
+    message = r.json()["error"]["message"]
+    assert "upload 'mine.tif'" in message and str(api.services.settings.uploads_path) not in message, message
     assert not any(api.services.settings.uploads_path.iterdir())
 
 

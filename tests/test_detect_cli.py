@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import subprocess
 import sys
@@ -73,6 +74,13 @@ def test_bad_scenes_exit_2_with_one_line(tmp_path, cli_env, case):
     assert_refused(detect(cli_env, path, "-o", out), out, *words)
 
 
+def test_a_truncated_scene_names_what_gdal_found_not_an_exception_never_shown(tmp_path, cli_env):
+    path, _ = bad_scenes(tmp_path)["truncated"]
+    proc = detect(cli_env, path, "-o", tmp_path / "out.geojson")
+    assert proc.returncode == 2
+    assert "previous exception" not in proc.stderr and "TIFFRead" in proc.stderr, proc.stderr
+
+
 def test_scene_over_the_size_limit(tmp_path, cli_env):
     scene = scenes.write(tmp_path / "big.tif", scenes.blank(300, 300))
     out = tmp_path / "out.geojson"
@@ -88,6 +96,9 @@ def test_scene_over_the_size_limit(tmp_path, cli_env):
     (["--bands", "x"], ["band numbers"]),
     (["--classes", "boats"], ["unknown class"]),
     (["--tta", "3"], ["--tta", "choose from 1, 2, 4, 8"]),
+    (["--workers", "0"], ["--workers", "1 or more"]),
+    (["--batch-size", "0"], ["--batch-size", "1 or more"]),
+    (["--max-pixels", "-5"], ["--max-pixels", "1 or more"]),
 ])
 def test_bad_options_exit_2_with_one_line(tmp_path, cli_env, args, words):
     scene = scenes.write(tmp_path / "s.tif", scenes.blank(128, 128))
@@ -151,3 +162,15 @@ def test_a_pixel_size_for_a_georeferenced_scene_is_refused(tmp_path, cli_env):
     assert_refused(detect(cli_env, scene, "-o", out, "--pixel-size", "0.3"), out, "georeferenced", "EPSG:32652")
     picture = _picture(tmp_path / "picture.png", 1)
     assert_refused(detect(cli_env, picture, "-o", out, "--pixel-size", "0"), out, "pixel size", "over 0")
+
+
+def test_no_command_lists_the_commands_and_version_names_the_release(capsys):
+    from service.cli import main
+
+    assert main([]) == 2
+    listing = capsys.readouterr().err
+    assert "usage: railsight" in listing and "detect" in listing and "serve" in listing
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"railsight {importlib.metadata.version('railsight')}"

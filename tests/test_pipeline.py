@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 
@@ -57,7 +58,8 @@ def test_model_tile_comes_from_the_weights_unless_asked(yard, dask_client, facto
     options = DetectOptions(device="cpu", tile=tile, model_tile=model_tile)
     fc = detect_scene(path, options, ModelSpec(factory=factory), dask_client)
     summary = fc["summary"]
-    assert summary["tile_size"] == want and summary["task_tile"] == tile
+    default_side = want * math.isqrt(2 * default_batch("cpu", want + 2 * summary["halo"]))  # two calls' tiles
+    assert summary["tile_size"] == want and summary["task_tile"] == (tile or default_side)
     with rasterio.open(path) as src:
         assert summary["tiles"] == len(plan_tiles(src.width, src.height, want, summary["halo"]))
     assert summary["counts"]["railcar"] == len(boxes)

@@ -29,6 +29,17 @@ def band_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected band numbers like 3,2,1, got {text!r}") from exc
 
 
+def positive_int(text: str) -> int:
+    """A whole number of 1 or more (the same bound the RAILSIGHT_* settings hold these options to)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}")
+    return value
+
+
 def class_list(text: str) -> tuple[str, ...]:
     classes = tuple(c.strip() for c in text.split(",") if c.strip())
     bad = [c for c in classes if c not in ALL_CLASSES]
@@ -59,9 +70,9 @@ def add_scene_options(parser: argparse.ArgumentParser) -> None:
                         "a multiple of 32 (default: a square of model tiles filling two model calls on a CPU, one on CUDA); "
                         "it changes no feature")
     add_model_tile_option(parser)
-    parser.add_argument("--batch-size", type=int, help="tiles per model call (default: by the window's pixels; "
+    parser.add_argument("--batch-size", type=positive_int, help="tiles per model call (default: by the window's pixels; "
                         "8 tiles of 256 px on CPU, 104 on CUDA)")
-    parser.add_argument("--workers", type=int, help="LocalCluster worker processes")
+    parser.add_argument("--workers", type=positive_int, help="LocalCluster worker processes")
     parser.add_argument("--bands", type=band_list, help="1-based red,green,blue band numbers, e.g. 3,2,1")
     parser.add_argument("--classes", type=class_list, help=f"comma list of {','.join(ALL_CLASSES)} (default: all)")
     parser.add_argument("--min-confidence", type=float, help="drop features below this confidence (0..1)")
@@ -74,7 +85,7 @@ def add_scene_options(parser: argparse.ArgumentParser) -> None:
                         help="ground size of one pixel in metres, for a scene with no georeferencing (a plain "
                              "picture, e.g. 0.1); implies --allow-pixel-coords (without it, the model's own 0.5 m "
                              "is assumed)")
-    parser.add_argument("--max-pixels", type=int, help="refuse scenes with more pixels than this")
+    parser.add_argument("--max-pixels", type=positive_int, help="refuse scenes with more pixels than this")
     parser.add_argument("--weights", help="weights file (default: the shipped model)")
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from models.spec import WeightsError
+from service.errors import SceneError
 from service.jobs.errors import IdempotencyConflict, ModelUnavailable, QueueFull, TooLarge
 from service.jobs.sources import SceneRef, check_tiff, parse_scene
 from service.jobs.store import Job, JobStore, NewJob
@@ -121,7 +122,10 @@ class Submitter:
                 path.unlink(missing_ok=True)
                 return existing, False
             check_tiff(path, f"upload {sub.scene!r}")
-            self._inspect(str(path), sub.options)
+            try:
+                self._inspect(str(path), sub.options)
+            except SceneError as exc:  # named as the client named it, not by where this service keeps it
+                raise type(exc)(str(exc).replace(str(path), f"upload {sub.scene!r}"), code=exc.code) from exc
             job, created = self._queue(
                 NewJob(owner, str(path), "upload", sub.scene, sub.options, sub.site_id, sub.acquired_at,
                        idempotency_key, request_hash)

@@ -14,17 +14,20 @@ from scipy.sparse import coo_array
 from scipy.sparse.csgraph import connected_components, depth_first_order
 
 
-def merge_lines(coords: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def merge_lines(coords: np.ndarray, offsets: np.ndarray,
+                node: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Lines made of the pieces ``coords[offsets[k]:offsets[k + 1]]`` (each at least 2 points)
     joined end to end where exactly two ends meet, as new (coords, offsets), and the line each piece
     became part of. A chain of pieces keeps the order and direction of its first piece (the lowest
-    index on a closed loop), later pieces turned round where needed, and each joint point appears once."""
+    index on a closed loop), later pieces turned round where needed, and each joint point appears once.
+    Ends meet where their points are equal, or, given ``node`` (one label per end, rows 2k and
+    2k + 1 for piece k's start and end), where their labels are: ends may then touch unjoined."""
     n = len(offsets) - 1
     if n == 0:
         return np.zeros((0, 2)), np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64)
     first, last = offsets[:-1], offsets[1:] - 1
     ends = np.stack([coords[first], coords[last]], axis=1).reshape(-1, 2)  # piece k: rows 2k (start), 2k + 1
-    _, node = np.unique(ends, axis=0, return_inverse=True)
+    _, node = np.unique(ends if node is None else node, axis=0, return_inverse=True)
     node = node.reshape(-1)
     degree = np.bincount(node)
     # Pieces linked through every node of degree 2 (two ends of one piece there: a loop of its own).

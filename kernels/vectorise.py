@@ -2,12 +2,11 @@
 
 Each object is kept only by the tile whose core holds its centroid, so an object cut by a tile
 boundary comes out once and whole (the halo shows it whole). Track lines are clipped to the core,
-so neighbouring tiles' pieces meet on the boundary and are joined later (``join_tracks``).
+so neighbouring tiles' pieces meet on the boundary and are joined later (``kernels.track_join``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,12 +14,9 @@ import shapely
 from affine import Affine
 from rasterio import features
 from scipy import ndimage
-from scipy.spatial import cKDTree
-from shapely import GeometryType
 from shapely.geometry import LineString, Polygon, shape
 
 from kernels.instances import instance_stats, label_instances, labelled_pixels
-from kernels.linemerge import merge_lines
 from kernels.object_colour import colour_tuples, inner_of_rectangles, mean_colours
 from kernels.skeleton import centre_line_points
 from kernels.tiling import Tile
@@ -472,36 +468,3 @@ def rectangle_sides(rects: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     swap = np.hypot(*along.T) < np.hypot(*across.T)
     along[swap], across[swap] = across[swap], along[swap].copy()
     return ok, corners[:, 0], along, across
-
-
-def join_tracks(lines: Sequence[LineString] | np.ndarray, snap_px: float = 2.5) -> np.ndarray:
-    """Join per-tile track pieces into continuous centre lines (an array of LineStrings): endpoints
-    of different pieces within ``snap_px`` of each other are moved to their midpoint, then pieces
-    meeting end to end merge."""
-    lines = np.asarray(lines, dtype=object)
-    if not len(lines):
-        return np.zeros(0, dtype=object)
-    _, coords, (offsets,) = shapely.to_ragged_array(lines, include_z=False)
-    return join_track_coords(coords, offsets, snap_px)[0]
-
-
-def join_track_coords(coords: np.ndarray, offsets: np.ndarray, snap_px: float = 2.5) -> tuple[np.ndarray, np.ndarray]:
-    """``join_tracks`` on the pieces' coordinates (N, 2), piece k being ``coords[offsets[k]:offsets[k + 1]]``
-    (at least 2 points), which ``coords`` is not changed by; also returns the joined line each piece
-    became part of. All on arrays (a k-d tree pairs the ends, ``merge_lines`` joins the pieces): a
-    large scene has some 70,000 pieces, and as shapely points, trees and GEOS's line merger they
-    were most of the client's peak memory."""
-    if len(offsets) < 2:
-        return np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64)
-    first, last = offsets[:-1], offsets[1:] - 1
-    ends = np.stack([coords[first], coords[last]], axis=1).reshape(-1, 2)  # piece k: rows 2k, 2k + 1
-    pairs = cKDTree(ends).query_pairs(snap_px, output_type="ndarray")
-    pairs = pairs[pairs[:, 0] // 2 != pairs[:, 1] // 2]
-    pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
-    moved = ends.copy()
-    for i, j in pairs.tolist():  # in order: later pairs win
-        moved[i] = moved[j] = (ends[i] + ends[j]) / 2.0
-    coords = coords.copy()
-    coords[first], coords[last] = moved[0::2], moved[1::2]
-    merged, merged_offsets, line_of = merge_lines(coords, offsets)
-    return shapely.from_ragged_array(GeometryType.LINESTRING, merged, (merged_offsets,)), line_of

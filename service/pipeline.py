@@ -25,7 +25,8 @@ from kernels.consists import car_axes, find_consists, tracks_under
 from kernels.object_colour import hex_colours
 from kernels.tiling import SIZE_MULTIPLE, Tile, batches, plan_tiles, squares
 from kernels.track_gaps import bridge_gaps
-from kernels.vectorise import box_sides, join_track_coords, side_attributes
+from kernels.track_join import join_track_coords
+from kernels.vectorise import box_sides, side_attributes
 from models.allocator import release_freed_memory
 from models.cpu_bf16 import cpu_has_fast_bf16
 from models.interface import ALL_CLASSES, OBJECT_CLASSES, TTA_VIEWS, ModelMeta
@@ -39,7 +40,7 @@ from service.rasters import MAX_PIXEL_SIZE_M, ClassRasterWriter, SceneInfo, crs_
 from service.settings import PipelineSettings
 from service.tile_tasks import BatchResult, TaskOptions, grid_pixel_size_m, run_batch
 
-TRACK_SNAP_PX = 2.5  # track piece ends this close are joined (see kernels.vectorise.join_track_coords)
+TRACK_SNAP_PX = 2.5  # track piece ends this close are joined (see kernels.track_join)
 # Gaps in track lines bridged (kernels.track_gaps): free ends up to TRACK_BRIDGE_M apart that point
 # at each other. Chosen on three validation sets (engine 1.4.0, seeds 7000 / 7100 / 7200, 30 scenes,
 # run 15), pooled track recall / precision / F1: not bridged 0.837 / 0.952 / 0.891; up to 100 m

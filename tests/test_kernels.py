@@ -13,7 +13,8 @@ from kernels.instances import instance_stats, label_instances
 from kernels.normalise import normalise
 from kernels.skeleton import centre_lines
 from kernels.tiling import plan_tiles
-from kernels.vectorise import join_tracks, oriented_box_attributes, vectorise_tile
+from kernels.track_join import join_tracks
+from kernels.vectorise import oriented_box_attributes, vectorise_tile
 from models.interface import OBJECT_CLASSES, SEMANTIC_CLASSES
 
 
@@ -435,3 +436,21 @@ def test_a_fragment_too_short_for_a_car_leaves_no_object_and_no_error_with_colou
                              semantic_classes=SEMANTIC_CLASSES, object_classes=OBJECT_CLASSES, pixel_size_m=0.5,
                              rgb=rgb)
     assert objs == []
+
+
+def test_a_track_runs_on_straight_through_a_switch_and_the_branch_starts_there():
+    """A switch: the track's piece up to it, its piece on beyond, and a branch leaving at about 8
+    degrees, their ends a pixel or so apart (the skeleton's junction). The track is one line through
+    the switch; the branch is a line of its own that starts on it."""
+    trunk = LineString([(0, 0), (100, 0)])
+    beyond = LineString([(101, 0.5), (200, 0)])
+    branch = LineString([(100.5, 1.0), (200, 15)])
+    joined = join_tracks([trunk, beyond, branch])
+    assert len(joined) == 2
+    through, spur = sorted(joined, key=lambda line: -abs(line.coords[-1][1] - line.coords[0][1]))[::-1]
+    assert through.length == pytest.approx(200, abs=1.5) and {round(p.x) for p in through.boundary.geoms} == {0, 200}
+    assert spur.distance(through) == pytest.approx(0.0, abs=1e-9)  # it touches the line it leaves
+    # A junction whose ends all turn sharply (a Y) joins none of them, but they still meet.
+    wye = join_tracks([LineString([(0, 0), (50, 0)]), LineString([(50.5, 0.5), (80, 50)]),
+                       LineString([(50.5, -0.5), (80, -50)])])
+    assert len(wye) == 3 and shapely.intersects(wye[0], wye[1]) and shapely.intersects(wye[0], wye[2])

@@ -15,21 +15,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import shapely
 from distributed import Client
 from shapely import GeometryType
-from shapely.geometry import Polygon, box
+from shapely.geometry import box
 
-from kernels.consists import car_axes, find_consists, tracks_under
-from kernels.object_colour import hex_colours
 from kernels.tiling import SIZE_MULTIPLE, Tile, batches, plan_tiles, squares
-from kernels.track_gaps import bridge_gaps
-from kernels.track_join import join_track_coords
-from kernels.vectorise import box_sides, side_attributes
 from models.allocator import release_freed_memory
 from models.cpu_bf16 import cpu_has_fast_bf16
-from models.interface import ALL_CLASSES, OBJECT_CLASSES, TTA_VIEWS, ModelMeta
+from models.interface import ALL_CLASSES, TTA_VIEWS, ModelMeta
 from models.spec import PRECISIONS, SHIPPED_WEIGHTS, CompileFor, ModelSpec, read_meta
 from service.errors import BadOption, Cancelled
 from service.feature_table import FeatureTable
@@ -37,20 +30,10 @@ from service.geojson import GeometryMapper, feature_collection
 from service.model_plugin import register_model, workers_device_kind
 from service.pieces import Pieces
 from service.rasters import MAX_PIXEL_SIZE_M, ClassRasterWriter, SceneInfo, crs_name, inspect_scene
+from service.scene_features import TrackLines, object_features, track_features
 from service.settings import PipelineSettings
 from service.tile_tasks import BatchResult, TaskOptions, grid_pixel_size_m, run_batch
 
-TRACK_SNAP_PX = 2.5  # track piece ends this close are joined (see kernels.track_join)
-# Gaps in track lines bridged (kernels.track_gaps): free ends up to TRACK_BRIDGE_M apart that point
-# at each other. Chosen on three validation sets (engine 1.4.0, seeds 7000 / 7100 / 7200, 30 scenes,
-# run 15), pooled track recall / precision / F1: not bridged 0.837 / 0.952 / 0.891; up to 100 m
-# 0.912 / 0.926 / 0.919; 150 m 0.928 / 0.914 / 0.921 (precision 0.899 on one set); 150 m with a
-# bend of 5 degrees, not 8, 0.925 / 0.917 / 0.921 and both at 0.9 or more on each set; 200 m
-# (lines of 5 m up) 0.931 / 0.913. Leaving lines under 10 m unbridged: 0.903 / 0.938.
-TRACK_BRIDGE_M = 150.0
-TRACK_TANGENT_M = 6.0  # an end's direction: from the point this far back along its line
-TRACK_TURN_DEG = 15.0
-TRACK_BEND_DEG = 5.0
 # Pixels per model call by device: CPU throughput peaks near 0.8 Mpx a call (2-core AMD EPYC, bf16,
 # 10,000 px bench scene: 320 px windows 3.6 / 4.0 / 4.4 / 3.6 Mpx/s at 2 / 4 / 8 / 16 a call; 576 px
 # windows the same at 2 and 4). A CPU running fp32 holds feature maps twice bf16's size, so it takes
@@ -353,10 +336,10 @@ def _assemble(
     # Each list of pieces is handed over and let go of as soon as it is used: a large scene's pieces
     # are most of what the client holds. Tracks first: the join's arrays then find the room the objects'
     # geometries take later (the other way round, the client's peak at 20,000 px was 30 MB higher).
-    tracks, track_lines = FeatureTable.empty(), _TrackLines.empty()
+    tracks, track_lines = FeatureTable.empty(), TrackLines.empty()
     if "track" in options.classes:
-        tracks, track_lines = _track_features(acc.take_lines(), floors["track"], mapper, px, counts)
-    objects = _object_features(acc.take_objects(), floors, mapper, px, counts,
+        tracks, track_lines = track_features(acc.take_lines(), floors["track"], mapper, px, counts)
+    objects = object_features(acc.take_objects(), floors, mapper, px, counts,
                                box(0, 0, info.grid_width, info.grid_height), track_lines)
     features = FeatureTable.concat([objects, tracks])
     finished = time.perf_counter()
@@ -401,118 +384,3 @@ def confidence_floors(meta: ModelMeta, min_confidence: float, views: int = 1, ow
     validation scenes), so it travels in their metadata (``ModelMeta.own_floors``)."""
     floors = meta.own_floors(views) if own else {}
     return {c: max(min_confidence, floors.get(c, 0.0)) for c in ALL_CLASSES}
-
-
-@dataclass(frozen=True)
-class _TrackLines:
-    """The scene's track lines as features: grid pixel LineStrings and their feature ids."""
-
-    lines: np.ndarray
-    ids: np.ndarray
-
-    @classmethod
-    def empty(cls) -> _TrackLines:
-        return cls(np.zeros(0, dtype=object), np.zeros(0, dtype=object))
-
-
-def _object_features(objects: Pieces, floors: dict[str, float], mapper: GeometryMapper, px: float,
-                     counts: dict[str, int], scene_box: Polygon, tracks: _TrackLines) -> FeatureTable:
-    """Features for every object, ordered by class, then top to bottom and left to right, railcars
-    with their consists and tracks (``_add_consists``). Every step runs on arrays of geometries:
-    per-object Python was most of a large scene's merge time."""
-    kept = objects.confidence >= np.array([floors[c] for c in ALL_CLASSES])[objects.classes]
-    if not kept.any():
-        return FeatureTable.empty()
-    polygons = objects.geometries()[kept]
-    confidence = objects.confidence[kept]
-    colours = objects.colours[kept]
-    cls = objects.classes[kept].astype(np.int64)  # ALL_CLASSES starts with OBJECT_CLASSES, in order
-    centre = shapely.centroid(polygons)
-    order = np.lexsort((shapely.get_x(centre), shapely.get_y(centre), cls))
-    del centre  # a large scene's geometries are most of the client's memory: each set goes when done
-    polygons, confidence, cls, colours = polygons[order], confidence[order], cls[order], colours[order]
-    clipped = polygons.copy()  # a fitted rectangle may poke past the scene's edge: clip those alone
-    shapely.prepare(scene_box)
-    edge = ~shapely.contains(scene_box, polygons)
-    clipped[edge] = shapely.intersection(polygons[edge], scene_box)
-    ok = (shapely.get_type_id(clipped) == shapely.GeometryType.POLYGON) & ~shapely.is_empty(clipped)
-    polygons, clipped, confidence, cls, colours = polygons[ok], clipped[ok], confidence[ok], cls[ok], colours[ok]
-    names = np.array(OBJECT_CLASSES, dtype=object)[cls]
-    ids = np.empty(len(cls), dtype=object)
-    for k, name in enumerate(OBJECT_CLASSES):
-        mine = np.flatnonzero(cls == k)
-        if not mine.size:
-            continue
-        ids[mine] = [f"{name}-{counts[name] + j}" for j in range(1, mine.size + 1)]
-        counts[name] += mine.size
-    numeric = {"confidence": np.round(confidence, 4), "area_m2": np.round(shapely.area(clipped) * px * px, 2)}
-    railcars = cls == OBJECT_CLASSES.index("railcar")
-    text = {"colour": hex_colours(colours)}
-    sides = box_sides(polygons[railcars])
-    for key, values in side_attributes(*sides[1:], px).items():
-        numeric[key] = np.full(len(cls), np.nan)
-        numeric[key][railcars] = values
-    _add_consists(sides, railcars, px, tracks, numeric, text)
-    del polygons
-    return FeatureTable.from_wkb(mapper.to_output_wkb(clipped), ids, names, numeric, text)
-
-
-def _add_consists(sides: tuple[np.ndarray, np.ndarray, np.ndarray], railcars: np.ndarray, px: float,
-                  tracks: _TrackLines, numeric: dict[str, np.ndarray], text: dict[str, np.ndarray]) -> None:
-    """Each railcar's consist (``consist_id``, numbered in feature order; ``consist_position``;
-    ``consist_cars``) and the track it stands on (``track_id``, where one is found), as
-    ``kernels.consists`` finds them, into the object features' columns (``railcars`` marks the
-    railcars among them, whose rectangles' ``box_sides`` are ``sides``)."""
-    centre, axis, half = car_axes(*sides)
-    found = find_consists(centre, axis, half, px)
-    n = len(railcars)
-    for key, values in (("consist_position", found.position), ("consist_cars", found.cars)):
-        numeric[key] = np.full(n, np.nan)
-        numeric[key][railcars] = values
-    text["consist_id"] = np.full(n, None, dtype=object)
-    text["consist_id"][railcars] = [f"consist-{k + 1}" for k in found.consist.tolist()]
-    track = tracks_under(centre, axis, tracks.lines, px)
-    text["track_id"] = np.full(n, None, dtype=object)
-    text["track_id"][np.flatnonzero(railcars)[track >= 0]] = tracks.ids[track[track >= 0]]
-
-
-def _track_features(pieces: Pieces, min_confidence: float, mapper: GeometryMapper, px: float,
-                    counts: dict[str, int]) -> tuple[FeatureTable, _TrackLines]:
-    """The track features, and their lines in grid pixels with their ids (for ``_add_consists``)."""
-    lines, confidence, bridged_px = _joined_tracks(pieces, px)
-    del pieces  # the caller handed them over: let them go before the output geometries are made
-    keep = confidence >= min_confidence
-    lines, confidence, bridged_px = lines[keep], confidence[keep], bridged_px[keep]
-    if not len(lines):
-        return FeatureTable.empty(), _TrackLines.empty()
-    first = counts["track"]
-    counts["track"] += len(lines)
-    ids = np.array([f"track-{first + j}" for j in range(1, len(lines) + 1)], dtype=object)
-    numeric = {"confidence": np.round(confidence, 4), "length_m": np.round(shapely.length(lines) * px, 1),
-               "bridged_m": np.round(bridged_px * px, 1)}
-    table = FeatureTable.from_wkb(mapper.to_output_wkb(lines), ids, np.full(len(lines), "track", dtype=object), numeric)
-    return table, _TrackLines(lines, ids)
-
-
-def _joined_tracks(pieces: Pieces, px: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Join per-tile pieces into lines (an array of LineStrings), bridge the lines' gaps, and give
-    each line the length-weighted mean confidence of its pieces (bridges carry no weight) and the
-    length it was bridged over, in grid pixels. ``px``: a grid pixel's size in metres.
-    Pieces arrive in the order their batches finish, which varies from run to run, and where three
-    ends meet, snapping and merging depend on order: so they are put in an order of their own first
-    (by first point, last point, then length). The pieces stay coordinate arrays until they are
-    joined: as shapely objects they would double the client's peak."""
-    if not len(pieces):
-        return np.zeros(0, dtype=object), np.zeros(0), np.zeros(0)
-    ring = pieces.offsets[0]
-    start, end = pieces.coords[ring[:-1]], pieces.coords[ring[1:] - 1]
-    length = pieces.line_lengths()
-    order = np.lexsort((length, end[:, 1], end[:, 0], start[:, 1], start[:, 0]))
-    pieces, length = pieces.take(order), length[order]
-    joined, owner = join_track_coords(pieces.coords, pieces.offsets[0], snap_px=TRACK_SNAP_PX)
-    joined, line_of, bridged = bridge_gaps(joined, max_gap_px=TRACK_BRIDGE_M / px, tangent_px=TRACK_TANGENT_M / px,
-                                           max_turn_deg=TRACK_TURN_DEG, max_bend_deg=TRACK_BEND_DEG)
-    owner = line_of[owner]
-    weight = np.bincount(owner, weights=length, minlength=len(joined))
-    total = np.bincount(owner, weights=length * pieces.confidence, minlength=len(joined))
-    return joined, np.divide(total, weight, out=np.zeros(len(joined)), where=weight > 0), bridged

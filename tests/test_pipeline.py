@@ -330,10 +330,10 @@ def test_crossing_track_pieces_each_get_one_owner():
 
     from kernels.vectorise import PixelLine
     from service.pieces import Pieces
-    from service.pipeline import _joined_tracks
+    from service.scene_features import joined_tracks
 
     pieces = [PixelLine(LineString([(0, 0), (10, 10)]), 0.8), PixelLine(LineString([(0, 10), (10, 0)]), 0.4)]
-    lines, confidence, _ = _joined_tracks(Pieces.from_lines(pieces), 0.5)
+    lines, confidence, _ = joined_tracks(Pieces.from_lines(pieces), 0.5)
     assert len(lines) == 2
     assert sorted(confidence) == pytest.approx([0.4, 0.8])
 
@@ -347,13 +347,13 @@ def test_joined_tracks_do_not_depend_on_the_order_pieces_arrive_in():
 
     from kernels.vectorise import PixelLine
     from service.pieces import Pieces
-    from service.pipeline import _joined_tracks
+    from service.scene_features import joined_tracks
 
     pieces = [PixelLine(LineString([(0, 0), (20, 0)]), 0.9), PixelLine(LineString([(21, 0.5), (40, 0)]), 0.7),
               PixelLine(LineString([(21.5, -1), (40, -12)]), 0.5), PixelLine(LineString([(40.5, 0.5), (60, 1)]), 0.6)]
     results = {
         tuple(sorted((round(conf, 6), tuple(map(tuple, np.round(line.coords, 6)))) for line, conf, _ in
-                     zip(*_joined_tracks(Pieces.from_lines(list(order)), 0.5), strict=True)))
+                     zip(*joined_tracks(Pieces.from_lines(list(order)), 0.5), strict=True)))
         for order in itertools.permutations(pieces)
     }
     assert len(results) == 1
@@ -419,16 +419,16 @@ def test_a_gap_between_track_pieces_is_bridged_and_says_so():
 
     from kernels.vectorise import PixelLine
     from service.pieces import Pieces
-    from service.pipeline import _joined_tracks
+    from service.scene_features import joined_tracks
 
     pieces = [PixelLine(LineString([(0, 0), (100, 0)]), 0.8), PixelLine(LineString([(180, 0), (300, 0)]), 0.6)]
-    lines, confidence, bridged = _joined_tracks(Pieces.from_lines(pieces), 0.5)
+    lines, confidence, bridged = joined_tracks(Pieces.from_lines(pieces), 0.5)
     assert len(lines) == 1 and lines[0].length == pytest.approx(300)
     assert confidence[0] == pytest.approx((100 * 0.8 + 120 * 0.6) / 220)
     assert bridged[0] == pytest.approx(80)
     # 400 px apart is 200 m at 0.5 m: too far to bridge.
     far = [pieces[0], PixelLine(LineString([(500, 0), (600, 0)]), 0.6)]
-    assert len(_joined_tracks(Pieces.from_lines(far), 0.5)[0]) == 2
+    assert len(joined_tracks(Pieces.from_lines(far), 0.5)[0]) == 2
 
 
 def test_workers_and_client_hand_back_their_kept_memory(yard, dask_client, oracle_spec, tmp_path, monkeypatch):

@@ -35,25 +35,30 @@ def mean_colours(rgb: np.ndarray, ys: np.ndarray, xs: np.ndarray, owner: np.ndar
         ys, xs, owner = ys[counted], xs[counted], owner[counted]
     held = np.bincount(owner, minlength=n)
     some = held > 0
+    values = rgb[:, ys, xs]
     for channel in range(3):
-        sums = np.bincount(owner, weights=rgb[channel, ys, xs], minlength=n)
+        sums = np.bincount(owner, weights=values[channel], minlength=n)
         out[some, channel] = np.rint(sums[some] / held[some]).astype(np.int16)
     return out
 
 
-def inner_of_rectangles(xy: np.ndarray, owner: np.ndarray, corner: np.ndarray, along: np.ndarray,
+def inner_of_rectangles(x: np.ndarray, y: np.ndarray, owner: np.ndarray, corner: np.ndarray, along: np.ndarray,
                         across: np.ndarray) -> np.ndarray:
-    """Which points ``xy`` (P, 2) lie in the inner part (``INNER_ALONG`` x ``INNER_ACROSS``) of the
+    """Which points (``x``, ``y``) lie in the inner part (``INNER_ALONG`` x ``INNER_ACROSS``) of the
     rectangle ``owner`` names, each rectangle given by a corner and its long and short side vectors
     (as ``kernels.vectorise.rectangle_sides`` gives them); False for an owner of -1."""
     ok = owner >= 0
     if not ok.any():
         return ok
-    k = np.where(ok, owner, 0)
-    d = xy - corner[k]
     with np.errstate(invalid="ignore", divide="ignore"):
-        t = np.einsum("pd,pd->p", d, along[k]) / np.einsum("pd,pd->p", along[k], along[k])
-        s = np.einsum("pd,pd->p", d, across[k]) / np.einsum("pd,pd->p", across[k], across[k])
+        # Per rectangle: its corner, and each side over its squared length, so that a point's
+        # fraction along a side is one dot product; gathered per point in one take.
+        table = np.column_stack([corner, along / (along**2).sum(axis=1, keepdims=True),
+                                 across / (across**2).sum(axis=1, keepdims=True)])
+    per = table[np.where(ok, owner, 0)]
+    dx, dy = x - per[:, 0], y - per[:, 1]
+    t = dx * per[:, 2] + dy * per[:, 3]
+    s = dx * per[:, 4] + dy * per[:, 5]
     return ok & (t > INNER_ALONG[0]) & (t < INNER_ALONG[1]) & (s > INNER_ACROSS[0]) & (s < INNER_ACROSS[1])
 
 

@@ -235,9 +235,8 @@ def _railcar_colours(rgb: np.ndarray, rects: np.ndarray, ys: np.ndarray, xs: np.
                      origin: tuple[int, int]) -> list[tuple[int, int, int] | None]:
     """Each railcar rectangle's colour: the mean over the inner part of it of the pixels it owns."""
     _, corner, along, across = rectangle_sides(rects)
-    xy = np.column_stack([xs + origin[0] + 0.5, ys + origin[1] + 0.5])
-    return colour_tuples(mean_colours(rgb, ys, xs, owner, len(rects),
-                                      inner_of_rectangles(xy, owner, corner, along, across)))
+    inner = inner_of_rectangles(xs + (origin[0] + 0.5), ys + (origin[1] + 0.5), owner, corner, along, across)
+    return colour_tuples(mean_colours(rgb, ys, xs, owner, len(rects), inner))
 
 
 def _oriented_rectangles(ys: np.ndarray, xs: np.ndarray, ids: np.ndarray, tile: Tile) -> tuple[np.ndarray, np.ndarray]:

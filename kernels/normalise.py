@@ -26,7 +26,7 @@ def normalise(batch: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ..
 def normalise_channels_last(batch: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...],
                             dtype=torch.float32) -> torch.Tensor:
     """The plain PyTorch model input: ``normalise``, a channels-last copy, then ``dtype``."""
-    return normalise_channels_last(batch, mean, std, dtype)
+    return normalise(batch, mean, std).contiguous(memory_format=torch.channels_last).to(dtype)
 
 
 def model_input(batch: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], dtype=torch.float32) -> torch.Tensor:
@@ -43,4 +43,4 @@ def model_input(batch: torch.Tensor, mean: tuple[float, ...], std: tuple[float, 
         except Exception as exc:  # noqa: BLE001 - no Triton, or it cannot build here: the reference is as good
             _triton_failed = True
             log.warning("Triton normalise kernel unavailable (%s); using the PyTorch one", exc)
-    return normalise(batch, mean, std).contiguous(memory_format=torch.channels_last).to(dtype)
+    return normalise_channels_last(batch, mean, std, dtype)

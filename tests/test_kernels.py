@@ -224,6 +224,17 @@ def test_normalise_matches_the_formula():
         normalise(batch.float(), (0.5,) * 3, (0.25,) * 3)
 
 
+def test_the_plain_model_input_is_the_normalised_batch_channels_last():
+    """What model_input gives on a CPU, and the baseline bench.kernels times the Triton kernel against."""
+    from kernels.normalise import model_input, normalise_channels_last
+
+    batch = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    plain = normalise_channels_last(batch, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3), torch.bfloat16)
+    assert plain.dtype == torch.bfloat16 and plain.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(plain, normalise(batch, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)).to(torch.bfloat16))
+    assert torch.equal(model_input(batch, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3), torch.bfloat16), plain)
+
+
 def test_no_detection_right_at_a_nodata_edge():
     from kernels.vectorise import trusted_area
 

@@ -68,15 +68,16 @@ def _snapped_ends(ends: np.ndarray, inward: np.ndarray, snap_px: float) -> tuple
         return moved, node
     graph = coo_array((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(ends), len(ends)))
     _, cluster = connected_components(graph, directed=False)
+    size = np.bincount(cluster)
+    # Two ends alone (where a tile boundary cut a track: nearly every cluster) all at once.
+    a, b = pairs[size[cluster[pairs[:, 0]]] == 2].T
+    moved[a] = moved[b] = (ends[a] + ends[b]) / 2.0
+    node[b] = node[a]
     members = np.unique(pairs)
+    members = members[size[cluster[members]] > 2]
     order = members[np.argsort(cluster[members], kind="stable")]
     cuts = np.flatnonzero(np.diff(cluster[order])) + 1
-    for group in np.split(order, cuts):
-        if len(group) == 2:
-            a, b = group
-            moved[a] = moved[b] = (ends[a] + ends[b]) / 2.0
-            node[b] = node[a]
-            continue
+    for group in np.split(order, cuts) if order.size else []:
         joints = _through_pairs(group, inward)
         for a, b in joints:
             moved[a] = moved[b] = (ends[a] + ends[b]) / 2.0

@@ -42,6 +42,8 @@ class CouplingRules:
     gap_m: float = COUPLING_GAP_M
     max_offset_m: float = MAX_OFFSET_M
     max_turn_deg: float = MAX_TURN_DEG
+
+
 # A car's centre to its track's centre line: the line runs on under the cars (kernels.vectorise.
 # through_cars), so along their middles; the next track is 4.5 m or more away.
 TRACK_REACH_M = 2.0

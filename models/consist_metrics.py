@@ -22,7 +22,7 @@ from pyproj import CRS
 
 from kernels.consists import CouplingRules, car_axes, find_consists
 from kernels.vectorise import box_sides
-from models.metrics import RAILCAR_IOU, features_by_class, match_objects
+from models.metrics import RAILCAR_IOU, _ratio, _round, features_by_class, match_objects
 
 TRUTH_RULES = CouplingRules(gap_m=3.0, max_offset_m=1.5, max_turn_deg=15.0)
 KEYS = ("couplings_true", "couplings_pred", "couplings_agree", "consists_true", "consists_exact")
@@ -52,13 +52,9 @@ def consist_counts(truth: dict, pred: dict, crs: CRS) -> dict[str, int]:
 
 def consist_rates(c: dict[str, int]) -> dict[str, Any]:
     """Summed ``consist_counts`` -> precision and recall of the couplings, share of consists exact."""
-
-    def ratio(a: int, b: int) -> float | None:
-        return None if b == 0 else round(a / b, 4)
-
-    return {"coupling_precision": ratio(c["couplings_agree"], c["couplings_pred"]),
-            "coupling_recall": ratio(c["couplings_agree"], c["couplings_true"]),
-            "consists_exact_share": ratio(c["consists_exact"], c["consists_true"]), **c}
+    return {"coupling_precision": _round(_ratio(c["couplings_agree"], c["couplings_pred"])),
+            "coupling_recall": _round(_ratio(c["couplings_agree"], c["couplings_true"])),
+            "consists_exact_share": _round(_ratio(c["consists_exact"], c["consists_true"])), **c}
 
 
 def _true_consists(cars: list) -> tuple[np.ndarray, np.ndarray]:

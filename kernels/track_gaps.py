@@ -8,7 +8,10 @@ shadow, past a switch. Two free line ends are bridged by a straight piece when:
 - each end's direction (from the point ``tangent_px`` back along its line) turns by at most
   ``max_turn_deg`` onto the straight between them;
 - the two turns agree to within ``max_bend_deg``. Equal turns are a gentle curve; opposite turns
-  make an S, which is a jump across to the neighbouring track.
+  make an S, which is a jump across to the neighbouring track;
+- the sideways step that S makes, ``gap * sin(|turn difference| / 2)``, is at most ``max_shift_px``.
+  The bend alone lets a long bridge step across: onto a track 4.5 m to the side the two turns
+  differ by 2 * atan(4.5 m / gap), under 5 degrees once the gap is over 103 m.
 
 Each end is bridged at most once, nearest pairs first. All of it runs on arrays: a large scene has
 tens of thousands of lines.
@@ -27,13 +30,13 @@ from kernels.linemerge import merge_lines
 
 
 def bridge_gaps(lines: np.ndarray, *, max_gap_px: float, tangent_px: float, max_turn_deg: float,
-                max_bend_deg: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                max_bend_deg: float, max_shift_px: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``lines`` (an array of LineStrings) with their gaps bridged and the lines merged through the
     bridges. Also returns the new line each input line became part of, and each new line's length
     drawn across gaps (what the model did not see: a user may want to know)."""
     lines = np.asarray(lines, dtype=object)
     bridges = gap_bridges(lines, max_gap_px=max_gap_px, tangent_px=tangent_px, max_turn_deg=max_turn_deg,
-                          max_bend_deg=max_bend_deg)
+                          max_bend_deg=max_bend_deg, max_shift_px=max_shift_px)
     if not len(bridges):
         return lines, np.arange(len(lines)), np.zeros(len(lines))
     _, coords, (offsets,) = shapely.to_ragged_array(lines, include_z=False)
@@ -46,7 +49,7 @@ def bridge_gaps(lines: np.ndarray, *, max_gap_px: float, tangent_px: float, max_
 
 
 def gap_bridges(lines: np.ndarray, *, max_gap_px: float, tangent_px: float, max_turn_deg: float,
-                max_bend_deg: float) -> np.ndarray:
+                max_bend_deg: float, max_shift_px: float) -> np.ndarray:
     """The bridges (B, 2, 2): each runs from one line's end point to another's, exactly."""
     if len(lines) < 2:
         return np.zeros((0, 2, 2))
@@ -66,7 +69,7 @@ def gap_bridges(lines: np.ndarray, *, max_gap_px: float, tangent_px: float, max_
     if candidates.size < 2:
         return np.zeros((0, 2, 2))
     points, heading = ends[candidates], direction[candidates]
-    limits = (max_gap_px, np.radians(max_turn_deg), np.radians(max_bend_deg))
+    limits = (max_gap_px, np.radians(max_turn_deg), np.radians(max_bend_deg), max_shift_px)
     tree = cKDTree(points)
     passing = [np.zeros(0, dtype=np.int64)]
     # Pairs are looked for in the cone ahead of each end (see _cone_circles) a chunk of ends at a
@@ -103,7 +106,7 @@ def _cone_circles(reach: float, spread: float) -> list[tuple[float, float]]:
 
 
 def _passing(a: np.ndarray, b: np.ndarray, points: np.ndarray, heading: np.ndarray, line_end: np.ndarray,
-             max_gap: float, max_turn: float, max_bend: float) -> np.ndarray:
+             max_gap: float, max_turn: float, max_bend: float, max_shift: float) -> np.ndarray:
     """Codes ``min * n + max`` of the pairs of ends (a, b) that may be bridged (see the module
     docstring); ``line_end`` numbers each end 2k or 2k + 1 by its line k. Angles in radians."""
     other = line_end[a] // 2 != line_end[b] // 2
@@ -115,8 +118,9 @@ def _passing(a: np.ndarray, b: np.ndarray, points: np.ndarray, heading: np.ndarr
     # direction of travel (the reverse of the way b's end points). The same for the pair (b, a).
     turn_a = _signed_angle(heading[a], chord)
     turn_b = _signed_angle(chord, -heading[b])
+    bend = np.abs(turn_a - turn_b)
     ok = ((gap > 0) & (gap <= max_gap) & (np.abs(turn_a) <= max_turn) & (np.abs(turn_b) <= max_turn)
-          & (np.abs(turn_a - turn_b) <= max_bend))
+          & (bend <= max_bend) & (gap * np.sin(bend / 2) <= max_shift))
     return np.minimum(a[ok], b[ok]) * len(points) + np.maximum(a[ok], b[ok])
 
 

@@ -32,10 +32,15 @@ TRACK_SNAP_PX = 2.5  # track piece ends this close are joined (see kernels.track
 # 0.912 / 0.926 / 0.919; 150 m 0.928 / 0.914 / 0.921 (precision 0.899 on one set); 150 m with a
 # bend of 5 degrees, not 8, 0.925 / 0.917 / 0.921 and both at 0.9 or more on each set; 200 m
 # (lines of 5 m up) 0.931 / 0.913. Leaving lines under 10 m unbridged: 0.903 / 0.938.
+# The sideways step (TRACK_SHIFT_M) and the tangent's reach were chosen on the same three sets in
+# session 30 (run 17, tile 256): bend alone (tangent 6 m) pooled recall / precision 0.920 / 0.919, the
+# lower on one set 0.894, lines 1.25x the true length (long bridges onto the neighbouring track, and
+# along lines already found); a 2 m step with a 12 m tangent 0.913 / 0.931, 0.907 at worst, 1.14x.
 TRACK_BRIDGE_M = 150.0
-TRACK_TANGENT_M = 6.0  # an end's direction: from the point this far back along its line
+TRACK_TANGENT_M = 12.0  # an end's direction: from the point this far back along its line
 TRACK_TURN_DEG = 15.0
 TRACK_BEND_DEG = 5.0
+TRACK_SHIFT_M = 2.0
 
 
 @dataclass(frozen=True)
@@ -146,7 +151,8 @@ def joined_tracks(pieces: Pieces, px: float) -> tuple[np.ndarray, np.ndarray, np
     pieces, length = pieces.take(order), length[order]
     joined, owner = join_track_coords(pieces.coords, pieces.offsets[0], snap_px=TRACK_SNAP_PX)
     joined, line_of, bridged = bridge_gaps(joined, max_gap_px=TRACK_BRIDGE_M / px, tangent_px=TRACK_TANGENT_M / px,
-                                           max_turn_deg=TRACK_TURN_DEG, max_bend_deg=TRACK_BEND_DEG)
+                                           max_turn_deg=TRACK_TURN_DEG, max_bend_deg=TRACK_BEND_DEG,
+                                           max_shift_px=TRACK_SHIFT_M / px)
     owner = line_of[owner]
     weight = np.bincount(owner, weights=length, minlength=len(joined))
     total = np.bincount(owner, weights=length * pieces.confidence, minlength=len(joined))

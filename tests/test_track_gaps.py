@@ -8,7 +8,7 @@ from shapely.geometry import LineString
 
 from kernels.track_gaps import bridge_gaps
 
-RULES = {"max_gap_px": 100.0, "tangent_px": 12.0, "max_turn_deg": 15.0, "max_bend_deg": 8.0}
+RULES = {"max_gap_px": 100.0, "tangent_px": 12.0, "max_turn_deg": 15.0, "max_bend_deg": 8.0, "max_shift_px": 4.0}
 
 
 def _arc(radius: float, start_deg: float, end_deg: float) -> LineString:
@@ -39,6 +39,17 @@ def test_no_jump_across_to_the_neighbouring_track():
     lines = [LineString([(0, 0), (100, 0)]), LineString([(160, 9), (300, 9)])]
     joined, _, bridged = bridge_gaps(np.array(lines, dtype=object), **RULES)
     assert len(joined) == 2 and not bridged.any()
+
+
+def test_no_long_jump_across_that_bends_too_little_to_be_refused_by_the_bend():
+    """Over a gap of 220 px the S onto a track 9 px to the side bends by 4.7 degrees, under a 5
+    degree bend limit: the 9 px sideways step is what refuses it. The same gap straight on is bridged."""
+    rules = {**RULES, "max_gap_px": 300.0, "max_bend_deg": 5.0}
+    first = LineString([(0, 0), (100, 0)])
+    beside, ahead = LineString([(320, 9), (450, 9)]), LineString([(320, 1), (450, 1)])
+    for shift, other, bridged_lines in ((4.0, beside, 2), (4.0, ahead, 1), (10.0, beside, 1)):
+        joined, _, _ = bridge_gaps(np.array([first, other], dtype=object), **{**rules, "max_shift_px": shift})
+        assert len(joined) == bridged_lines, (shift, other)
 
 
 def test_ends_too_far_apart_or_pointing_elsewhere_stay_apart():

@@ -36,6 +36,9 @@ RAILCAR_IOU = 0.5
 CARGO_IOU = 0.3
 TRACK_TOLERANCE_M = 2.5
 TRACK_STEP_M = 1.0
+# A predicted track sample this close to another predicted line is drawn twice: true tracks run at
+# least 4.5 m apart, so only the first metres of a branch at a switch come this close.
+TRACK_DOUBLED_M = 1.5
 
 
 # ---------------------------------------------------------------------------- objects
@@ -136,6 +139,7 @@ def track_counts(
     t_hit = int(shapely.dwithin(t_pts, p_union, tolerance_m).sum()) if len(t_pts) and p_union is not None else 0
     p_hit = int(shapely.dwithin(p_pts, t_union, tolerance_m).sum()) if len(p_pts) and t_union is not None else 0
     return {
+        "pred_doubled": doubled_samples(pred, step_m),
         "truth_samples": int(len(t_pts)),
         "truth_hits": t_hit,
         "pred_samples": int(len(p_pts)),
@@ -145,6 +149,19 @@ def track_counts(
         "truth_lines": len(truth),
         "pred_lines": len(pred),
     }
+
+
+def doubled_samples(lines: Sequence[BaseGeometry], step_m: float = TRACK_STEP_M,
+                    near_m: float = TRACK_DOUBLED_M) -> int:
+    """How many of the lines' samples (``sample_lines``) lie within ``near_m`` of another of the
+    lines: track drawn twice, which recall and precision do not see (both copies lie on the truth)."""
+    per_line = [sample_lines([g], step_m) for g in lines]
+    if len(per_line) < 2:
+        return 0
+    points = np.concatenate(per_line)
+    owner = np.repeat(np.arange(len(per_line)), [len(p) for p in per_line])
+    sample, near = shapely.STRtree(list(lines)).query(points, predicate="dwithin", distance=near_m)
+    return int(np.unique(sample[owner[sample] != near]).size)
 
 
 # ---------------------------------------------------------------------------- ratios
@@ -204,6 +221,7 @@ def track_rates(c: dict) -> dict:
         "truth_lines": c["truth_lines"],
         "pred_lines": c["pred_lines"],
         "lines_per_true_line": _round(_ratio(c["pred_lines"], c["truth_lines"]), 2),
+        "doubled_share": _round(_ratio(c["pred_doubled"], c["pred_samples"])),
     }
 
 

@@ -91,8 +91,22 @@ def test_track_recall_and_precision_within_tolerance():
     assert r["recall"] == pytest.approx(0.52)
     assert r["precision"] == pytest.approx(50 / 90, abs=1e-4)
     assert (r["truth_lines"], r["pred_lines"], r["lines_per_true_line"]) == (1, 2, 2.0)
+    assert r["doubled_share"] == 0.0  # the two lines are 10 m apart end to end
     missed = track_rates(track_counts(truth, []))
     assert missed["recall"] == 0.0 and missed["precision"] is None and missed["f1"] == 0.0
+
+
+def test_track_drawn_twice_is_counted_once_per_copy_sample():
+    truth = [LineString([(0, 0), (100, 0)])]
+    pred = [
+        LineString([(0, 0), (100, 0)]),  # 100 samples, 41 of them (x 59.5 .. 99.5) within 1.5 m of the next
+        LineString([(60, 1), (100, 1)]),  # 40 samples, all within 1.5 m of the first: a second copy
+        LineString([(0, 5), (50, 5)]),  # 50 samples, 5 m to the side: no copy
+    ]
+    c = track_counts(truth, pred)
+    assert (c["pred_doubled"], c["pred_samples"]) == (81, 190)
+    assert track_rates(c)["doubled_share"] == pytest.approx(81 / 190, abs=1e-4)
+    assert track_rates(c)["precision"] == pytest.approx(140 / 190, abs=1e-4)  # the copy is precise
 
 
 def test_counts_add_up_over_scenes():

@@ -2,23 +2,31 @@
 
 A track line that stops, and another that starts further on pointing back at it, are most often one
 track the model lost sight of in between: under a long train it did not see track beside, in a
-shadow, past a switch. Two free line ends are bridged by a straight piece when:
+shadow, past a switch. Two free line ends are bridged by a straight piece (``BridgeRules``, in
+grid pixels) when:
 
-- they are at most ``max_gap_px`` apart;
-- each end's direction (from the point ``tangent_px`` back along its line) turns by at most
-  ``max_turn_deg`` onto the straight between them;
+- they are at most ``max_gap`` apart;
+- each end's direction turns by at most ``max_turn_deg`` onto the straight between them. The
+  direction is read along the line from ``end_skip`` to ``end_skip + tangent`` back from the end:
+  a line's last pixels are where the skeleton frays, and where an earlier bridge made a kink;
 - the two turns agree to within ``max_bend_deg``. Equal turns are a gentle curve; opposite turns
   make an S, which is a jump across to the neighbouring track;
-- the sideways step that S makes, ``gap * sin(|turn difference| / 2)``, is at most ``max_shift_px``.
+- the sideways step that S makes, ``gap * sin(|turn difference| / 2)``, is at most ``max_shift``.
   The bend alone lets a long bridge step across: onto a track 4.5 m to the side the two turns
   differ by 2 * atan(4.5 m / gap), under 5 degrees once the gap is over 103 m.
 
-Each end is bridged at most once, nearest pairs first. All of it runs on arrays: a large scene has
-tens of thousands of lines.
+Over a gap of a few pixels the angles say little (a pixel of wiggle turns them by tens of degrees),
+so a turn or half the bend also passes when the sideways distance it makes over the gap is at most
+``lateral``: a third of the way to the next track.
+
+Each end is bridged at most once per pass, nearest pairs first. A second pass bridges the ends of
+lines the first one joined, whose directions are then read on the longer line. All of it runs on
+arrays: a large scene has tens of thousands of lines.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import pairwise
 
 import numpy as np
@@ -29,16 +37,39 @@ from shapely import GeometryType
 from kernels.linemerge import merge_lines
 
 
-def bridge_gaps(lines: np.ndarray, *, max_gap_px: float, tangent_px: float, max_turn_deg: float,
-                max_bend_deg: float, max_shift_px: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class BridgeRules:
+    """Which free line ends are bridged (see the module's docstring); lengths in grid pixels."""
+
+    max_gap: float
+    tangent: float
+    end_skip: float
+    lateral: float
+    max_shift: float
+    max_turn_deg: float = 15.0
+    max_bend_deg: float = 5.0
+    passes: int = 2
+
+
+def bridge_gaps(lines: np.ndarray, rules: BridgeRules) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``lines`` (an array of LineStrings) with their gaps bridged and the lines merged through the
     bridges. Also returns the new line each input line became part of, and each new line's length
     drawn across gaps (what the model did not see: a user may want to know)."""
     lines = np.asarray(lines, dtype=object)
-    bridges = gap_bridges(lines, max_gap_px=max_gap_px, tangent_px=tangent_px, max_turn_deg=max_turn_deg,
-                          max_bend_deg=max_bend_deg, max_shift_px=max_shift_px)
-    if not len(bridges):
-        return lines, np.arange(len(lines)), np.zeros(len(lines))
+    line_of, bridged = np.arange(len(lines)), np.zeros(len(lines))
+    for _ in range(rules.passes):
+        bridges = gap_bridges(lines, rules)
+        if not len(bridges):
+            break
+        lines, step_of, step_bridged = _join_through(lines, bridges)
+        bridged = np.bincount(step_of, weights=bridged, minlength=len(lines)) + step_bridged
+        line_of = step_of[line_of]
+    return lines, line_of, bridged
+
+
+def _join_through(lines: np.ndarray, bridges: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The lines merged through the bridges (B, 2, 2); the merged line of each input line; each
+    merged line's bridged length."""
     _, coords, (offsets,) = shapely.to_ragged_array(lines, include_z=False)
     coords = np.concatenate([coords, bridges.reshape(-1, 2)])
     offsets = np.concatenate([offsets, offsets[-1] + 2 * np.arange(1, len(bridges) + 1)])
@@ -48,18 +79,16 @@ def bridge_gaps(lines: np.ndarray, *, max_gap_px: float, tangent_px: float, max_
     return shapely.from_ragged_array(GeometryType.LINESTRING, merged, (merged_offsets,)), line_of[: len(lines)], bridged
 
 
-def gap_bridges(lines: np.ndarray, *, max_gap_px: float, tangent_px: float, max_turn_deg: float,
-                max_bend_deg: float, max_shift_px: float) -> np.ndarray:
+def gap_bridges(lines: np.ndarray, rules: BridgeRules) -> np.ndarray:
     """The bridges (B, 2, 2): each runs from one line's end point to another's, exactly."""
     if len(lines) < 2:
         return np.zeros((0, 2, 2))
     length = shapely.length(lines)
-    # Row 2k is line k's start, row 2k + 1 its end; ``inner`` is the point tangent_px back from each.
+    # Row 2k is line k's start, row 2k + 1 its end. A short line's direction leaves out the third of
+    # it nearest the end.
     ends = shapely.get_coordinates(np.stack([shapely.get_point(lines, 0), shapely.get_point(lines, -1)], axis=1).ravel())
-    back = np.minimum(tangent_px, length)
-    inner = shapely.get_coordinates(shapely.line_interpolate_point(
-        np.repeat(lines, 2), np.stack([back, length - back], axis=1).ravel()))
-    direction = ends - inner
+    skip = np.minimum(rules.end_skip, length / 3)
+    direction = _point_back(lines, length, skip) - _point_back(lines, length, np.minimum(skip + rules.tangent, length))
     norm = np.hypot(*direction.T)
     direction = direction / np.where(norm > 0, norm, 1.0)[:, None]
     # Free ends only: not shared with another end (a junction, or a closed line's own start).
@@ -69,17 +98,16 @@ def gap_bridges(lines: np.ndarray, *, max_gap_px: float, tangent_px: float, max_
     if candidates.size < 2:
         return np.zeros((0, 2, 2))
     points, heading = ends[candidates], direction[candidates]
-    limits = (max_gap_px, np.radians(max_turn_deg), np.radians(max_bend_deg), max_shift_px)
     tree = cKDTree(points)
     passing = [np.zeros(0, dtype=np.int64)]
     # Pairs are looked for in the cone ahead of each end (see _cone_circles) a chunk of ends at a
     # time and tested at once: in a dense yard every end within reach of another is millions of
     # pairs, hundreds of MB at 20,000 px, of which a few thousand pass.
-    for centre, radius in _cone_circles(max_gap_px, np.tan(limits[1])):
+    for centre, radius in _cone_circles(rules.max_gap, np.tan(np.radians(rules.max_turn_deg))):
         for first in range(0, len(points), CHUNK):
             probes = points[first:first + CHUNK] + heading[first:first + CHUNK] * centre
             hits = cKDTree(probes).sparse_distance_matrix(tree, radius, output_type="ndarray")
-            passing.append(_passing(hits["i"] + first, hits["j"], points, heading, candidates, *limits))
+            passing.append(_passing(hits["i"] + first, hits["j"], points, heading, candidates, rules))
     # A pair found from both of its ends, or by two circles, is kept once.
     a, b = np.divmod(np.unique(np.concatenate(passing)), len(points))
     gap = np.hypot(*(points[b] - points[a]).T)
@@ -106,9 +134,9 @@ def _cone_circles(reach: float, spread: float) -> list[tuple[float, float]]:
 
 
 def _passing(a: np.ndarray, b: np.ndarray, points: np.ndarray, heading: np.ndarray, line_end: np.ndarray,
-             max_gap: float, max_turn: float, max_bend: float, max_shift: float) -> np.ndarray:
+             rules: BridgeRules) -> np.ndarray:
     """Codes ``min * n + max`` of the pairs of ends (a, b) that may be bridged (see the module
-    docstring); ``line_end`` numbers each end 2k or 2k + 1 by its line k. Angles in radians."""
+    docstring); ``line_end`` numbers each end 2k or 2k + 1 by its line k."""
     other = line_end[a] // 2 != line_end[b] // 2
     a, b = a[other], b[other]
     step = points[b] - points[a]
@@ -118,10 +146,22 @@ def _passing(a: np.ndarray, b: np.ndarray, points: np.ndarray, heading: np.ndarr
     # direction of travel (the reverse of the way b's end points). The same for the pair (b, a).
     turn_a = _signed_angle(heading[a], chord)
     turn_b = _signed_angle(chord, -heading[b])
-    bend = np.abs(turn_a - turn_b)
-    ok = ((gap > 0) & (gap <= max_gap) & (np.abs(turn_a) <= max_turn) & (np.abs(turn_b) <= max_turn)
-          & (bend <= max_bend) & (gap * np.sin(bend / 2) <= max_shift))
+    half_bend = np.abs(turn_a - turn_b) / 2
+
+    def within(angle: np.ndarray, limit_deg: float) -> np.ndarray:
+        """The angle is small, or ahead and small across the gap (module docstring)."""
+        across = (gap * np.abs(np.sin(angle)) <= rules.lateral) & (np.abs(angle) < np.pi / 2)
+        return (np.abs(angle) <= np.radians(limit_deg)) | across
+
+    ok = ((gap > 0) & (gap <= rules.max_gap) & within(turn_a, rules.max_turn_deg) & within(turn_b, rules.max_turn_deg)
+          & within(half_bend, rules.max_bend_deg / 2) & (gap * np.sin(half_bend) <= rules.max_shift))
     return np.minimum(a[ok], b[ok]) * len(points) + np.maximum(a[ok], b[ok])
+
+
+def _point_back(lines: np.ndarray, length: np.ndarray, back: np.ndarray) -> np.ndarray:
+    """Rows 2k and 2k + 1: the points ``back[k]`` from line k's start and from its end."""
+    along = np.stack([back, length - back], axis=1).ravel()
+    return shapely.get_coordinates(shapely.line_interpolate_point(np.repeat(lines, 2), along))
 
 
 def _signed_angle(u: np.ndarray, v: np.ndarray) -> np.ndarray:

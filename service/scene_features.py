@@ -17,7 +17,7 @@ from shapely.geometry import Polygon
 
 from kernels.consists import car_axes, find_consists, tracks_under
 from kernels.object_colour import hex_colours
-from kernels.track_gaps import bridge_gaps
+from kernels.track_gaps import BridgeRules, bridge_gaps
 from kernels.track_join import join_track_coords
 from kernels.vectorise import box_sides, side_attributes
 from models.interface import ALL_CLASSES, OBJECT_CLASSES
@@ -32,15 +32,28 @@ TRACK_SNAP_PX = 2.5  # track piece ends this close are joined (see kernels.track
 # 0.912 / 0.926 / 0.919; 150 m 0.928 / 0.914 / 0.921 (precision 0.899 on one set); 150 m with a
 # bend of 5 degrees, not 8, 0.925 / 0.917 / 0.921 and both at 0.9 or more on each set; 200 m
 # (lines of 5 m up) 0.931 / 0.913. Leaving lines under 10 m unbridged: 0.903 / 0.938.
-# The sideways step (TRACK_SHIFT_M) and the tangent's reach were chosen on the same three sets in
-# session 30 (run 17, tile 256): bend alone (tangent 6 m) pooled recall / precision 0.920 / 0.919, the
-# lower on one set 0.894, lines 1.25x the true length (long bridges onto the neighbouring track, and
-# along lines already found); a 2 m step with a 12 m tangent 0.913 / 0.931, 0.907 at worst, 1.14x.
 TRACK_BRIDGE_M = 150.0
-TRACK_TANGENT_M = 12.0  # an end's direction: from the point this far back along its line
-TRACK_TURN_DEG = 15.0
-TRACK_BEND_DEG = 5.0
+# The rest were chosen on the same sets in session 30 (run 17, tile 256). Pooled recall / precision,
+# the lower of the two on the worst set, predicted lines per true line, and the share of predicted
+# length drawn twice (within 1.5 m of another line; the truth's own is 0.026):
+# - turns and bend alone, direction read over the last 6 m: 0.920 / 0.919, 0.894, 2.6, 0.26 on the
+#   first set;
+# - and a sideways step of at most 2 m, direction over 12 m: 0.913 / 0.931, 0.907, 2.7, 0.22 on the
+#   first set;
+# - and 2 m left out at the end for the direction, two passes, small angles across short gaps
+#   passing within 1 m sideways: 0.913 / 0.934, 0.905, 2.1, 0.12; within 1.5 m: 0.914 / 0.937,
+#   0.911, 1.9, 0.08 (chosen); within 2 m (near half the 4.5 m between tracks): 0.911 / 0.936, 0.900,
+#   1.7, 0.06.
+TRACK_TANGENT_M = 12.0  # an end's direction is read over this length of its line
+TRACK_END_SKIP_M = 2.0  # ... that far back from the end
+TRACK_LATERAL_M = 1.5
 TRACK_SHIFT_M = 2.0
+
+
+def track_bridge_rules(px: float) -> BridgeRules:
+    """The bridging rules on a grid of ``px`` metre pixels."""
+    return BridgeRules(max_gap=TRACK_BRIDGE_M / px, tangent=TRACK_TANGENT_M / px, end_skip=TRACK_END_SKIP_M / px,
+                       lateral=TRACK_LATERAL_M / px, max_shift=TRACK_SHIFT_M / px)
 
 
 @dataclass(frozen=True)
@@ -150,9 +163,7 @@ def joined_tracks(pieces: Pieces, px: float) -> tuple[np.ndarray, np.ndarray, np
     order = np.lexsort((length, end[:, 1], end[:, 0], start[:, 1], start[:, 0]))
     pieces, length = pieces.take(order), length[order]
     joined, owner = join_track_coords(pieces.coords, pieces.offsets[0], snap_px=TRACK_SNAP_PX)
-    joined, line_of, bridged = bridge_gaps(joined, max_gap_px=TRACK_BRIDGE_M / px, tangent_px=TRACK_TANGENT_M / px,
-                                           max_turn_deg=TRACK_TURN_DEG, max_bend_deg=TRACK_BEND_DEG,
-                                           max_shift_px=TRACK_SHIFT_M / px)
+    joined, line_of, bridged = bridge_gaps(joined, track_bridge_rules(px))
     owner = line_of[owner]
     weight = np.bincount(owner, weights=length, minlength=len(joined))
     total = np.bincount(owner, weights=length * pieces.confidence, minlength=len(joined))

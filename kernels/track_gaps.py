@@ -102,7 +102,8 @@ def gap_bridges(lines: np.ndarray, rules: BridgeRules) -> np.ndarray:
     passing = [np.zeros(0, dtype=np.int64)]
     # Pairs are looked for in the cone ahead of each end (see _cone_circles) a chunk of ends at a
     # time and tested at once: in a dense yard every end within reach of another is millions of
-    # pairs, hundreds of MB at 20,000 px, of which a few thousand pass.
+    # pairs, hundreds of MB at 20,000 px, of which a few thousand pass. The first circle also holds
+    # the steeper pairs a few pixels from the end that the lateral rule passes.
     for centre, radius in _cone_circles(rules.max_gap, np.tan(np.radians(rules.max_turn_deg))):
         for first in range(0, len(points), CHUNK):
             probes = points[first:first + CHUNK] + heading[first:first + CHUNK] * centre

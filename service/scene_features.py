@@ -3,7 +3,7 @@
 Objects come from the workers whole (each tile keeps those whose centroid it holds); here they are
 filtered by the confidence floors, clipped to the scene, numbered and measured, and railcars put in
 consists on their tracks. Track pieces are joined across tiles and through switches, their gaps
-bridged, and each joined line scored. Everything ends as ``FeatureTable`` columns in the output
+bridged, the joined lines smoothed, and each scored. Everything ends as ``FeatureTable`` columns in the output
 coordinates.
 """
 
@@ -16,6 +16,7 @@ import shapely
 from shapely.geometry import Polygon
 
 from kernels.consists import car_axes, find_consists, tracks_under
+from kernels.line_smoothing import smooth_lines
 from kernels.object_colour import hex_colours
 from kernels.track_gaps import BridgeRules, bridge_gaps
 from kernels.track_join import join_track_coords
@@ -48,6 +49,17 @@ TRACK_TANGENT_M = 12.0  # an end's direction is read over this length of its lin
 TRACK_END_SKIP_M = 2.0  # ... that far back from the end
 TRACK_LATERAL_M = 1.5
 TRACK_SHIFT_M = 2.0
+
+
+# Joined lines are smoothed (kernels.line_smoothing) over TRACK_SMOOTH_M each side, with a vertex
+# every TRACK_SMOOTH_STEP_M, then simplified at TRACK_SIMPLIFY_PX. Chosen on the same sets in session
+# 30: pooled recall / precision 0.914 / 0.937 unsmoothed, 0.913 / 0.937 at 2, 4 and 6 m; on the
+# first set the median distance of a found track's line from the true centre 0.26, 0.23, 0.21,
+# 0.20 m, its turning 4.8, 1.5, 0.75, 0.5 degrees a metre (a true track's is near 0), vertices
+# per 100 m 19, 17, 12, 9.
+TRACK_SMOOTH_M = 4.0
+TRACK_SMOOTH_STEP_M = 1.0
+TRACK_SIMPLIFY_PX = 0.25
 
 
 def track_bridge_rules(px: float) -> BridgeRules:
@@ -148,7 +160,7 @@ def track_features(pieces: Pieces, min_confidence: float, mapper: GeometryMapper
 
 
 def joined_tracks(pieces: Pieces, px: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Join per-tile pieces into lines (an array of LineStrings), bridge the lines' gaps, and give
+    """Join per-tile pieces into lines (an array of LineStrings), bridge the lines' gaps, smooth them, and give
     each line the length-weighted mean confidence of its pieces (bridges carry no weight) and the
     length it was bridged over, in grid pixels. ``px``: a grid pixel's size in metres.
     Pieces arrive in the order their batches finish, which varies from run to run, and where three
@@ -164,6 +176,8 @@ def joined_tracks(pieces: Pieces, px: float) -> tuple[np.ndarray, np.ndarray, np
     pieces, length = pieces.take(order), length[order]
     joined, owner = join_track_coords(pieces.coords, pieces.offsets[0], snap_px=TRACK_SNAP_PX)
     joined, line_of, bridged = bridge_gaps(joined, track_bridge_rules(px))
+    joined = smooth_lines(joined, step=TRACK_SMOOTH_STEP_M / px, half_window=TRACK_SMOOTH_M / px,
+                          simplify=TRACK_SIMPLIFY_PX)
     owner = line_of[owner]
     weight = np.bincount(owner, weights=length, minlength=len(joined))
     total = np.bincount(owner, weights=length * pieces.confidence, minlength=len(joined))

@@ -3,8 +3,8 @@
 Objects come from the workers whole (each tile keeps those whose centroid it holds); here they are
 filtered by the confidence floors, clipped to the scene, numbered and measured, and railcars put in
 consists on their tracks. Track pieces are joined across tiles and through switches, their gaps
-bridged, the joined lines smoothed, and each scored. Everything ends as ``FeatureTable`` columns in the output
-coordinates.
+bridged, the joined lines smoothed, and each scored. Everything ends as ``FeatureTable`` columns in
+the output coordinates.
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ TRACK_SHIFT_M = 2.0
 # every TRACK_SMOOTH_STEP_M, then simplified at TRACK_SIMPLIFY_PX. Chosen on the same sets in session
 # 30: pooled recall / precision 0.914 / 0.937 unsmoothed, 0.913 / 0.937 at 2, 4 and 6 m; on the
 # first set the median distance of a found track's line from the true centre 0.26, 0.23, 0.21,
-# 0.20 m, its turning 4.8, 1.5, 0.75, 0.5 degrees a metre (a true track's is near 0), vertices
-# per 100 m 19, 17, 12, 9.
+# 0.20 m, its turning 4.8, 1.5, 0.75, 0.5 degrees a metre (the true lines': 0.02), vertices per
+# 100 m 19, 17, 12, 9.
 TRACK_SMOOTH_M = 4.0
 TRACK_SMOOTH_STEP_M = 1.0
 TRACK_SIMPLIFY_PX = 0.25
@@ -160,9 +160,9 @@ def track_features(pieces: Pieces, min_confidence: float, mapper: GeometryMapper
 
 
 def joined_tracks(pieces: Pieces, px: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Join per-tile pieces into lines (an array of LineStrings), bridge the lines' gaps, smooth them, and give
-    each line the length-weighted mean confidence of its pieces (bridges carry no weight) and the
-    length it was bridged over, in grid pixels. ``px``: a grid pixel's size in metres.
+    """Join per-tile pieces into lines (an array of LineStrings), bridge the lines' gaps, smooth the
+    lines, and give each the length-weighted mean confidence of its pieces (bridges carry no weight)
+    and the length it was bridged over, in grid pixels. ``px``: a grid pixel's size in metres.
     Pieces arrive in the order their batches finish, which varies from run to run, and where three
     ends meet, snapping and merging depend on order: so they are put in an order of their own first
     (by first point, last point, then length). The pieces stay coordinate arrays until they are

@@ -114,15 +114,24 @@ def sample_lines(lines: Iterable[BaseGeometry], step_m: float = TRACK_STEP_M) ->
     """Evenly spaced points along each line (each part of a MultiLineString), as an array of shapely
     Points: a part of length L gets n = ceil(L / step_m) samples, one at the middle of each of n
     equal pieces, so every sample stands for at most ``step_m`` of line and none sits on an end."""
+    return sample_lines_owned(lines, step_m)[0]
+
+
+def sample_lines_owned(lines: Iterable[BaseGeometry], step_m: float = TRACK_STEP_M) -> tuple[np.ndarray, np.ndarray]:
+    """``sample_lines``, and the index in ``lines`` of the line each sample lies on."""
     points: list[np.ndarray] = []
-    for geom in lines:
+    owners: list[np.ndarray] = []
+    for k, geom in enumerate(lines):
         for part in getattr(geom, "geoms", [geom]):
             if part.is_empty or part.length == 0:
                 continue
             n = max(1, math.ceil(part.length / step_m))
             distances = (np.arange(n) + 0.5) * (part.length / n)  # n evenly spaced, centred samples
             points.append(shapely.line_interpolate_point(part, distances))
-    return np.concatenate(points) if points else np.zeros(0, dtype=object)
+            owners.append(np.full(n, k))
+    if not points:
+        return np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64)
+    return np.concatenate(points), np.concatenate(owners)
 
 
 def track_counts(
@@ -133,13 +142,13 @@ def track_counts(
 ) -> dict:
     """Raw counts: samples of truth lines near a prediction (and all of them), and the converse."""
     t_pts = sample_lines(truth, step_m)
-    p_pts = sample_lines(pred, step_m)
+    p_pts, p_owner = sample_lines_owned(pred, step_m)
     t_union = shapely.union_all(list(truth)) if truth else None
     p_union = shapely.union_all(list(pred)) if pred else None
     t_hit = int(shapely.dwithin(t_pts, p_union, tolerance_m).sum()) if len(t_pts) and p_union is not None else 0
     p_hit = int(shapely.dwithin(p_pts, t_union, tolerance_m).sum()) if len(p_pts) and t_union is not None else 0
     return {
-        "pred_doubled": doubled_samples(pred, step_m),
+        "pred_doubled": doubled_samples(pred, p_pts, p_owner),
         "truth_samples": int(len(t_pts)),
         "truth_hits": t_hit,
         "pred_samples": int(len(p_pts)),
@@ -151,15 +160,13 @@ def track_counts(
     }
 
 
-def doubled_samples(lines: Sequence[BaseGeometry], step_m: float = TRACK_STEP_M,
+def doubled_samples(lines: Sequence[BaseGeometry], points: np.ndarray, owner: np.ndarray,
                     near_m: float = TRACK_DOUBLED_M) -> int:
-    """How many of the lines' samples (``sample_lines``) lie within ``near_m`` of another of the
-    lines: track drawn twice, which recall and precision do not see (both copies lie on the truth)."""
-    per_line = [sample_lines([g], step_m) for g in lines]
-    if len(per_line) < 2:
+    """How many of the lines' samples (``points``, on lines ``owner``: ``sample_lines_owned``) lie
+    within ``near_m`` of another of the lines: track drawn twice, which recall and precision do not
+    see (both copies lie on the truth)."""
+    if len(lines) < 2 or not len(points):
         return 0
-    points = np.concatenate(per_line)
-    owner = np.repeat(np.arange(len(per_line)), [len(p) for p in per_line])
     sample, near = shapely.STRtree(list(lines)).query(points, predicate="dwithin", distance=near_m)
     return int(np.unique(sample[owner[sample] != near]).size)
 

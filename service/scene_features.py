@@ -150,6 +150,8 @@ def track_features(pieces: Pieces, min_confidence: float, mapper: GeometryMapper
     lines, confidence, bridged_px = lines[keep], confidence[keep], bridged_px[keep]
     if not len(lines):
         return FeatureTable.empty(), TrackLines.empty()
+    # Smoothed once their floor has dropped the faint ones: it changes their shape, not their scores.
+    lines = smooth_lines(lines, step=TRACK_SMOOTH_STEP_M / px, half_window=TRACK_SMOOTH_M / px, simplify=TRACK_SIMPLIFY_PX)
     first = counts["track"]
     counts["track"] += len(lines)
     ids = np.array([f"track-{first + j}" for j in range(1, len(lines) + 1)], dtype=object)
@@ -160,9 +162,9 @@ def track_features(pieces: Pieces, min_confidence: float, mapper: GeometryMapper
 
 
 def joined_tracks(pieces: Pieces, px: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Join per-tile pieces into lines (an array of LineStrings), bridge the lines' gaps, smooth the
-    lines, and give each the length-weighted mean confidence of its pieces (bridges carry no weight)
-    and the length it was bridged over, in grid pixels. ``px``: a grid pixel's size in metres.
+    """Join per-tile pieces into lines (an array of LineStrings), bridge the lines' gaps, and give
+    each line the length-weighted mean confidence of its pieces (bridges carry no weight) and the
+    length it was bridged over, in grid pixels. ``px``: a grid pixel's size in metres.
     Pieces arrive in the order their batches finish, which varies from run to run, and where three
     ends meet, snapping and merging depend on order: so they are put in an order of their own first
     (by first point, last point, then length). The pieces stay coordinate arrays until they are
@@ -176,8 +178,6 @@ def joined_tracks(pieces: Pieces, px: float) -> tuple[np.ndarray, np.ndarray, np
     pieces, length = pieces.take(order), length[order]
     joined, owner = join_track_coords(pieces.coords, pieces.offsets[0], snap_px=TRACK_SNAP_PX)
     joined, line_of, bridged = bridge_gaps(joined, track_bridge_rules(px))
-    joined = smooth_lines(joined, step=TRACK_SMOOTH_STEP_M / px, half_window=TRACK_SMOOTH_M / px,
-                          simplify=TRACK_SIMPLIFY_PX)
     owner = line_of[owner]
     weight = np.bincount(owner, weights=length, minlength=len(joined))
     total = np.bincount(owner, weights=length * pieces.confidence, minlength=len(joined))

@@ -15,6 +15,11 @@ grid pixels) when:
   The bend alone lets a long bridge step across: onto a track 4.5 m to the side the two turns
   differ by 2 * atan(4.5 m / gap), under 5 degrees once the gap is over 103 m.
 
+A bridge also may not cross another line at least ``block_length`` long. One that does runs
+alongside that line, which already draws the track (the track would be drawn twice), or cuts across
+the tracks between. Short lines do not block: many are the skeleton's stubs between tracks, and a
+bridge over one is mostly right.
+
 Over a gap of a few pixels the angles say little (a pixel of wiggle turns them by tens of degrees),
 so a turn or half the bend also passes when the sideways distance it makes over the gap is at most
 ``lateral``: a third of the way to the next track.
@@ -49,6 +54,7 @@ class BridgeRules:
     max_turn_deg: float = 15.0
     max_bend_deg: float = 5.0
     passes: int = 2
+    block_length: float = np.inf
 
 
 def bridge_gaps(lines: np.ndarray, rules: BridgeRules) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -111,6 +117,9 @@ def gap_bridges(lines: np.ndarray, rules: BridgeRules) -> np.ndarray:
             passing.append(_passing(hits["i"] + first, hits["j"], points, heading, candidates, rules))
     # A pair found from both of its ends, or by two circles, is kept once.
     a, b = np.divmod(np.unique(np.concatenate(passing)), len(points))
+    clear = ~_crosses_long_line(lines, length, points[a], points[b], candidates[a] // 2, candidates[b] // 2,
+                                rules.block_length)
+    a, b = a[clear], b[clear]
     gap = np.hypot(*(points[b] - points[a]).T)
     used = np.zeros(len(points), dtype=bool)
     chosen = []
@@ -119,6 +128,21 @@ def gap_bridges(lines: np.ndarray, rules: BridgeRules) -> np.ndarray:
             used[a[i]] = used[b[i]] = True
             chosen.append(i)
     return np.stack([points[a[chosen]], points[b[chosen]]], axis=1) if chosen else np.zeros((0, 2, 2))
+
+
+def _crosses_long_line(lines: np.ndarray, length: np.ndarray, start: np.ndarray, end: np.ndarray,
+                       line_a: np.ndarray, line_b: np.ndarray, block_length: float) -> np.ndarray:
+    """Which straight bridges from ``start`` to ``end``, joining lines ``line_a`` and ``line_b``,
+    cross another line of at least ``block_length``."""
+    crossing = np.zeros(len(start), dtype=bool)
+    long_lines = np.flatnonzero(length >= block_length)
+    if not len(start) or not long_lines.size:
+        return crossing
+    bridges = shapely.linestrings(np.stack([start, end], axis=1))
+    bridge, k = shapely.STRtree(lines[long_lines]).query(bridges, predicate="crosses")
+    line = long_lines[k]
+    crossing[bridge[(line != line_a[bridge]) & (line != line_b[bridge])]] = True
+    return crossing
 
 
 CHUNK = 4096  # ends whose cones are searched at once

@@ -117,3 +117,27 @@ def test_nothing_to_bridge():
     assert joined[0].equals(one[0]) and line_of.tolist() == [0] and bridged.tolist() == [0.0]
     empty = bridge_gaps(np.zeros(0, dtype=object), RULES)
     assert [len(a) for a in empty] == [0, 0, 0]
+
+
+def test_a_bridge_does_not_cross_a_long_line():
+    """A gap of 60 px with a line crossing it 45 degrees across: a line of 200 px blocks the bridge
+    (at a block length of 100 px), one of 40 px does not, and with no block length either is crossed."""
+    first, second = LineString([(0, 0), (100, 0)]), LineString([(160, 0), (300, 0)])
+    for half, block, bridged_lines in ((70.7, 100.0, 3), (14.1, 100.0, 2), (70.7, np.inf, 2)):
+        across = LineString([(130 - half, -half), (130 + half, half)])
+        joined, _, bridged = bridge_gaps(np.array([first, second, across], dtype=object),
+                                         replace(RULES, block_length=block))
+        assert len(joined) == bridged_lines, (half, block)
+        assert (bridged > 0).sum() == 3 - bridged_lines
+
+
+def test_a_bridge_along_a_long_line_that_draws_the_gap_already_is_refused():
+    """The gap between two pieces of a track is drawn by a third, longer line that wanders a pixel
+    either side of it (the track found twice): a bridge would draw the gap a second time."""
+    first, second = LineString([(0, 0), (100, 0)]), LineString([(160, 0), (300, 0)])
+    x = np.arange(60.0, 221.0, 10.0)
+    wander = LineString(np.column_stack([x, np.where(np.arange(x.size) % 2, 1.0, -1.0)]))
+    joined, _, bridged = bridge_gaps(np.array([first, second, wander], dtype=object), replace(RULES, block_length=100.0))
+    assert len(joined) == 3 and not bridged.any()
+    joined, _, bridged = bridge_gaps(np.array([first, second, wander], dtype=object), RULES)
+    assert len(joined) == 2 and bridged.max() == pytest.approx(60.0)

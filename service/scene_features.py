@@ -50,14 +50,16 @@ TRACK_END_SKIP_M = 2.0  # ... that far back from the end
 TRACK_LATERAL_M = 1.5
 TRACK_SHIFT_M = 2.0
 # A bridge may not cross another line of TRACK_BLOCK_M or more. Chosen in session 31 on the same sets
-# (run 17, fp32 on a 2-core Intel Xeon). Pooled recall / precision, share of predicted length drawn
-# twice, predicted length over the truth's, and the times the line following a true track changes:
-# - no such rule: 0.908 / 0.935, 0.078, 1.015, 1,823;
-# - lines of 80 m or more block: 0.904 / 0.940, 0.037, 0.969, 1,619 (chosen);
-# - of 40 m or more block (on the second and third sets alone): 0.901 / 0.945 against 0.903 / 0.944 at 80 m;
-# - every line blocks (first set): recall 0.884 against 0.906 at 80 m, since many lines
-#   a right bridge crosses are short stubs between tracks.
-TRACK_BLOCK_M = 80.0
+# (run 17, fp32 on a 2-core Intel Xeon) as the shortest block that keeps recall at 0.9 on every set.
+# Pooled recall / precision, the worst set's recall, the share of predicted length drawn twice,
+# predicted length over the truth's, and how often the line that follows a true track changes:
+# - no block: 0.908 / 0.935, 0.905, 0.078, 1.015, 1,823 times;
+# - lines of 150 m or more block: 0.905 / 0.939, 0.900, 0.047, 0.979, 1,657 (chosen);
+# - of 80 m or more: 0.904 / 0.940, 0.8998, 0.037, 0.969, 1,619; 100 and 120 m also leave a set
+#   under 0.9;
+# - every line blocks (first set alone): recall 0.884, since many lines that a right bridge
+#   crosses are short stubs between tracks.
+TRACK_BLOCK_M = 150.0
 
 
 # Joined lines are smoothed (kernels.line_smoothing) over TRACK_SMOOTH_M each side, with a vertex

@@ -117,32 +117,53 @@ def gap_bridges(lines: np.ndarray, rules: BridgeRules) -> np.ndarray:
             passing.append(_passing(hits["i"] + first, hits["j"], points, heading, candidates, rules))
     # A pair found from both of its ends, or by two circles, is kept once.
     a, b = np.divmod(np.unique(np.concatenate(passing)), len(points))
-    clear = ~_crosses_long_line(lines, length, points[a], points[b], candidates[a] // 2, candidates[b] // 2,
-                                rules.block_length)
-    a, b = a[clear], b[clear]
-    gap = np.hypot(*(points[b] - points[a]).T)
-    used = np.zeros(len(points), dtype=bool)
+    order = np.argsort(np.hypot(*(points[b] - points[a]).T), kind="stable")  # nearest first
+    # Only the pairs the nearest-first choice takes are tested for crossings (a few thousand of tens
+    # of thousands); those that cross are struck out and the choice made again, until it takes none
+    # that crosses. That is the choice among only the pairs that do not cross: a pair it never
+    # takes changes nothing.
+    crosses = _LongLines(lines, length, rules.block_length)
+    allowed, tested = np.ones(a.size, dtype=bool), np.zeros(a.size, dtype=bool)
+    while True:
+        chosen = _nearest_first(order[allowed[order]], a, b, len(points))
+        fresh = chosen[~tested[chosen]]
+        tested[fresh] = True
+        crossing = crosses.crossed(points[a[fresh]], points[b[fresh]], candidates[a[fresh]] // 2,
+                                   candidates[b[fresh]] // 2)
+        if not crossing.any():
+            break
+        allowed[fresh[crossing]] = False
+    return np.stack([points[a[chosen]], points[b[chosen]]], axis=1) if chosen.size else np.zeros((0, 2, 2))
+
+
+def _nearest_first(order: np.ndarray, a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    """The pairs (a[i], b[i]) taken in ``order`` while both of their ends are free (ends 0..n-1)."""
+    used = np.zeros(n, dtype=bool)
     chosen = []
-    for i in np.argsort(gap, kind="stable").tolist():  # nearest first
+    for i in order.tolist():
         if not used[a[i]] and not used[b[i]]:
             used[a[i]] = used[b[i]] = True
             chosen.append(i)
-    return np.stack([points[a[chosen]], points[b[chosen]]], axis=1) if chosen else np.zeros((0, 2, 2))
+    return np.asarray(chosen, dtype=np.int64)
 
 
-def _crosses_long_line(lines: np.ndarray, length: np.ndarray, start: np.ndarray, end: np.ndarray,
-                       line_a: np.ndarray, line_b: np.ndarray, block_length: float) -> np.ndarray:
-    """Which straight bridges from ``start`` to ``end``, joining lines ``line_a`` and ``line_b``,
-    cross another line of at least ``block_length``."""
-    crossing = np.zeros(len(start), dtype=bool)
-    long_lines = np.flatnonzero(length >= block_length)
-    if not len(start) or not long_lines.size:
+class _LongLines:
+    """The lines of at least ``block_length``, to test bridges against."""
+
+    def __init__(self, lines: np.ndarray, length: np.ndarray, block_length: float):
+        self.index = np.flatnonzero(length >= block_length)
+        self.tree = shapely.STRtree(lines[self.index]) if self.index.size else None
+
+    def crossed(self, start: np.ndarray, end: np.ndarray, line_a: np.ndarray, line_b: np.ndarray) -> np.ndarray:
+        """Which straight bridges from ``start`` to ``end``, joining lines ``line_a`` and ``line_b``,
+        cross another of the long lines."""
+        crossing = np.zeros(len(start), dtype=bool)
+        if self.tree is None or not len(start):
+            return crossing
+        bridge, k = self.tree.query(shapely.linestrings(np.stack([start, end], axis=1)), predicate="crosses")
+        line = self.index[k]
+        crossing[bridge[(line != line_a[bridge]) & (line != line_b[bridge])]] = True
         return crossing
-    bridges = shapely.linestrings(np.stack([start, end], axis=1))
-    bridge, k = shapely.STRtree(lines[long_lines]).query(bridges, predicate="crosses")
-    line = long_lines[k]
-    crossing[bridge[(line != line_a[bridge]) & (line != line_b[bridge])]] = True
-    return crossing
 
 
 CHUNK = 4096  # ends whose cones are searched at once

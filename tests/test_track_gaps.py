@@ -141,3 +141,18 @@ def test_a_bridge_along_a_long_line_that_draws_the_gap_already_is_refused():
     assert len(joined) == 3 and not bridged.any()
     joined, _, bridged = bridge_gaps(np.array([first, second, wander], dtype=object), RULES)
     assert len(joined) == 2 and bridged.max() == pytest.approx(60.0)
+
+
+def test_an_end_whose_nearest_bridge_is_blocked_takes_the_next_one():
+    """The nearest end ahead (a gap of 60 px) lies past a long line that crosses the way there; the
+    next one (75 px, a little to the side, the long line ends short of its way) is bridged instead."""
+    first = LineString([(0, 0), (100, 0)])
+    nearest = LineString([(160, 0), (300, 0)])
+    next_one = LineString([(175, 2.5), (300, 6.67)])
+    blocking = LineString([(120, -60), (135, 0.6)])
+    lines = np.array([first, nearest, next_one, blocking], dtype=object)
+    joined, line_of, bridged = bridge_gaps(lines, replace(RULES, block_length=50.0))
+    assert line_of[0] == line_of[2] and len(set(line_of.tolist())) == 3
+    assert bridged[line_of[0]] == pytest.approx(np.hypot(75, 2.5), abs=0.01)
+    joined, line_of, _ = bridge_gaps(lines, RULES)
+    assert line_of[0] == line_of[1]

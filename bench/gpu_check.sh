@@ -7,7 +7,7 @@
 #   ../shared/device/wheels.sh pipeline orjson pydantic pydantic-core pydantic-settings python-dotenv \
 #       annotated-types typing-inspection
 # Then, through the device tool:  command "bash bench/gpu_check.sh", carry [".whl"], timeout 600.
-# Dry run here without a GPU:     DEVICE=cpu SIZES=1024 bash bench/gpu_check.sh
+# Dry run here without a GPU:     DEVICE=cpu SIZES=1024 PYTHON=.venv/bin/python bash bench/gpu_check.sh
 #
 # Writes under $OUT (else var/gpu-check): summary.txt (one line per step: exit code, seconds),
 # each step's log, bench.jsonl (the benchmark's JSON lines), and prints the summary and the
@@ -74,15 +74,18 @@ done
 step bench-compiled 150 "$py" -m bench --device "$device" --sizes "${sizes##*,}" --baselines none --compile \
   --cache-dir /tmp/railsight-bench --out "$out/bench.jsonl"
 
-# The CUDA training path (issue #3): steps of the shipped recipe's batch from scratch on CUDA with
-# bf16 autocast and the moving average, for whatever is left of 560 s since the start (a minute of it
-# for the loader to start and the 40 scenes the run records its colour range from), so the call
-# ends inside its 600 s. The steps per second it logs size a from-scratch run on this GPU, and its
-# weights come back under $OUT to be evaluated against the shipped ones.
+# The CUDA training path (issue #3): steps of batch 32 on CUDA with bf16 autocast and the moving
+# average, going on from the shipped weights, for whatever is left of 560 s since the start (a
+# minute of it for the loader to start and the 40 scenes the run records its colour range from), so
+# the call ends inside its 600 s. The steps per second it logs size a longer run on this GPU, and
+# its weights come back under $OUT to be evaluated against the shipped ones. It goes on from them
+# rather than starting afresh: 12 loaders render about 650 crops a second (extrapolated from one CPU
+# core, MODEL.md session 31), so the few minutes left here draw far fewer crops than the shipped
+# weights' 15 CPU hours did, and a run from scratch could not catch up.
 left=$((560 - ($(date +%s) - started)))
 if [ "$left" -gt 120 ]; then
-  step train "$left" "$py" -m service.cli train --device "$device" --steps 100000 --batch 32 --workers 12 --seed 0 \
-    --shift-share 0.5 --ema 0.999 --max-minutes "$(((left - 60) / 60)).$(((left - 60) % 60 * 10 / 60))" \
+  step train "$left" "$py" -m service.cli train --device "$device" --init shipped --steps 100000 --batch 32 \
+    --workers 12 --seed 31 --season-share snow=0.3 --ema 0.999 --max-minutes "$(((left - 60) / 60)).$(((left - 60) % 60 * 10 / 60))" \
     --quiet --out "$out/gpu-train.pt"
   # the weights (about 6 MB each, average and raw) come back for `railsight eval` on a CPU machine;
   # the checkpoint (23 MiB, with the optimiser's state) is over $OUT's 16 MiB a file

@@ -8,7 +8,7 @@ import pytest
 
 from models.spec import ModelSpec
 from models.synth import render_scene, write_scene
-from service.pipeline import DetectOptions, default_batch, detect_scene, task_side
+from service.pipeline import DetectOptions, batch_size, detect_scene, model_meta, model_tile, task_side
 
 
 def canonical(fc: dict) -> list[tuple]:
@@ -32,8 +32,8 @@ def test_task_tiles_change_no_feature_of_the_shipped_model(yard, dask_client):
     first = canonical(runs[None])
     assert runs[None]["summary"]["counts"]["railcar"] >= 20
     # By default a task is 4 x 4 tiles where the CPU runs bf16 (8 a model call), 3 x 3 in fp32 (6 a call).
-    window = 256 + 2 * runs[None]["summary"]["halo"]
-    default = task_side(DetectOptions(device="cpu"), 256, default_batch("cpu", window), "cpu")
+    options, meta = DetectOptions(device="cpu"), model_meta(ModelSpec())
+    default = task_side(options, model_tile(options, meta), batch_size(options, meta, "cpu"), "cpu")
     assert default in (768, 1024)
     for tile, fc in runs.items():
         assert fc["summary"]["tile_size"] == 256 and fc["summary"]["task_tile"] == (tile or default)

@@ -1,8 +1,9 @@
 """A scene's output features from its tiles' pieces: the merge on the client.
 
 Objects come from the workers whole (each tile keeps those whose centroid it holds); here they are
-filtered by the confidence floors, clipped to the scene, numbered and measured, and railcars put in
-consists on their tracks. Track pieces are joined across tiles and through switches, their gaps
+filtered by the confidence floors, railcars fitted again to their tracks and trains
+(``kernels.car_fit``), clipped to the scene, numbered and measured, and railcars put in consists on
+their tracks. Track pieces are joined across tiles and through switches, their gaps
 bridged, the joined lines smoothed, and each scored. Everything ends as ``FeatureTable`` columns in
 the output coordinates.
 """
@@ -15,7 +16,8 @@ import numpy as np
 import shapely
 from shapely.geometry import Polygon
 
-from kernels.consists import car_axes, find_consists, tracks_under
+from kernels.car_fit import fit_railcars
+from kernels.consists import car_axes, find_consists
 from kernels.line_smoothing import smooth_lines
 from kernels.object_colour import hex_colours
 from kernels.track_gaps import BridgeRules, bridge_gaps
@@ -107,12 +109,23 @@ def object_features(objects: Pieces, floors: dict[str, float], mapper: GeometryM
     order = np.lexsort((shapely.get_x(centre), shapely.get_y(centre), cls))
     del centre  # a large scene's geometries are most of the client's memory: each set goes when done
     polygons, confidence, cls, colours = polygons[order], confidence[order], cls[order], colours[order]
+    railcars = cls == OBJECT_CLASSES.index("railcar")
+    cars = fit_railcars(polygons[railcars], tracks.lines, px)
+    pieces = np.ones(len(cls), dtype=np.int64)  # a railcar cut in two comes out as two, in its place
+    pieces[railcars] = np.bincount(cars.source, minlength=int(railcars.sum()))
+    take = np.repeat(np.arange(len(cls)), pieces)
+    polygons, confidence, cls, colours = polygons[take], confidence[take], cls[take], colours[take]
+    railcars = cls == OBJECT_CLASSES.index("railcar")
+    polygons[railcars] = cars.rects
+    on_track = np.full(len(cls), -1, dtype=np.int64)
+    on_track[railcars] = cars.track
     clipped = polygons.copy()  # a fitted rectangle may poke past the scene's edge: clip those alone
     shapely.prepare(scene_box)
     edge = ~shapely.contains(scene_box, polygons)
     clipped[edge] = shapely.intersection(polygons[edge], scene_box)
     ok = (shapely.get_type_id(clipped) == shapely.GeometryType.POLYGON) & ~shapely.is_empty(clipped)
     polygons, clipped, confidence, cls, colours = polygons[ok], clipped[ok], confidence[ok], cls[ok], colours[ok]
+    on_track = on_track[ok]
     names = np.array(OBJECT_CLASSES, dtype=object)[cls]
     ids = np.empty(len(cls), dtype=object)
     for k, name in enumerate(OBJECT_CLASSES):
@@ -128,17 +141,18 @@ def object_features(objects: Pieces, floors: dict[str, float], mapper: GeometryM
     for key, values in side_attributes(*sides[1:], px).items():
         numeric[key] = np.full(len(cls), np.nan)
         numeric[key][railcars] = values
-    add_consists(sides, railcars, px, tracks, numeric, text)
+    add_consists(sides, railcars, px, on_track[railcars], tracks.ids, numeric, text)
     del polygons
     return FeatureTable.from_wkb(mapper.to_output_wkb(clipped), ids, names, numeric, text)
 
 
 def add_consists(sides: tuple[np.ndarray, np.ndarray, np.ndarray], railcars: np.ndarray, px: float,
-                  tracks: TrackLines, numeric: dict[str, np.ndarray], text: dict[str, np.ndarray]) -> None:
+                  track: np.ndarray, track_ids: np.ndarray, numeric: dict[str, np.ndarray],
+                  text: dict[str, np.ndarray]) -> None:
     """Each railcar's consist (``consist_id``, numbered in feature order; ``consist_position``;
-    ``consist_cars``) and the track it stands on (``track_id``, where one is found), as
-    ``kernels.consists`` finds them, into the object features' columns (``railcars`` marks the
-    railcars among them, whose rectangles' ``box_sides`` are ``sides``)."""
+    ``consist_cars``) and the track it stands on (``track_id``: ``track_ids[track]`` where ``track``
+    >= 0), as ``kernels.consists`` finds them, into the object features' columns (``railcars``
+    marks the railcars among them, whose rectangles' ``box_sides`` are ``sides``)."""
     centre, axis, half = car_axes(*sides)
     found = find_consists(centre, axis, half, px)
     n = len(railcars)
@@ -147,9 +161,8 @@ def add_consists(sides: tuple[np.ndarray, np.ndarray, np.ndarray], railcars: np.
         numeric[key][railcars] = values
     text["consist_id"] = np.full(n, None, dtype=object)
     text["consist_id"][railcars] = [f"consist-{k + 1}" for k in found.consist.tolist()]
-    track = tracks_under(centre, axis, tracks.lines, px)
     text["track_id"] = np.full(n, None, dtype=object)
-    text["track_id"][np.flatnonzero(railcars)[track >= 0]] = tracks.ids[track[track >= 0]]
+    text["track_id"][np.flatnonzero(railcars)[track >= 0]] = track_ids[track[track >= 0]]
 
 
 def track_features(pieces: Pieces, min_confidence: float, mapper: GeometryMapper, px: float,

@@ -40,9 +40,9 @@ def build() -> ColourOracle:
 
 
 def build_width_trimmed() -> ColourOracle:
-    """The oracle with weights metadata asking for railcar rectangles 1 m narrower."""
+    """The oracle with weights metadata asking for railcar rectangles 0.5 m narrower."""
     model = ColourOracle()
-    model.meta.extra["railcar_width_trim_m"] = 1.0
+    model.meta.extra["railcar_width_trim_m"] = 0.5
     return model
 
 

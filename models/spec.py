@@ -46,14 +46,20 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
-class CompileFor:
-    """What a model compiled with torch.compile is specialised to (``models.compiled``): tiles per
-    call, the side of their read window, and the precision setting its calls run at (autocast on or
-    off is compiled in too)."""
+class ModelCalls:
+    """The shape of a scene's model calls: tiles per call, the side of their read window, and the
+    precision setting they run at. A worker warmed up at that shape has paid what the first call of
+    it costs (oneDNN's or cuDNN's set-up for it, its feature maps' memory) before a scene's first task."""
 
     batch: int
     window_px: int
     precision: str = "auto"
+
+
+@dataclass(frozen=True)
+class CompileFor(ModelCalls):
+    """What a model compiled with torch.compile is specialised to (``models.compiled``): the calls
+    it runs (autocast on or off is compiled in too)."""
 
 
 def import_callable(ref: str):

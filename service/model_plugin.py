@@ -12,7 +12,7 @@ from distributed.comm import get_address_host
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from models.interface import ModelMeta
-from models.spec import CompileFor, ModelSpec
+from models.spec import CompileFor, ModelCalls, ModelSpec
 
 if TYPE_CHECKING:  # torch is imported on the workers only: the client registers the plugin by value
     import torch
@@ -24,7 +24,8 @@ _lock = threading.Lock()
 # Keyed by (spec, device, compiled): compiled is None for the eager model, else what it was
 # compiled for (models.compiled).
 _loaded: dict[tuple[ModelSpec, str, CompileFor | None], tuple[torch.nn.Module, ModelMeta, torch.device]] = {}
-_warm: set[tuple[ModelSpec, str, CompileFor | None]] = set()
+# Warm-ups are keyed by the same and the model calls they were run at (None: one tile).
+_warm: set[tuple[ModelSpec, str, CompileFor | None, ModelCalls | None]] = set()
 # How many times this process loaded a model; the tests read it to prove "once per worker".
 load_count = 0
 
@@ -50,25 +51,25 @@ def get_model(spec: ModelSpec, device: str,
         return _loaded[key]
 
 
-def _warm_up(spec: ModelSpec, device: str, compiled: CompileFor | None = None) -> None:
+def _warm_up(spec: ModelSpec, device: str, compiled: CompileFor | None = None, calls: ModelCalls | None = None) -> None:
     """``service.tile_tasks.warm_up``, once per process: registering the plugin again (every scene
     does) finds this worker warm already. A failure is logged, not raised: the first task then pays
     the warm-up itself, or fails with the same error and tells the user."""
     with _lock:
-        if (spec, device, compiled) in _warm:
+        if (spec, device, compiled, calls) in _warm:
             return
-        _warm.add((spec, device, compiled))
+        _warm.add((spec, device, compiled, calls))
     from service.tile_tasks import warm_up
 
     try:
-        warm_up(spec, device, compiled)
+        warm_up(spec, device, compiled, calls)
     except Exception:  # noqa: BLE001 - an optimisation; the task reports a real error itself
         log.warning("worker warm-up failed; the first task will pay for it", exc_info=True)
 
 
-def is_warm(spec: ModelSpec, device: str, compiled: CompileFor | None = None) -> bool:
-    """Whether this process has run ``service.tile_tasks.warm_up`` for (spec, device, compiled)."""
-    return (spec, device, compiled) in _warm
+def is_warm(spec: ModelSpec, device: str, compiled: CompileFor | None = None, calls: ModelCalls | None = None) -> bool:
+    """Whether this process has run ``service.tile_tasks.warm_up`` for (spec, device, compiled, calls)."""
+    return (spec, device, compiled, calls) in _warm
 
 
 def loaded_models() -> int:
@@ -83,11 +84,12 @@ class ModelPlugin(WorkerPlugin):
     name = PLUGIN_NAME
 
     def __init__(self, spec: ModelSpec, device: str, threads_by_host: dict[str, int] | None = None,
-                 compiled: CompileFor | None = None) -> None:
+                 compiled: CompileFor | None = None, calls: ModelCalls | None = None) -> None:
         self.spec = spec
         self.device = device
         self.threads_by_host = threads_by_host or {}
         self.compiled = compiled
+        self.calls = calls
 
     def setup(self, worker=None) -> None:
         import torch
@@ -102,19 +104,21 @@ class ModelPlugin(WorkerPlugin):
             torch.set_num_threads(max(1, dask.system.CPU_COUNT // max(1, dask_threads)))  # quota-aware
         get_model(self.spec, self.device, self.compiled)
         if worker is not None:
-            _warm_up(self.spec, self.device, self.compiled)
+            _warm_up(self.spec, self.device, self.compiled, self.calls)
 
 
-def register_model(client: Client, spec: ModelSpec, device: str, *, compiled: CompileFor | None = None) -> None:
+def register_model(client: Client, spec: ModelSpec, device: str, *, compiled: CompileFor | None = None,
+                   calls: ModelCalls | None = None) -> None:
     """Load ``spec`` on every worker of ``client``'s cluster, now and on workers that join later;
     with ``compiled``, compiled for its batch and precision, which the warm-up compiles before this
-    returns. Registering again is cheap: each process keeps what it loaded. ``workers_device_kind``
-    says what device the workers run it on."""
+    returns; with ``calls``, warmed up by one model call of that shape (else of one tile).
+    Registering again is cheap: each process keeps what it loaded and what it warmed up for.
+    ``workers_device_kind`` says what device the workers run it on."""
     threads: dict[str, int] = {}
     for address, w in client.scheduler_info(n_workers=-1).get("workers", {}).items():
         host = get_address_host(address)
         threads[host] = threads.get(host, 0) + int(w.get("nthreads", 1))
-    client.register_plugin(ModelPlugin(spec, device, threads, compiled))
+    client.register_plugin(ModelPlugin(spec, device, threads, compiled, calls))
 
 
 def workers_device_kind(client: Client, device: str) -> str:

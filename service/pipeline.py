@@ -23,7 +23,7 @@ from kernels.tiling import SIZE_MULTIPLE, Tile, batches, plan_tiles, squares
 from models.allocator import release_freed_memory
 from models.cpu_bf16 import cpu_has_fast_bf16
 from models.interface import ALL_CLASSES, TTA_VIEWS, ModelMeta
-from models.spec import PRECISIONS, SHIPPED_WEIGHTS, CompileFor, ModelSpec, read_meta
+from models.spec import PRECISIONS, SHIPPED_WEIGHTS, CompileFor, ModelCalls, ModelSpec, read_meta
 from service.errors import BadOption, Cancelled
 from service.feature_table import FeatureTable
 from service.geojson import GeometryMapper, feature_collection
@@ -112,6 +112,12 @@ def read_window(options: DetectOptions, meta: ModelMeta) -> int:
 def batch_size(options: DetectOptions, meta: ModelMeta, device: str) -> int:
     """Tiles per model call on ``device``: the caller's, else ``default_batch`` for the read window."""
     return options.batch_size or default_batch(device, read_window(options, meta), options.precision)
+
+
+def call_shape(options: DetectOptions, meta: ModelMeta, batch: int) -> ModelCalls:
+    """The shape of the scene's model calls, ``batch`` tiles of one read window each at the options'
+    precision: what the workers warm up for before its first task."""
+    return ModelCalls(batch, read_window(options, meta), options.precision)
 
 
 def compile_for(options: DetectOptions, meta: ModelMeta, batch: int) -> CompileFor | None:
@@ -217,7 +223,8 @@ def detect_scene(
     kind = workers_device_kind(client, options.device)
     batch = batch_size(options, meta, kind)
     compiled = compile_for(options, meta, batch)
-    register_model(client, model, options.device, compiled=compiled)  # returns once every worker is warm
+    # Returns once every worker is warm, at this scene's calls.
+    register_model(client, model, options.device, compiled=compiled, calls=call_shape(options, meta, batch))
     groups = task_tiles(tiles, options, tile, batch, kind)
     task = TaskOptions(model, options.device, tuple(options.classes), want_labels=bool(options.class_raster),
                        precision=options.precision, tta=options.tta, batch=batch, compiled=compiled)

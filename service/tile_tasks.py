@@ -15,7 +15,7 @@ from kernels.tiling import Tile, plan_tiles
 from kernels.vectorise import PixelLine, PixelObject, vectorise_tile, winning_class
 from models.allocator import release_freed_memory
 from models.interface import ALL_CLASSES, OBJECT_CLASSES, SEMANTIC_CLASSES
-from models.spec import CompileFor, ModelSpec
+from models.spec import CompileFor, ModelCalls, ModelSpec
 from service.model_plugin import get_model
 from service.pieces import Pieces
 from service.rasters import SceneInfo, shared_reader
@@ -111,20 +111,24 @@ def run_batch(info: SceneInfo, tiles: list[Tile], opts: TaskOptions) -> BatchRes
     return result
 
 
-def warm_up(spec: ModelSpec, device: str, compiled: CompileFor | None = None) -> None:
-    """A task's whole path run once on a made-up tile, so a worker's first real task does not pay
+def warm_up(spec: ModelSpec, device: str, compiled: CompileFor | None = None, calls: ModelCalls | None = None) -> None:
+    """A task's whole path run once on made-up tiles, so a worker's first real task does not pay
     for it: importing what vectorising needs (scikit-image, shapely, GDAL's polygoniser: 0.4 s on
     this project's 2-core CPU), the model's first call and the first tile's vectorising (0.15 s
-    more); for a ``compiled`` model its compiling too, at the batch and precision it will run at.
-    The model plugin calls this when a worker starts."""
+    more). The model call is one of ``calls`` (a ``compiled`` model's own, which compiles it) where
+    given: a call of a new shape sets up oneDNN's kernels or runs cuDNN's algorithm search for it
+    and maps its feature maps' memory (on this project's CPU a worker's first call of 8 tiles took
+    0.4-0.6 s, the next ones 0.1 s), else one of one tile. The model plugin calls this when a worker starts."""
     from models.inference import infer
     from models.loading import autocast_bf16
 
     module, meta, device_ = get_model(spec, device, compiled)
-    side = compiled.window_px - 2 * meta.halo_px if compiled else meta.tile_px
+    shape = compiled or calls
+    side = shape.window_px - 2 * meta.halo_px if shape else meta.tile_px
     tile = plan_tiles(side, side, side, meta.halo_px)[0]
-    rgb = np.random.default_rng(0).integers(0, 256, (1, 3, tile.size, tile.size), dtype=np.uint8)
-    precision = compiled.precision if compiled else "auto"
+    batch = shape.batch if shape else 1
+    rgb = np.random.default_rng(0).integers(0, 256, (batch, 3, tile.size, tile.size), dtype=np.uint8)
+    precision = shape.precision if shape else "auto"
     probs, cores = infer(module, meta, device_, rgb, bf16=autocast_bf16(device_, precision))
     vectorise_tile(probs[0], cores[0], np.ones((tile.size, tile.size), dtype=bool), tile,
                    classes=ALL_CLASSES, semantic_classes=SEMANTIC_CLASSES, object_classes=OBJECT_CLASSES,

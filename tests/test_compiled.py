@@ -11,7 +11,7 @@ from torch import nn
 
 from models.compiled import StaticBatchModel
 from models.spec import CompileFor
-from service.pipeline import DetectOptions, batch_size, compile_for, detect_scene, model_meta
+from service.pipeline import DetectOptions, batch_size, call_shape, compile_for, detect_scene, model_meta
 from tests.test_detect_cli import detect
 from tests.test_pipeline import yard  # noqa: F401 - the fixture
 
@@ -66,12 +66,14 @@ def test_compiled_pipeline_finds_what_the_eager_one_does(yard, dask_client, orac
     assert fc["summary"]["counts"] == eager["summary"]["counts"] and fc["summary"]["counts"]["railcar"] == len(boxes)
     assert [f["geometry"] for f in fc["features"]] == [f["geometry"] for f in eager["features"]]
     meta = model_meta(oracle_spec)
-    want = compile_for(options, meta, batch_size(options, meta, "cpu"))
+    batch = batch_size(options, meta, "cpu")
+    want = compile_for(options, meta, batch)
+    calls = call_shape(options, meta, batch)
 
     def compiled_and_warm():
         from service import model_plugin
 
-        return model_plugin.is_warm(oracle_spec, "cpu", want)
+        return model_plugin.is_warm(oracle_spec, "cpu", want, calls)
 
     assert list(dask_client.run(compiled_and_warm).values()) == [True, True]
 

@@ -242,10 +242,33 @@ def test_workers_are_warmed_up_when_the_model_loads(dask_client, oracle_spec):
     assert len(states) == 2 and all(state == (True, True) for state in states.values())
 
 
+def test_workers_are_warmed_up_at_the_scenes_model_calls_before_its_first_task(tmp_path, dask_client, oracle_spec):
+    """A first call of a new shape pays for set-up (oneDNN, cuDNN, memory): the scene's own shape,
+    not one tile's, is what the workers warm up at."""
+    from service.pipeline import batch_size, call_shape, model_meta, model_tile
+
+    img = scenes.blank(300, 200)
+    scenes.train_of_cars(img, 40, 80, 3)
+    path = scenes.write(tmp_path / "cars.tif", img)
+    options = DetectOptions(device="cpu", precision="fp32", batch_size=3)
+    meta = model_meta(oracle_spec)
+    calls = call_shape(options, meta, batch_size(options, meta, "cpu"))
+    assert (calls.batch, calls.window_px, calls.precision) == (3, model_tile(options, meta) + 2 * meta.halo_px, "fp32")
+
+    def warm_at(shape):
+        from service import model_plugin
+
+        return model_plugin.is_warm(oracle_spec, "cpu", None, shape)
+
+    assert not any(dask_client.run(warm_at, calls).values())
+    detect_scene(path, options, oracle_spec, dask_client)
+    assert list(dask_client.run(warm_at, calls).values()) == [True, True]
+
+
 def test_a_failed_warm_up_is_logged_and_leaves_the_worker_running(monkeypatch, caplog):
     from service import model_plugin, tile_tasks
 
-    def fail(spec, device, compiled=None):
+    def fail(spec, device, compiled=None, calls=None):
         raise RuntimeError("no memory for the warm-up batch")
 
     monkeypatch.setattr(tile_tasks, "warm_up", fail)

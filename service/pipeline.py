@@ -203,6 +203,20 @@ def prepare_scene(scene: str | Path, options: DetectOptions, model: ModelSpec) -
     return PreparedScene(info, meta)
 
 
+def ready_workers(client: Client, options: DetectOptions, model: ModelSpec,
+                  meta: ModelMeta) -> tuple[str, int, CompileFor | None]:
+    """Load ``model`` on every worker and warm it up at the model calls a scene run with ``options``
+    makes (compiled first where the options ask); returns once every worker is warm, with the
+    workers' device kind, the tiles per call and what the model is compiled for. ``detect_scene``
+    calls it for each scene; a long-running service calls it at start, so its first job finds the
+    workers warm (registering again is then cheap)."""
+    kind = workers_device_kind(client, options.device)
+    batch = batch_size(options, meta, kind)
+    compiled = compile_for(options, meta, batch)
+    register_model(client, model, options.device, compiled=compiled, calls=call_shape(options, meta, batch))
+    return kind, batch, compiled
+
+
 def detect_scene(
     scene: str | Path | PreparedScene,
     options: DetectOptions,
@@ -220,11 +234,7 @@ def detect_scene(
     inspected = time.perf_counter()
     tile = model_tile(options, meta)
     tiles = plan_tiles(info.grid_width, info.grid_height, tile, meta.halo_px)
-    kind = workers_device_kind(client, options.device)
-    batch = batch_size(options, meta, kind)
-    compiled = compile_for(options, meta, batch)
-    # Returns once every worker is warm, at this scene's calls.
-    register_model(client, model, options.device, compiled=compiled, calls=call_shape(options, meta, batch))
+    kind, batch, compiled = ready_workers(client, options, model, meta)
     groups = task_tiles(tiles, options, tile, batch, kind)
     task = TaskOptions(model, options.device, tuple(options.classes), want_labels=bool(options.class_raster),
                        precision=options.precision, tta=options.tta, batch=batch, compiled=compiled)

@@ -159,3 +159,28 @@ def test_jobs_run_on_a_postgresql_store(tmp_path, scheduler):  # noqa: F811
             jobs = [wait_job(http, job_id, timeout=60) for job_id in ids]
         assert [j["counts"]["railcar"] for j in jobs] == [4, 4, 4]
         assert all(j["timings"]["queued_s"] < 10 for j in jobs)
+
+
+def test_a_ready_runner_has_warmed_the_workers_for_a_default_job(tmp_path, scheduler):  # noqa: F811
+    """/readyz says ready only once every worker ran a model call of the shape a job with the
+    service's default options makes, so the first job does not pay for that call's set-up."""
+    from distributed import Client
+
+    from service.pipeline import batch_size, call_shape, model_meta, model_spec_from_settings, options_from_settings
+
+    settings = service_settings(tmp_path, scheduler=scheduler, batch_size=3)
+    spec = model_spec_from_settings(settings)
+    options = options_from_settings(settings)
+    meta = model_meta(spec)
+    calls = call_shape(options, meta, batch_size(options, meta, "cpu"))
+    assert calls.batch == 3
+
+    def warm_at(shape):
+        from service import model_plugin
+
+        return model_plugin.is_warm(spec, "cpu", None, shape)
+
+    with live_api(settings) as api, api.client() as http, Client(scheduler) as dask:
+        assert http.get("/readyz").json()["ready"]
+        warm = dask.run(warm_at, calls)
+        assert warm and all(warm.values())

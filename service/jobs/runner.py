@@ -179,15 +179,15 @@ class Runner:
             self._stop.wait(RECONNECT_SECONDS)
 
     def _load_model(self, client) -> None:
-        """Load the model on every worker (the same plugin the pipeline registers) before claiming
-        work, so /readyz means a job can start now. Retries while the model cannot be loaded."""
-        from service.model_plugin import register_model
-        from service.pipeline import model_spec_from_settings
+        """Load the model on every worker (the same plugin the pipeline registers), warmed up at the
+        model calls of a job with the service's default options, before claiming work, so /readyz
+        means a job can start now. Retries while the model cannot be loaded."""
+        from service.pipeline import model_meta, model_spec_from_settings, options_from_settings, ready_workers
 
         spec = model_spec_from_settings(self.settings)
         while not self._stop.is_set():
             try:
-                register_model(client, spec, self.settings.device)
+                ready_workers(client, options_from_settings(self.settings), spec, model_meta(spec))
                 self.model_ready = True
                 self.error = None
                 return

@@ -122,10 +122,11 @@ def call_shape(options: DetectOptions, meta: ModelMeta, batch: int) -> ModelCall
 
 def compile_for(options: DetectOptions, meta: ModelMeta, batch: int) -> CompileFor | None:
     """What the workers compile the model for when ``options.compile`` asks (None otherwise): the
-    scene's model calls, ``batch`` tiles of one read window each, at the options' precision."""
+    scene's model calls (``call_shape``)."""
     if not options.compile:
         return None
-    return CompileFor(batch, read_window(options, meta), options.precision)
+    calls = call_shape(options, meta, batch)
+    return CompileFor(calls.batch, calls.window_px, calls.precision)
 
 
 def task_side(options: DetectOptions, tile: int, batch: int, device: str) -> int:

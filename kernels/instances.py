@@ -17,9 +17,11 @@ from scipy import ndimage
 from skimage.segmentation import watershed
 
 EIGHT = np.ones((3, 3), dtype=bool)
+# Core parts smaller than this are noise, not an object's seed.
+MIN_SEED_PX = 4
 
 
-def label_instances(class_mask: np.ndarray, core_mask: np.ndarray, min_seed_px: int = 4,
+def label_instances(class_mask: np.ndarray, core_mask: np.ndarray, min_seed_px: int = MIN_SEED_PX,
                     elevation: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """``class_mask`` and ``core_mask`` are (H, W) bool; ``elevation``, if given, is an (H, W) map
     the seeds grow over from low to high instead of a flat one, so that two objects in one blob
@@ -77,6 +79,30 @@ def _label_instances(class_mask: np.ndarray, core_mask: np.ndarray, min_seed_px:
                           mask=inside, connectivity=2)
         labels[box][inside] = grown[inside]
     return labels, int(n_seeds + orphans.size)
+
+
+def peak_seeds(core: np.ndarray, low: float, high: float, min_seed_px: int) -> np.ndarray:
+    """The seed mask ``core > low``, except that a seed holding two or more parts of at least
+    ``min_seed_px`` above ``high`` gives way to those parts: two touching objects whose core
+    probabilities run together above ``low`` can still peak apart."""
+    seeds = core > low
+    peaks, n_peaks = ndimage.label(core > high, structure=EIGHT)
+    if n_peaks < 2:
+        return seeds
+    seed_of, _ = ndimage.label(seeds, structure=EIGHT)
+    on_peak = peaks > 0
+    big = np.bincount(peaks[on_peak], minlength=n_peaks + 1) >= min_seed_px
+    big[0] = False
+    peak_seed = np.zeros(n_peaks + 1, dtype=np.int64)
+    peak_seed[peaks[on_peak]] = seed_of[on_peak]  # every peak lies inside one seed
+    split = np.bincount(peak_seed[big], minlength=int(peak_seed.max()) + 1) >= 2
+    split[0] = False
+    if not split.any():
+        return seeds
+    in_split = np.zeros(seed_of.max() + 1, dtype=bool)
+    in_split[: split.size] = split
+    in_split = in_split[seed_of]
+    return (seeds & ~in_split) | (big[peaks] & in_split)
 
 
 def bounding_box(mask: np.ndarray) -> tuple[slice, slice]:

@@ -9,7 +9,7 @@ import shapely.affinity
 import torch
 from shapely.geometry import LineString
 
-from kernels.instances import instance_stats, label_instances
+from kernels.instances import instance_stats, label_instances, peak_seeds
 from kernels.normalise import normalise
 from kernels.skeleton import centre_lines
 from kernels.tiling import plan_tiles
@@ -77,6 +77,49 @@ def test_blob_without_a_core_is_kept():
     core[:, :40] = False  # the model missed the first car's core
     labels, n = label_instances(mask, core)
     assert n == 2
+
+
+def touching_tarps_core(saddle: float, second_peak: float = 0.95, second_px: int = 6) -> np.ndarray:
+    """The core map of two tarps end to end in one 40 px bar: each peaks in its middle, and between
+    them the map falls to ``saddle``; the right peak (``second_peak``) spans ``second_px`` columns."""
+    core = np.full((8, 40), 0.6, dtype=np.float32)
+    core[:, 18:22] = saddle
+    core[2:6, 7:13] = 0.95
+    core[2:6, 27:27 + second_px] = second_peak
+    return core
+
+
+def test_touching_tarps_whose_cores_run_together_still_get_a_seed_each():
+    core = touching_tarps_core(saddle=0.5)  # above the low threshold: one seed at 0.3
+    assert label_instances(np.ones(core.shape, bool), core > 0.3)[1] == 1
+    seeds = peak_seeds(core, 0.3, 0.9, 4)
+    labels, n = label_instances(np.ones(core.shape, bool), seeds, elevation=1.0 - core)
+    assert n == 2
+    assert (labels[:, :18] == labels[0, 0]).all() and (labels[:, 22:] == labels[0, 39]).all()
+
+
+def test_a_seed_with_one_peak_or_a_peak_too_small_stays_whole():
+    for core in (touching_tarps_core(saddle=0.5, second_peak=0.8),  # one part above 0.9
+                 touching_tarps_core(saddle=0.5, second_px=1)):     # the second part: 4 px, under 5
+        seeds = peak_seeds(core, 0.3, 0.9, 5)
+        np.testing.assert_array_equal(seeds, core > 0.3)
+    apart = touching_tarps_core(saddle=0.1)  # already two seeds at 0.3: left as they are
+    np.testing.assert_array_equal(peak_seeds(apart, 0.3, 0.9, 4), apart > 0.3)
+
+
+def test_vectorise_gives_touching_tarps_one_object_each():
+    tile = plan_tiles(256, 256, 256, 32)[0]
+    size = tile.size
+    probs = np.zeros((4, size, size), np.float32)
+    probs[0] = 1
+    cores = np.zeros((2, size, size), np.float32)
+    core = touching_tarps_core(saddle=0.5)  # 8 x 40 px: two 10 m x 4 m tarps end to end
+    probs[0, 140:148, 140:180] = 0
+    probs[2, 140:148, 140:180] = 1
+    cores[1, 140:148, 140:180] = core
+    objs, _ = vectorise_tile(probs, cores, np.ones((size, size), bool), tile, classes=("tarped_cargo",),
+                             semantic_classes=SEMANTIC_CLASSES, object_classes=OBJECT_CLASSES, pixel_size_m=0.5)
+    assert sorted(round(o.polygon.area) for o in objs) == [8 * 20, 8 * 20]
 
 
 def test_instance_stats_centroid_and_score():

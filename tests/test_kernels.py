@@ -79,13 +79,14 @@ def test_blob_without_a_core_is_kept():
     assert n == 2
 
 
-def touching_tarps_core(saddle: float, second_peak: float = 0.95, second_px: int = 6) -> np.ndarray:
-    """The core map of two tarps end to end in one 40 px bar: each peaks in its middle, and between
-    them the map falls to ``saddle``; the right peak (``second_peak``) spans ``second_px`` columns."""
+def touching_tarps_core(saddle: float, second_peak: float = 0.95, second_px: int = 14) -> np.ndarray:
+    """The core map of two tarps end to end in one 40 px bar: each peaks along its middle, and
+    between them the map falls to ``saddle``; the right peak (``second_peak``) spans ``second_px``
+    columns."""
     core = np.full((8, 40), 0.6, dtype=np.float32)
     core[:, 18:22] = saddle
-    core[2:6, 7:13] = 0.95
-    core[2:6, 27:27 + second_px] = second_peak
+    core[2:6, 3:17] = 0.95
+    core[2:6, 23:23 + second_px] = second_peak
     return core
 
 
@@ -120,6 +121,53 @@ def test_vectorise_gives_touching_tarps_one_object_each():
     objs, _ = vectorise_tile(probs, cores, np.ones((size, size), bool), tile, classes=("tarped_cargo",),
                              semantic_classes=SEMANTIC_CLASSES, object_classes=OBJECT_CLASSES, pixel_size_m=0.5)
     assert sorted(round(o.polygon.area) for o in objs) == [8 * 20, 8 * 20]
+
+
+def tarps_in_two_rows() -> tuple[np.ndarray, np.ndarray]:
+    """Two 8 x 16 px tarps (4 x 8 m) in neighbouring rows, joined by a 2 px band of tarp across the
+    4 px between them (the model's mask bridging the gap); only the top one has a core."""
+    mask = np.zeros((40, 30), dtype=bool)
+    mask[4:12, 6:22] = True
+    mask[16:24, 6:22] = True
+    mask[12:16, 13:15] = True
+    core = np.zeros_like(mask)
+    core[6:10, 9:19] = True
+    return mask, core
+
+
+def test_a_tarp_without_a_core_is_not_taken_by_its_neighbours_seed():
+    mask, core = tarps_in_two_rows()
+    labels, n = label_instances(mask, core)
+    assert n == 1  # grown from the one seed, the bridge hands it both tarps
+    labels, n = label_instances(mask, core, reach_px=6)
+    assert n == 2
+    assert (labels[4:12, 6:22] == labels[8, 14]).all()  # the seeded tarp whole: within 6 px of its seed
+    assert (labels[17:24, 6:22] == labels[20, 14]).all() and labels[20, 14] != labels[8, 14]
+
+
+def test_an_object_within_reach_of_its_seed_stays_whole():
+    mask, core = coupled_train(n=2, length=12, width=8, gap=2, erode=2)
+    labels, n = label_instances(mask, core, reach_px=6)
+    assert n == 2
+    assert (labels[mask] > 0).all() and (labels[~mask] == 0).all()
+
+
+def test_vectorise_gives_an_unseeded_tarp_beside_a_seeded_one_its_own_object():
+    tile = plan_tiles(256, 256, 256, 32)[0]
+    size = tile.size
+    probs = np.zeros((4, size, size), np.float32)
+    probs[0] = 1
+    cores = np.zeros((2, size, size), np.float32)
+    mask, core = tarps_in_two_rows()
+    window = (slice(140, 180), slice(140, 170))
+    probs[0][window][mask] = 0
+    probs[2][window][mask] = 1
+    cores[1][window] = np.where(core, 0.95, 0.0)
+    objs, _ = vectorise_tile(probs, cores, np.ones((size, size), bool), tile, classes=("tarped_cargo",),
+                             semantic_classes=SEMANTIC_CLASSES, object_classes=OBJECT_CLASSES, pixel_size_m=0.5)
+    assert len(objs) == 2
+    centres = sorted(round(o.polygon.centroid.y) for o in objs)
+    assert centres[0] == pytest.approx(140 - 32 + 8, abs=1.5) and centres[1] == pytest.approx(140 - 32 + 20, abs=1.5)
 
 
 def test_instance_stats_centroid_and_score():

@@ -110,19 +110,17 @@ def peak_seeds(core: np.ndarray, low: float, high: float, min_seed_px: int) -> n
     peaks, n_peaks = ndimage.label(core > high, structure=EIGHT)
     if n_peaks < 2:
         return seeds
-    seed_of, _ = ndimage.label(seeds, structure=EIGHT)
+    seed_of, n_seeds = ndimage.label(seeds, structure=EIGHT)
     on_peak = peaks > 0
     big = np.bincount(peaks[on_peak], minlength=n_peaks + 1) >= min_seed_px
     big[0] = False
     peak_seed = np.zeros(n_peaks + 1, dtype=np.int64)
     peak_seed[peaks[on_peak]] = seed_of[on_peak]  # every peak lies inside one seed
-    split = np.bincount(peak_seed[big], minlength=int(peak_seed.max()) + 1) >= 2
+    split = np.bincount(peak_seed[big], minlength=n_seeds + 1) >= 2
     split[0] = False
     if not split.any():
         return seeds
-    in_split = np.zeros(seed_of.max() + 1, dtype=bool)
-    in_split[: split.size] = split
-    in_split = in_split[seed_of]
+    in_split = split[seed_of]
     return (seeds & ~in_split) | (big[peaks] & in_split)
 
 

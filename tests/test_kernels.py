@@ -108,18 +108,26 @@ def test_a_seed_with_one_peak_or_a_peak_too_small_stays_whole():
     np.testing.assert_array_equal(peak_seeds(apart, 0.3, 0.9, 4), apart > 0.3)
 
 
-def test_vectorise_gives_touching_tarps_one_object_each():
+def vectorised_tarps(mask: np.ndarray, core: np.ndarray) -> list:
+    """The tarped cargo ``vectorise_tile`` finds in one 256 px tile whose model output is background
+    but for tarp ``mask`` and its ``core`` probabilities, both placed at read-window pixel (140, 140)."""
     tile = plan_tiles(256, 256, 256, 32)[0]
     size = tile.size
     probs = np.zeros((4, size, size), np.float32)
     probs[0] = 1
     cores = np.zeros((2, size, size), np.float32)
-    core = touching_tarps_core(saddle=0.5)  # 8 x 40 px: two 10 m x 4 m tarps end to end
-    probs[0, 140:148, 140:180] = 0
-    probs[2, 140:148, 140:180] = 1
-    cores[1, 140:148, 140:180] = core
+    window = (slice(140, 140 + mask.shape[0]), slice(140, 140 + mask.shape[1]))
+    probs[0][window][mask] = 0
+    probs[2][window][mask] = 1
+    cores[1][window] = core
     objs, _ = vectorise_tile(probs, cores, np.ones((size, size), bool), tile, classes=("tarped_cargo",),
                              semantic_classes=SEMANTIC_CLASSES, object_classes=OBJECT_CLASSES, pixel_size_m=0.5)
+    return objs
+
+
+def test_vectorise_gives_touching_tarps_one_object_each():
+    core = touching_tarps_core(saddle=0.5)  # 8 x 40 px: two 10 m x 4 m tarps end to end
+    objs = vectorised_tarps(np.ones(core.shape, bool), core)
     assert sorted(round(o.polygon.area) for o in objs) == [8 * 20, 8 * 20]
 
 
@@ -153,18 +161,8 @@ def test_an_object_within_reach_of_its_seed_stays_whole():
 
 
 def test_vectorise_gives_an_unseeded_tarp_beside_a_seeded_one_its_own_object():
-    tile = plan_tiles(256, 256, 256, 32)[0]
-    size = tile.size
-    probs = np.zeros((4, size, size), np.float32)
-    probs[0] = 1
-    cores = np.zeros((2, size, size), np.float32)
     mask, core = tarps_in_two_rows()
-    window = (slice(140, 180), slice(140, 170))
-    probs[0][window][mask] = 0
-    probs[2][window][mask] = 1
-    cores[1][window] = np.where(core, 0.95, 0.0)
-    objs, _ = vectorise_tile(probs, cores, np.ones((size, size), bool), tile, classes=("tarped_cargo",),
-                             semantic_classes=SEMANTIC_CLASSES, object_classes=OBJECT_CLASSES, pixel_size_m=0.5)
+    objs = vectorised_tarps(mask, np.where(core, 0.95, 0.0))
     assert len(objs) == 2
     centres = sorted(round(o.polygon.centroid.y) for o in objs)
     assert centres[0] == pytest.approx(140 - 32 + 8, abs=1.5) and centres[1] == pytest.approx(140 - 32 + 20, abs=1.5)

@@ -30,6 +30,7 @@ from kernels.normalise import model_input
 from models.cpu_bf16 import cpu_has_fast_bf16
 from models.fused_conv import fuse_conv_activations
 from models.interface import TTA_VIEWS, ModelMeta, split_output
+from models.split_concat import split_concatenations
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,8 @@ def _with_fused_activations(gm: GraphModule) -> torch.nn.Module:
     dtypes = frozenset({torch.float32, torch.bfloat16} if cpu_has_fast_bf16() else {torch.float32})
     probe = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     try:
-        candidate = fuse_conv_activations(copy.deepcopy(gm), dtypes).to(memory_format=torch.channels_last)
+        candidate = split_concatenations(fuse_conv_activations(copy.deepcopy(gm), dtypes), probe)
+        candidate = candidate.to(memory_format=torch.channels_last)
         with torch.inference_mode():
             want, got = gm(probe), candidate(probe)
             if torch.bfloat16 in dtypes:

@@ -17,6 +17,7 @@ from models.inference import _unview, _view, infer, optimise_for_inference
 from models.interface import ModelMeta
 from models.loading import autocast_bf16
 from models.spec import WeightsError
+from models.split_concat import split_concatenations
 from models.unet import ResBlock, build_unet
 
 
@@ -48,10 +49,11 @@ def test_every_convolution_runs_fused_with_its_relu_and_residual_add():
     model = _unet_with_running_statistics()
     fast = optimise_for_inference(model, torch.device("cpu"))
     fused = [m for m in fast.modules() if isinstance(m, FusedConv2d)]
-    assert len(fused) == sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    # The head's depthwise and pointwise convolutions run once per concatenated part (models.split_concat).
+    assert len(fused) == sum(isinstance(m, torch.nn.Conv2d) for m in model.modules()) + 2
     assert not any(isinstance(m, (torch.nn.Conv2d, torch.nn.ReLU)) for m in fast.modules())
     assert not any(n.target in (F.relu, torch.relu) for n in fast.graph.nodes), "a ReLU left unfused"
-    assert sum(m.add for m in fused) == sum(isinstance(m, ResBlock) for m in model.modules())
+    assert sum(m.add for m in fused) == sum(isinstance(m, ResBlock) for m in model.modules()) + 1  # and the head's sum
     # The unfused path (a dtype oneDNN may not run fused on this CPU) gives the fused path's answer.
     unfused = fuse_conv_activations(fuse(copy.deepcopy(model)), frozenset()).to(memory_format=torch.channels_last)
     x = torch.randn(2, 3, 96, 96).contiguous(memory_format=torch.channels_last)
@@ -61,6 +63,38 @@ def test_every_convolution_runs_fused_with_its_relu_and_residual_add():
             plain, quick = unfused(x)[:, :4].float().softmax(1), fast(x)[:, :4].float().softmax(1)
     assert (plain - quick).abs().max() < 0.05
     assert (plain.argmax(1) == quick.argmax(1)).float().mean() > 0.99
+
+
+class _ConcatHead(torch.nn.Module):
+    """Two feature maps concatenated, then a depthwise and a pointwise convolution, as the UNet's head;
+    ``other`` is a concatenation the rewrite must leave alone (its result is used twice)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = torch.nn.Conv2d(3, 5, 3, padding=1), torch.nn.Conv2d(3, 7, 1)
+        self.depthwise = torch.nn.Conv2d(12, 12, 3, padding=1, groups=12)
+        self.pointwise = torch.nn.Conv2d(12, 4, 1)
+
+    def forward(self, x):
+        joined = torch.cat([F.relu(self.a(x)), self.b(x)], dim=1)
+        other = torch.cat([x, x], dim=1)
+        return F.relu(self.pointwise(F.relu(self.depthwise(joined)))), other + other
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this torch build has no oneDNN")
+def test_a_concatenation_before_depthwise_and_pointwise_convolutions_is_not_built():
+    torch.manual_seed(0)
+    model = _ConcatHead().eval()
+    x = torch.randn(2, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    fused = fuse_conv_activations(torch.fx.symbolic_trace(copy.deepcopy(model)), frozenset({torch.float32}))
+    split = split_concatenations(fused, x)
+    cats = [n for n in split.graph.nodes if n.target is torch.cat]
+    assert len(cats) == 1 and cats[0].args[0][0].op == "placeholder", "only the other concatenation is left"
+    assert sum(isinstance(m, FusedConv2d) for m in split.modules()) == 2 + 2 * 2
+    with torch.inference_mode():
+        (want, want_other), (got, got_other) = model(x), split(x)
+    assert torch.allclose(want, got, atol=1e-5, rtol=1e-5)
+    assert torch.equal(want_other, got_other)
 
 
 def test_bf16_on_the_cpu_keeps_the_classes():

@@ -66,7 +66,7 @@ def _pattern_after(gm: GraphModule, cat: Node) -> tuple[list[Node], _Conv, _Conv
     dim = cat.args[1] if len(cat.args) > 1 else cat.kwargs.get("dim", 0)
     if dim != 1 or not isinstance(parts, (list, tuple)) or len(parts) < 2 or len(cat.users) != 1:
         return None
-    if not all(isinstance(p, Node) and "tensor_meta" in p.meta for p in parts):  # a constant: its width is unknown
+    if not all(isinstance(p, Node) and "tensor_meta" in p.meta for p in parts):  # not a tensor the probe gave a shape
         return None
     depthwise = next(iter(cat.users))
     dw = _fused(gm, depthwise)

@@ -58,13 +58,17 @@ step kernels 60 "$py" -m bench.kernels --out "$out/kernels.jsonl"
 # polygonising is CPU work, so it runs at 10,000 px at most here.
 step bench 330 "$py" -m bench --device "$device" --sizes "$sizes" --baselines naive --baseline-max-size 10000 \
   --cache-dir /tmp/railsight-bench --out "$out/bench.jsonl"
-# The same eager run at the largest size with the host work spread over processes that share the
-# GPU (each its own CUDA context and model copy) instead of the default one process of a thread per
-# core. Vectorising holds the GIL for part of its time: two threads ran a tile's vectorising 1.68-1.75x
-# as fast as one on a 2-core CPU (two processes 1.65-1.93x), which would cap 16 threads in one
-# process near 4x one core's 12 Mpx/s, far under the 250 Mpx/s target. Compare e2e_mpx_s and
-# time_share with the default layout's line (bench.jsonl says the workers and threads of each).
-for procs in 4 8; do
+# The host side alone (CPU work): vectorising bench tiles on 16 threads of one process against 16
+# processes. On a 2-core CPU threads gave 1.2-1.27x and processes 1.64-1.69x, so a GPU host now runs
+# a two-threaded worker process per two cores (service.cluster.local_layout) rather than one
+# process of a thread per core.
+step host-parallel 90 "$py" -m bench.host_parallel --workers 16 --tiles 192 --cache-dir /tmp/railsight-bench \
+  --out "$out/host_parallel.jsonl"
+# The same eager run at the largest size in other layouts of the workers sharing the GPU (each
+# process its own CUDA context and model copy): one process of 16 threads (the layout before) and
+# 4 processes of 4. Compare e2e_mpx_s, gpu_peak_mb and time_share with the default layout's line
+# (bench.jsonl says the workers and threads of each).
+for procs in 1 4; do
   step "bench-workers$procs" 100 "$py" -m bench --device "$device" --sizes "${sizes##*,}" --baselines none \
     --workers "$procs" --cache-dir /tmp/railsight-bench --out "$out/bench.jsonl"
 done
@@ -96,7 +100,7 @@ fi
 
 cat "$out/summary.txt"
 tail -n 2 "$out/tests.log"
-cat "$out/kernels.jsonl" 2>/dev/null
+cat "$out/kernels.jsonl" "$out/host_parallel.jsonl" 2>/dev/null
 tail -n 3 "$out/train.log" 2>/dev/null
 "$py" - "$out/bench.jsonl" <<'EOF'
 import json, sys

@@ -9,12 +9,12 @@ one line saying why it measured nothing.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from pathlib import Path
 
 import torch
 
+from bench.monitor import emit
 from kernels.normalise import normalise_channels_last
 
 MEAN, STD = (0.45, 0.45, 0.45), (0.25, 0.25, 0.25)
@@ -69,11 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                 "tests/test_normalise_triton.py checks their values on a CPU under Triton's interpreter)"}
     else:
         line = bench_normalise(args.batch, args.window, args.reps)
-    text = json.dumps(line)
-    print(text, flush=True)
-    if args.out:
-        with args.out.open("a") as f:
-            f.write(text + "\n")
+    emit(line, args.out)
     return 0
 
 

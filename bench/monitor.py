@@ -1,12 +1,14 @@
-"""Peak memory and the machine, for the JSON line."""
+"""Peak memory and the machine, for the JSON line, and the line written out."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -168,3 +170,13 @@ def machine(device: str) -> dict[str, Any]:
     return info
 
 
+
+
+def emit(line: dict[str, Any], out: Path | None) -> None:
+    """Print a benchmark's JSON line, and append it to ``out`` too when given."""
+    text = json.dumps(line)
+    print(text, flush=True)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "a", encoding="utf-8") as fh:
+            fh.write(text + "\n")

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.model import choose_spec
-from bench.monitor import PeakRSS, machine
+from bench.monitor import PeakRSS, emit, machine
 from bench.scene import RENDERERS, ensure_scene
 from models.spec import PRECISIONS
 
@@ -403,10 +403,5 @@ def main(argv: list[str] | None = None) -> int:
         if size == 20000 and 10000 in results:
             line["peak_rss_ratio_20k_10k"] = _ratio(line["peak_rss_mb"], results[10000]["peak_rss_mb"])
         results[size] = line
-        text = json.dumps(line)
-        print(text, flush=True)
-        if args.out is not None:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            with open(args.out, "a", encoding="utf-8") as fh:
-                fh.write(text + "\n")
+        emit(line, args.out)
     return 0

@@ -16,6 +16,7 @@ from service.quiet_close import quiet_close
 from service.settings import PipelineSettings
 
 CPU_WORKER_MEMORY = 1.5e9  # what one CPU worker holds at its peak: torch, the model, one batch
+GPU_THREADS_PER_WORKER = 2  # threads of each worker process on a GPU host (see local_layout)
 # Dask's statistical profiler walks every thread's stack in each worker 100 times a second for a
 # dashboard the pipeline does not start: on the 2-core bench (10,000 px) it cost 1.3 of 38 worker
 # CPU-seconds, and the scene took 4 % longer with it on.
@@ -39,16 +40,25 @@ def local_layout(requested_workers: int | None, device: str = "auto") -> tuple[i
     interpreter and one malloc arena), and a core that vectorises one batch is not idle while the
     other runs the model.
 
-    GPU: one process holds the device (one CUDA context, one copy of the model) with a thread per
-    core, so reading and vectorising on the host keep the device fed. ``requested_workers`` splits
-    the cores over that many processes instead."""
+    GPU: a process for every ``GPU_THREADS_PER_WORKER`` cores, all sharing the device (a CUDA
+    context and a copy of the model each), so that the host work that feeds it runs on every core.
+    Most of a worker's host time is vectorising, which holds the GIL for most of its time: threads
+    of one process vectorised at 1.21-1.27x one thread's speed where processes gave 1.64-1.65x
+    (2-core AMD EPYC, ``python -m bench.host_parallel``: about half of it under the GIL), so one
+    process of a thread per core (the layout before) would vectorise at about twice one core's
+    speed at most, whatever the core count.
+    Each process keeps two threads, so one reads or waits on the device while the other
+    vectorises. The model calls in flight are as many as before (one per thread), and so is the
+    device memory they take; each process adds its CUDA context. Not yet measured on a GPU
+    (``bench/gpu_check.sh`` compares it with one process). ``requested_workers`` splits the cores
+    over that many processes instead."""
     # Dask's figures, which honour a container's CPU quota and memory limit (os.cpu_count and the
     # host's RAM do not: a 4 GB pod on a 16-core node would start 16 workers)
     cores = dask.system.CPU_COUNT
     if requested_workers:
         return requested_workers, max(1, cores // requested_workers)
     if device == "cuda" or (device == "auto" and gpu_present()):
-        return 1, max(2, cores)
+        return max(1, cores // GPU_THREADS_PER_WORKER), GPU_THREADS_PER_WORKER
     by_memory = max(1, int(distributed.system.MEMORY_LIMIT // CPU_WORKER_MEMORY))
     return max(1, min(cores, by_memory)), 1
 

@@ -86,11 +86,9 @@ def run_batch(info: SceneInfo, tiles: list[Tile], opts: TaskOptions) -> BatchRes
         t_vector = time.perf_counter()
         for k, i in enumerate(chunk):
             valid = reads[i][1]
-            tile_objects, tile_lines = vectorise_tile(
-                probs[k], cores[k], valid, tiles[i],
-                classes=opts.classes, semantic_classes=SEMANTIC_CLASSES, object_classes=OBJECT_CLASSES,
-                pixel_size_m=px, railcar_width_trim_m=width_trim_m, rgb=reads[i][0],
-            )
+            tile_objects, tile_lines = tile_vectors(probs[k], cores[k], valid, tiles[i], reads[i][0],
+                                                    classes=opts.classes, pixel_size_m=px,
+                                                    railcar_width_trim_m=width_trim_m)
             objects += tile_objects
             lines += tile_lines
             labels = (_labels(np.where(valid, winning_class(probs[k]), INVALID_LABEL), tiles[i])
@@ -130,9 +128,18 @@ def warm_up(spec: ModelSpec, device: str, compiled: CompileFor | None = None, ca
     rgb = np.random.default_rng(0).integers(0, 256, (batch, 3, tile.size, tile.size), dtype=np.uint8)
     precision = shape.precision if shape else "auto"
     probs, cores = infer(module, meta, device_, rgb, bf16=autocast_bf16(device_, precision))
-    vectorise_tile(probs[0], cores[0], np.ones((tile.size, tile.size), dtype=bool), tile,
-                   classes=ALL_CLASSES, semantic_classes=SEMANTIC_CLASSES, object_classes=OBJECT_CLASSES,
-                   pixel_size_m=meta.pixel_size_m, rgb=rgb[0])
+    tile_vectors(probs[0], cores[0], np.ones((tile.size, tile.size), dtype=bool), tile, rgb[0],
+                 pixel_size_m=meta.pixel_size_m)
+
+
+def tile_vectors(probs: np.ndarray, cores: np.ndarray, valid: np.ndarray, tile: Tile, rgb: np.ndarray, *,
+                 pixel_size_m: float, classes: tuple[str, ...] = ALL_CLASSES,
+                 railcar_width_trim_m: float = 0.0) -> tuple[list[PixelObject], list[PixelLine]]:
+    """One tile's objects and track lines from its model output (``vectorise_tile`` with the
+    model interface's classes), as a worker makes them."""
+    return vectorise_tile(probs, cores, valid, tile, classes=classes, semantic_classes=SEMANTIC_CLASSES,
+                          object_classes=OBJECT_CLASSES, pixel_size_m=pixel_size_m,
+                          railcar_width_trim_m=railcar_width_trim_m, rgb=rgb)
 
 
 def model_calls(items: list[int], batch: int | None) -> list[list[int]]:

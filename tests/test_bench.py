@@ -88,3 +88,20 @@ def test_baselines_are_skipped_above_the_cpu_default(tmp_path):
     assert parse_args(["--device", "cpu", "--baselines", "none"]).baseline_list == []
     with pytest.raises(SystemExit):
         parse_args(["--device", "cpu", "--baselines", "fast"])
+
+
+@pytest.mark.timeout(300)
+def test_host_parallel_vectorises_the_same_features_every_way(tmp_path):
+    """``python -m bench.host_parallel`` on a small scene: one line, the three ways giving the same
+    features, and speedups that are the line's own times' ratios."""
+    cmd = [sys.executable, "-m", "bench.host_parallel", "--size", "768", "--renderer", "simple", "--tiles", "6",
+           "--reps", "1", "--workers", "2", "--cache-dir", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=280)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (line,) = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
+    assert line["bench"] == "host-parallel" and line["tiles"] == 6 and line["workers"] == 2
+    assert line["same_features"] is True
+    for way in ("serial", "threads", "processes"):
+        assert line[f"{way}_ms_per_tile"] > 0
+    assert _close(line["threads_speedup"], line["serial_ms_per_tile"] / line["threads_ms_per_tile"], 1e-2)
+    assert _close(line["processes_speedup"], line["serial_ms_per_tile"] / line["processes_ms_per_tile"], 1e-2)

@@ -38,11 +38,13 @@ def test_cpu_workers_are_capped_by_memory(host):
     assert local_layout(None, "cpu") == (1, 1)
 
 
-def test_a_gpu_gets_one_worker_with_a_thread_per_core(host):
+def test_a_gpu_host_gets_a_two_threaded_worker_process_for_every_two_cores(host):
     host(cores=16, memory=128e9, gpu=True)
-    assert local_layout(None, "auto") == (1, 16)
-    assert local_layout(None, "cuda") == (1, 16)
+    assert local_layout(None, "auto") == (8, 2)
+    assert local_layout(None, "cuda") == (8, 2)
     assert local_layout(None, "cpu") == (16, 1)  # --device cpu on a GPU host
+    host(cores=1, memory=8e9, gpu=True)
+    assert local_layout(None, "cuda") == (1, 2)  # still a thread to read beside the one vectorising
 
 
 def test_asked_for_workers_share_the_cores(host):

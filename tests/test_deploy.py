@@ -427,6 +427,30 @@ def test_gpu_workers_get_one_gpu_each_on_gpu_nodes():
     assert "nvidia.com/gpu" not in str(cpu_spec) and "nodeSelector" not in cpu_spec
 
 
+def _flags(command: list[str]) -> dict[str, str]:
+    return dict(a.removeprefix("--").split("=", 1) for a in command if a.startswith("--") and "=" in a)
+
+
+def _ports(spec: str) -> set[int]:
+    low, _, high = spec.partition(":")
+    return set(range(int(low), int(high or low) + 1))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_worker_processes_each_get_their_own_ports_and_share_the_cpu_limit(overlay):
+    """Several worker processes in a pod need a worker and a nanny port each (a fixed port would
+    let only the first start); their threads fit the pod's CPU limit. GPU pods run several
+    processes, since threads of one process add little to the host work (service.cluster)."""
+    (c,) = by_kind(rendered(overlay), "Deployment")["railsight-dask-worker"]["spec"]["template"]["spec"]["containers"]
+    flags = _flags(c["command"])
+    n, threads = int(flags["nworkers"]), int(flags["nthreads"])
+    workers, nannies = _ports(flags["worker-port"]), _ports(flags["nanny-port"])
+    assert len(workers) == n == len(nannies) and not workers & nannies
+    assert {p["containerPort"] for p in c["ports"]} >= {min(workers), min(nannies)}
+    assert n * threads <= float(c["resources"]["limits"]["cpu"])
+    assert (n > 1) == (overlay == "gpu")
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_dask_workers_run_with_the_local_clusters_dask_settings(overlay):
     """The worker pods' DASK_* variables, read the way Dask reads them, give what

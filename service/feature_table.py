@@ -103,18 +103,37 @@ class FeatureTable(Sequence[dict[str, Any]]):
         for start in range(0, len(self), CHUNK):
             yield from self._build(start, min(start + CHUNK, len(self)))
 
-    def _build(self, start: int, stop: int) -> list[dict[str, Any]]:
+    def encodable(self, start: int, stop: int) -> list[dict[str, Any]]:
+        """Features ``start:stop`` as ``service.geojson.write_geojson`` encodes them: the dicts that
+        reading gives, but with coordinates as numpy arrays, which its encoder writes as the same text."""
+        return self._build(start, stop, arrays=True)
+
+    def _build(self, start: int, stop: int, *, arrays: bool = False) -> list[dict[str, Any]]:
         if stop <= start:
             return []
-        geometries = geometry_members(shapely.from_wkb(self._wkb[start:stop]))
-        held = {**self._numeric, **self._text}
-        # NaN (a number) and None (text) are "not for this feature"
-        columns = [(k, held[k][start:stop].tolist(), k in INTEGER_PROPERTIES) for k in PROPERTIES if k in held]
-        out = []
-        for j, (fid, cls, geometry) in enumerate(zip(self._ids[start:stop].tolist(), self._classes[start:stop].tolist(),
-                                                     geometries, strict=True)):  # fmt: skip
-            props: dict[str, Any] = {"id": fid, "class": cls}
-            props.update((k, int(values[j]) if count else values[j])
-                         for k, values, count in columns if values[j] is not None and values[j] == values[j])
-            out.append(feature(fid, geometry, props))
-        return out
+        geometries = geometry_members(shapely.from_wkb(self._wkb[start:stop]), arrays=arrays)
+        keys, rows = self._property_rows(start, stop)
+        ids, classes = self._ids[start:stop].tolist(), self._classes[start:stop].tolist()
+        return [feature(fid, geometry, {"id": fid, "class": cls,
+                                        **{k: v for k, v in zip(keys, row, strict=True) if v is not None}})
+                for fid, cls, geometry, row in zip(ids, classes, geometries, rows, strict=True)]  # fmt: skip
+
+    def _property_rows(self, start: int, stop: int) -> tuple[list[str], Iterator[tuple]]:
+        """The property names in output order, and for each feature its values in that order, None
+        where the property is not for that feature (a NaN number, a None text)."""
+        keys, columns = [], []
+        for k in PROPERTIES:
+            if k in self._numeric:
+                values = self._numeric[k][start:stop]
+                missing = np.isnan(values)
+                listed = (np.where(missing, 0, values).astype(np.int64) if k in INTEGER_PROPERTIES else values).tolist()
+                if missing.any():
+                    for i in np.flatnonzero(missing).tolist():
+                        listed[i] = None
+            elif k in self._text:
+                listed = self._text[k][start:stop].tolist()
+            else:
+                continue
+            keys.append(k)
+            columns.append(listed)
+        return keys, zip(*columns, strict=True) if columns else iter([()] * (stop - start))

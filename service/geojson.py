@@ -53,10 +53,12 @@ class GeometryMapper:
         return np.round(np.column_stack([x, y]), DECIMALS)
 
 
-def geometry_members(geoms: np.ndarray) -> list[dict[str, Any]]:
+def geometry_members(geoms: np.ndarray, *, arrays: bool = False) -> list[dict[str, Any]]:
     """GeoJSON ``geometry`` members for an array of geometries. Polygons without holes and
     LineStrings (nearly every output feature) are built from one coordinate array sliced per
-    geometry; anything else goes through shapely's ``mapping``."""
+    geometry; anything else goes through shapely's ``mapping``. With ``arrays``, those slices stay
+    numpy views (for ``_encode``, which writes them as it writes lists: making them lists of
+    floats was a third of writing a large scene)."""
     out: list[dict[str, Any] | None] = [None] * len(geoms)
     kinds = shapely.get_type_id(geoms)
     simple_polygon = (kinds == shapely.GeometryType.POLYGON) & (shapely.get_num_interior_rings(geoms) == 0)
@@ -68,7 +70,8 @@ def geometry_members(geoms: np.ndarray) -> list[dict[str, Any]]:
         if not idx.size:
             continue
         lines = select(geoms[idx])
-        points = shapely.get_coordinates(lines).tolist()  # one conversion, then list slices per geometry
+        coords = shapely.get_coordinates(lines)
+        points = coords if arrays else coords.tolist()  # one conversion, then slices per geometry
         ends = np.cumsum(shapely.get_num_coordinates(lines)).tolist()
         for i, start, stop in zip(idx.tolist(), [0, *ends[:-1]], ends, strict=True):
             pts = points[start:stop]
@@ -105,10 +108,12 @@ def write_geojson(collection: dict[str, Any], path: str | Path) -> Path:
     def dump(fh: TextIO) -> None:
         fh.write('{"type":"FeatureCollection","features":[')
         features = collection["features"]
+        # A FeatureTable hands over its slices with their coordinates still arrays (``encodable``).
+        take = getattr(features, "encodable", lambda start, stop: list(features[start:stop]))
         for start in range(0, len(features), FEATURES_PER_WRITE):  # one encoder call a slice, not a feature
             if start:
                 fh.write(",")
-            fh.write(_encode(list(features[start:start + FEATURES_PER_WRITE]))[1:-1])
+            fh.write(_encode(take(start, min(start + FEATURES_PER_WRITE, len(features))))[1:-1])
         fh.write("]")
         for key, value in collection.items():
             if key not in ("type", "features"):

@@ -71,6 +71,31 @@ def test_streamed_file_equals_the_collection_as_dicts(tmp_path):
     assert not list(tmp_path.glob(".*tmp*"))  # written atomically: no temporary left behind
 
 
+def test_a_table_is_written_as_the_same_text_as_its_dicts(tmp_path):
+    """The writer takes a table's slices with coordinates as arrays (``encodable``); the text must be
+    what the dicts read back from it give, byte for byte: polygons, a polygon with a hole, lines,
+    counts, and properties left out where NaN or None, over more than one slice."""
+    n = CHUNK + 3
+    rng = np.random.default_rng(0)
+    geoms = [box(x, y, x + 0.5, y + 2) for x, y in rng.uniform(-180, 180, (n, 2))]
+    geoms[1] = Polygon([(0, 0), (9, 0), (9, 9), (0, 9)], [[(1, 1), (2, 1), (2, 2), (1, 1)]])
+    geoms[2] = LineString([(0.123456789, 1), (5, 9), (7, 3)])
+    position = np.where(rng.random(n) < 0.3, np.nan, rng.integers(1, 9, n).astype(float))
+    colour = np.where(rng.random(n) < 0.5, None, "#a0b0c0").astype(object)
+    table = FeatureTable(np.array(geoms, dtype=object), np.array([f"f-{i}" for i in range(n)], dtype=object),
+                         np.full(n, "railcar", dtype=object),
+                         {"confidence": rng.random(n), "consist_position": position,
+                          "width_m": np.where(rng.random(n) < 0.2, np.nan, 3.1)}, {"colour": colour})  # fmt: skip
+    summary = {"counts": {"railcar": n}}
+    from_table = write_geojson(feature_collection(table, summary), tmp_path / "table.geojson").read_bytes()
+    from_dicts = write_geojson(feature_collection(list(table), summary), tmp_path / "dicts.geojson").read_bytes()
+    assert from_table == from_dicts
+    back = json.loads(from_table)["features"]
+    assert back[1]["geometry"]["type"] == "Polygon" and len(back[1]["geometry"]["coordinates"]) == 2
+    assert [("consist_position" in f["properties"], "colour" in f["properties"]) for f in back] == \
+        [(p == p, c is not None) for p, c in zip(position, colour, strict=True)]
+
+
 def test_the_written_file_is_strict_json_whatever_the_summary_holds(tmp_path):
     summary = {"valid_fraction": np.float64(0.5), "tiles": np.int64(3), "score": float("nan"),
                "scene": {"name": "Güterbahnhof Muttenz.tif"}}  # fmt: skip

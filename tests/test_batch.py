@@ -141,7 +141,7 @@ def test_interrupted_run_resumes_with_nothing_lost_or_duplicated(use_client, sce
         return real(scene, *args, **kwargs)
 
     monkeypatch.setattr(batch, "detect_scene", interrupted_on_second)
-    assert railsight("--scenes", str(scene_list), "--out", str(out)) == 130
+    assert railsight("--scenes", str(scene_list), "--out", str(out), "--concurrency", "1") == 130
     first = outputs(out)
     assert len(first) == 1 and no_temporaries(out)
     done_marker = next((out / ".batch").glob("*.done.json"))
@@ -164,6 +164,49 @@ def test_interrupted_run_resumes_with_nothing_lost_or_duplicated(use_client, sce
     calls.clear()
     assert railsight("--scenes", str(scene_list), "--out", str(out)) == 0
     assert calls == []
+
+
+def features_by_output(out: Path) -> dict[str, list]:
+    return {name: fc["features"] for name, fc in outputs(out).items()}
+
+
+def test_scenes_run_at_once_write_what_one_at_a_time_writes(use_client, scene_list, tmp_path):
+    one, three = tmp_path / "one", tmp_path / "three"
+    assert railsight("--scenes", str(scene_list), "--out", str(one), "--concurrency", "1") == 0
+    assert railsight("--scenes", str(scene_list), "--out", str(three), "--concurrency", "3") == 0
+    assert features_by_output(one) == features_by_output(three) and len(outputs(three)) == 3
+    summary = json.loads((three / "summary.json").read_text())
+    assert summary["complete"] and summary["counts"]["railcar"] == 6 and no_temporaries(three)
+
+
+def test_an_interrupted_run_of_scenes_at_once_stops_them_all_and_resumes(use_client, scene_list, tmp_path,
+                                                                         monkeypatch):  # fmt: skip
+    """Ctrl-C while two scenes run: the one still running is told to stop (the first scene here waits
+    for that, then runs and is stopped at once), the third never starts, nothing is written, and
+    the rerun does them all."""
+    out = tmp_path / "out"
+    real = batch.detect_scene
+    events: list = []
+
+    def interrupted_on_second(scene, *args, cancel=None, **kwargs):
+        events.append(cancel)
+        if len(events) == 2:
+            raise KeyboardInterrupt
+        assert cancel.wait(timeout=30), "the running scene was not told to stop"
+        return real(scene, *args, cancel=cancel, **kwargs)
+
+    monkeypatch.setattr(batch, "detect_scene", interrupted_on_second)
+    assert railsight("--scenes", str(scene_list), "--out", str(out), "--concurrency", "2") == 130
+    assert len(events) == 2 and events[0] is events[1] and events[0].is_set()
+    assert not outputs(out) and not list((out / ".batch").glob("*.done.json")) and no_temporaries(out)
+    monkeypatch.setattr(batch, "detect_scene", real)
+    assert railsight("--scenes", str(scene_list), "--out", str(out)) == 0
+    assert json.loads((out / "summary.json").read_text())["counts"]["railcar"] == 6 and len(outputs(out)) == 3
+
+
+def test_concurrency_below_one_is_refused(use_client, scene_list, tmp_path, capsys):
+    assert railsight("--scenes", str(scene_list), "--out", str(tmp_path / "out"), "--concurrency", "0") == 2
+    assert capsys.readouterr().err.strip() == "railsight: error: --concurrency must be at least 1, got 0"
 
 
 def test_output_without_marker_or_with_wrong_size_is_redone(use_client, scene_list, tmp_path, monkeypatch):

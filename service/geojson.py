@@ -62,14 +62,12 @@ def geometry_members(geoms: np.ndarray, *, arrays: bool = False) -> list[dict[st
     out: list[dict[str, Any] | None] = [None] * len(geoms)
     kinds = shapely.get_type_id(geoms)
     simple_polygon = (kinds == shapely.GeometryType.POLYGON) & (shapely.get_num_interior_rings(geoms) == 0)
-    for kind, name, select in (
-        (simple_polygon, "Polygon", shapely.get_exterior_ring),
-        (kinds == shapely.GeometryType.LINESTRING, "LineString", lambda g: g),
-    ):
+    # A polygon without holes has the coordinates of its exterior ring: no ring geometry is made.
+    for kind, name in ((simple_polygon, "Polygon"), (kinds == shapely.GeometryType.LINESTRING, "LineString")):
         idx = np.flatnonzero(kind)
         if not idx.size:
             continue
-        lines = select(geoms[idx])
+        lines = geoms[idx]
         coords = shapely.get_coordinates(lines)
         points = coords if arrays else coords.tolist()  # one conversion, then slices per geometry
         ends = np.cumsum(shapely.get_num_coordinates(lines)).tolist()

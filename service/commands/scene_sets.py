@@ -61,8 +61,8 @@ def detecting_ahead(images: Sequence[Path], detect: Callable[[Path, threading.Ev
     ``detect(image, cancel)`` already runs on up to ``ahead`` of them at once, so the caller's
     scoring of one scene and the pipeline's merge of it overlap the next scene's tiles (as in
     ``railsight batch``). The 24 held-out scenes: 24.2-24.4 s against 32.6-33.5 s one at a time
-    (2-core AMD EPYC, bf16, alternating runs). On the way
-    out, scenes not started are dropped and running ones told to stop (``cancel``)."""
+    (2-core AMD EPYC, bf16, alternating runs). On the way out, scenes not started are dropped and
+    running ones told to stop (``cancel``)."""
     cancel = threading.Event()
     with ThreadPoolExecutor(max(1, ahead), thread_name_prefix="railsight-scene") as pool:
         queued = deque((image, pool.submit(detect, image, cancel)) for image in images)

@@ -59,7 +59,7 @@ step kernels 60 "$py" -m bench.kernels --out "$out/kernels.jsonl"
 step bench 330 "$py" -m bench --device "$device" --sizes "$sizes" --baselines naive --baseline-max-size 10000 \
   --cache-dir /tmp/railsight-bench --out "$out/bench.jsonl"
 # The host side alone (CPU work): vectorising bench tiles on 16 threads of one process against 16
-# processes. On a 2-core CPU threads gave 1.2-1.27x and processes 1.64-1.69x, so a GPU host now runs
+# processes. On a 2-core CPU threads gave 1.20-1.29x and processes 1.61-1.69x, so a GPU host now runs
 # a two-threaded worker process per two cores (service.cluster.local_layout) rather than one
 # process of a thread per core.
 step host-parallel 90 "$py" -m bench.host_parallel --workers 16 --tiles 192 --cache-dir /tmp/railsight-bench \

@@ -43,9 +43,9 @@ def local_layout(requested_workers: int | None, device: str = "auto") -> tuple[i
     GPU: a process for every ``GPU_THREADS_PER_WORKER`` cores, all sharing the device (a CUDA
     context and a copy of the model each), so that the host work that feeds it runs on every core.
     Most of a worker's host time is vectorising, which holds the GIL for about half its time:
-    threads of one process vectorised at 1.20-1.27x one thread's speed where processes gave
-    1.64-1.69x (2-core AMD EPYC, ``python -m bench.host_parallel``), so one process of a thread per
-    core (the layout before) would vectorise at about twice one core's speed at most, whatever the
+    threads of one process vectorised at 1.20-1.29x one thread's speed where processes gave
+    1.61-1.69x (2-core AMD EPYC, ``python -m bench.host_parallel``), so one process of a thread per
+    core (the layout before) would vectorise at 1.5-2.5 times one core's speed at most, whatever the
     core count. Each process keeps two threads, so one reads or waits on the device while the other
     vectorises. The model calls in flight are as many as before (one per thread), and so is the
     device memory they take; each process adds its CUDA context. Not yet measured on a GPU

@@ -97,11 +97,22 @@ class ModelPlugin(WorkerPlugin):
         from models.allocator import keep_freed_memory
         from models.loading import resolve_device
 
-        if worker is not None and resolve_device(self.device).type == "cpu":
-            keep_freed_memory()  # a LocalCluster's workers start with it; workers started elsewhere may not
+        if worker is not None:
+            cpu = resolve_device(self.device).type == "cpu"
+            if cpu:
+                keep_freed_memory()  # a LocalCluster's workers start with it; workers started elsewhere may not
             host = get_address_host(worker.address)
             dask_threads = self.threads_by_host.get(host, worker.state.nthreads)
-            torch.set_num_threads(max(1, dask.system.CPU_COUNT // max(1, dask_threads)))  # quota-aware
+            per_thread = max(1, dask.system.CPU_COUNT // max(1, dask_threads))  # quota-aware
+            if cpu:
+                torch.set_num_threads(per_thread)
+            if self.compiled is not None:
+                # Inductor compiles in a pool of subprocesses, by default one per core, in every worker
+                # process: the eight GPU workers of a 16-core host would start 128 at once, each with
+                # torch loaded. This process's share of the cores instead.
+                import torch._inductor.config as inductor_config
+
+                inductor_config.compile_threads = per_thread * worker.state.nthreads
         get_model(self.spec, self.device, self.compiled)
         if worker is not None:
             _warm_up(self.spec, self.device, self.compiled, self.calls)

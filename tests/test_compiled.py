@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import dask.system
 import pytest
 import torch
 from torch import nn
@@ -76,6 +77,15 @@ def test_compiled_pipeline_finds_what_the_eager_one_does(yard, dask_client, orac
         return model_plugin.is_warm(oracle_spec, "cpu", want, calls)
 
     assert list(dask_client.run(compiled_and_warm).values()) == [True, True]
+
+    def compile_threads() -> int:
+        import torch._inductor.config as inductor_config
+
+        return inductor_config.compile_threads
+
+    # Each worker compiles on its share of the host's cores, not a subprocess per core of its own.
+    share = max(1, dask.system.CPU_COUNT // 2)  # two single-threaded workers
+    assert list(dask_client.run(compile_threads).values()) == [share, share]
 
 
 def test_detect_compile_flag(tmp_path, cli_env):

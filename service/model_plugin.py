@@ -98,14 +98,14 @@ class ModelPlugin(WorkerPlugin):
         from models.loading import resolve_device
 
         if worker is not None:
-            cpu = resolve_device(self.device).type == "cpu"
-            if cpu:
+            if resolve_device(self.device).type == "cpu":
                 keep_freed_memory()  # a LocalCluster's workers start with it; workers started elsewhere may not
             host = get_address_host(worker.address)
             dask_threads = self.threads_by_host.get(host, worker.state.nthreads)
             per_thread = max(1, dask.system.CPU_COUNT // max(1, dask_threads))  # quota-aware
-            if cpu:
-                torch.set_num_threads(per_thread)
+            # On CUDA too: the host-side copies into pinned memory are torch's, and several GPU
+            # worker processes share the host (see service.cluster.local_layout).
+            torch.set_num_threads(per_thread)
             if self.compiled is not None:
                 # Inductor compiles in a pool of subprocesses, by default one per core, in every worker
                 # process: the eight GPU workers of a 16-core host would start 128 at once, each with

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from service.commands.scene_sets import add_run_options, detecting_ahead, over_scenes, scene_pairs, write_report
+from service.commands.scene_sets import add_run_options, over_scenes, scene_pairs, write_report
 from service.errors import BadOption
 
 
@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from models.evaluation import evaluate
     from models.spec import SHIPPED_WEIGHTS, read_meta
     from service.commands.detect import settings_from_args
-    from service.pipeline import detect_scene, model_spec_from_settings, options_from_settings
+    from service.pipeline import model_spec_from_settings, options_from_settings
 
     if args.limit is not None and args.limit < 1:
         raise BadOption(f"--limit must be at least 1, got {args.limit}")
@@ -43,12 +43,7 @@ def run(args: argparse.Namespace) -> int:
         model_info.update(name=meta.name, version=meta.version,
                           trained_on=meta.extra.get("hardware"), train_seconds=meta.extra.get("train_seconds"),
                           steps=meta.extra.get("steps"), confidence_floors=meta.own_floors(options.tta))
-    def work(client, progress):
-        with detecting_ahead([image for image, _ in pairs], lambda path, cancel: detect_scene(
-                path, options, spec, client, cancel=cancel)) as detect:
-            return evaluate(pairs, detect, progress=progress)
-
-    report = over_scenes(settings, len(pairs), "eval", args.quiet, work)
+    report = over_scenes(settings, pairs, options, spec, "eval", args.quiet, evaluate)
     report = {"model": model_info, "scene_dir": str(args.scenes), **report}
     write_report(report, args.out)
     shown = report if args.per_scene else {k: v for k, v in report.items() if k != "per_scene"}

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from service.commands.scene_sets import add_run_options, detecting_ahead, over_scenes, scene_pairs, write_report
+from service.commands.scene_sets import add_run_options, over_scenes, scene_pairs, write_report
 from service.errors import BadOption
 from service.pipeline import DetectOptions, options_from_settings
 from service.settings import PipelineSettings
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from models.floor_choice import FLOORS, choose, classes_with_truth, describe, detect_all, write_floors
     from models.spec import SHIPPED_WEIGHTS
     from service.commands.detect import settings_from_args
-    from service.pipeline import detect_scene, model_meta, model_spec_from_settings
+    from service.pipeline import model_meta, model_spec_from_settings
 
     pairs = scene_pairs(args.scenes, args.workers)
     settings = settings_from_args(args)
@@ -45,12 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if args.write and not classes_with_truth(pairs):  # known before a scene is detected
         raise BadOption(f"no floor to write: the scenes hold no {' or '.join(FLOORS)} truth")
     options = pass_options(settings, model_tile=args.model_tile, tta=args.tta)
-    def work(client, progress):
-        with detecting_ahead([image for image, _ in pairs], lambda path, cancel: detect_scene(
-                path, options, spec, client, cancel=cancel)) as detect:
-            return detect_all(pairs, detect, progress=progress)
-
-    scenes = over_scenes(settings, len(pairs), "floors", args.quiet, work)
+    scenes = over_scenes(settings, pairs, options, spec, "floors", args.quiet, detect_all)
     choice = choose(scenes, current=model_meta(spec).own_floors(options.tta))
     chosen = {cls: c["chosen"] for cls, c in choice.items() if c["chosen"] is not None}
     chosen_on = describe(choice, options.tta, args.scenes, len(scenes))

@@ -11,13 +11,16 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from tqdm import tqdm
 
+from models.spec import ModelSpec
 from service.commands.batch import CONCURRENT_SCENES
 from service.errors import BadOption
+from service.pipeline import DetectOptions, detect_scene
 from service.settings import PipelineSettings
 
 T = TypeVar("T")
@@ -81,20 +84,26 @@ def detecting_ahead(images: Sequence[Path], detect: Callable[[Path, threading.Ev
             cancel.set()
 
 
-def over_scenes(settings: PipelineSettings, n_scenes: int, desc: str, quiet: bool,
-                work: Callable[[Any, Progress], T]) -> T:
-    """``work(client, progress)`` on the pipeline's Dask cluster, with a bar over ``n_scenes``."""
+def over_scenes(settings: PipelineSettings, pairs: Sequence[tuple[Path, Path]], options: DetectOptions,
+                model: ModelSpec, desc: str, quiet: bool, score: Callable[..., T]) -> T:
+    """``score(pairs, detect, progress=...)`` on the pipeline's Dask cluster, with a bar over the
+    scenes: ``detect(image)`` runs the pipeline on a scene with ``options`` and ``model``, the
+    scenes detected ahead of ``score`` (``detecting_ahead``)."""
     from service.cluster import dask_client
 
-    bar = tqdm(total=n_scenes, unit="scene", desc=desc, disable=quiet or None, file=sys.stderr)
+    bar = tqdm(total=len(pairs), unit="scene", desc=desc, disable=quiet or None, file=sys.stderr)
 
     def progress(done: int, total: int, name: str) -> None:
         bar.set_postfix_str(name)
         bar.update(1)
 
+    def run(client: Any, image: Path, cancel: threading.Event) -> dict:
+        return detect_scene(image, options, model, client, cancel=cancel)
+
     with dask_client(settings) as client:
         try:
-            return work(client, progress)
+            with detecting_ahead([image for image, _ in pairs], partial(run, client)) as detect:
+                return score(pairs, detect, progress=progress)
         finally:
             bar.close()
 

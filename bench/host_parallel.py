@@ -29,6 +29,7 @@ import numpy as np
 
 from bench.monitor import emit, machine
 from bench.scene import RENDERERS, ensure_scene
+from service.tile_tasks import tile_vectors
 
 _tiles: list[tuple] = []  # a process pool worker's copy of the tiles (see _load)
 _px = 0.5
@@ -64,8 +65,6 @@ def model_outputs(scene: Path, count: int) -> tuple[list[tuple], float]:
 
 def _vectorise(index: int) -> tuple[int, int, float]:
     """Tile ``index`` vectorised: its objects, its lines and their summed area, to compare the ways."""
-    from service.tile_tasks import tile_vectors
-
     probs, cores, valid, tile, rgb = _tiles[index]
     objects, lines = tile_vectors(probs, cores, valid, tile, rgb, pixel_size_m=_px)
     return len(objects), len(lines), round(sum(o.polygon.area for o in objects), 3)

@@ -170,8 +170,6 @@ def machine(device: str) -> dict[str, Any]:
     return info
 
 
-
-
 def emit(line: dict[str, Any], out: Path | None) -> None:
     """Print a benchmark's JSON line, and append it to ``out`` too when given."""
     text = json.dumps(line)

@@ -450,11 +450,11 @@ def box_sides(rects: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A corner, the long side and the short side (as vectors from that corner) of each polygon in an
     array of rotated rectangles (exterior rings of 5 coordinates, as shapely makes them); of its
     smallest rotated rectangle for any other polygon."""
-    odd = _exteriors(rects)[1] != 5  # not one of ours: fit one
+    ok, corner, along, across = rectangle_sides(rects)
+    odd = ~ok  # not one of ours: fit one
     if odd.any():
-        rects = rects.copy()
-        rects[odd] = shapely.oriented_envelope(rects[odd])
-    return rectangle_sides(rects)[1:]
+        corner[odd], along[odd], across[odd] = rectangle_sides(shapely.oriented_envelope(rects[odd]))[1:]
+    return corner, along, across
 
 
 def oriented_box_attributes(rects: np.ndarray, pixel_size_m: float) -> dict[str, np.ndarray]:

@@ -7,7 +7,9 @@
               Plus a soft Dice over the three foreground classes (pooled over the batch), which
               keeps thin tracks and small tarps from being drowned by the background.
     cores     binary cross-entropy (positives up-weighted, they are small) + soft Dice, per core
-              channel, on valid pixels of scenes where that class is known.
+              channel, on valid pixels of scenes where that class is known. With a gap weight, the
+              pixels of an object's footprint outside its core (the rim that parts two coupled cars)
+              count 1 + gap weight times in the cross-entropy.
 
 total = semantic + SEMANTIC_DICE_WEIGHT * semantic_dice + core_bce + CORE_DICE_WEIGHT * core_dice
 """
@@ -54,12 +56,16 @@ def soft_dice(prob: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> t
     return (dice * counted).sum() / counted.sum().clamp_min(1)
 
 
-def core_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``logits`` and ``target`` (B, K, H, W); ``mask`` (B, K, H, W) bool: which pixels count.
+def core_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+              rim: torch.Tensor | None = None, rim_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``logits`` and ``target`` (B, K, H, W); ``mask`` (B, K, H, W) bool: which pixels count;
+    ``rim`` (B, K, H, W) bool: pixels whose cross-entropy counts ``1 + rim_weight`` times.
     Returns (BCE, soft Dice loss)."""
     logits = logits.float()
     target = target.float()
     m = mask.float()
+    if rim is not None and rim_weight:
+        m = m * (1.0 + rim_weight * rim.float())
     pos_weight = torch.tensor(CORE_POS_WEIGHT, device=logits.device)
     bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight, reduction="none")
     bce = (bce * m).sum() / m.sum().clamp_min(1.0)
@@ -67,8 +73,9 @@ def core_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) ->
 
 
 def railsight_loss(logits: torch.Tensor, semantic: torch.Tensor, cores: torch.Tensor,
-                   known: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-    """``semantic`` (B, H, W) long with IGNORE; ``cores`` (B, 2, H, W) {0, 1}; ``known`` (B, 4) bool.
+                   known: torch.Tensor, gap_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """``semantic`` (B, H, W) long with IGNORE; ``cores`` (B, 2, H, W) {0, 1}; ``known`` (B, 4) bool;
+    ``gap_weight``: extra weight of footprint pixels outside the cores (module docstring).
     Returns the total and its parts (floats, for logging)."""
     n = len(SEMANTIC_CLASSES)
     sem = semantic_loss(logits[:, :n], semantic, known)
@@ -80,7 +87,11 @@ def railsight_loss(logits: torch.Tensor, semantic: torch.Tensor, cores: torch.Te
     sem_dice = soft_dice(probs, onehot, valid & known[:, 1:n].bool().view(-1, n - 1, 1, 1))
     object_known = known[:, [SEMANTIC_CLASSES.index(c) for c in OBJECT_CLASSES]].bool()
     mask = valid & object_known.view(-1, len(OBJECT_CLASSES), 1, 1)
-    bce, dice = core_loss(logits[:, n:], cores, mask)
+    rim = None
+    if gap_weight:
+        footprint = torch.stack([semantic == SEMANTIC_CLASSES.index(c) for c in OBJECT_CLASSES], dim=1)
+        rim = footprint & (cores == 0)
+    bce, dice = core_loss(logits[:, n:], cores, mask, rim, gap_weight)
     total = sem + SEMANTIC_DICE_WEIGHT * sem_dice + bce + CORE_DICE_WEIGHT * dice
     return total, {"semantic": float(sem.detach()), "semantic_dice": float(sem_dice.detach()),
                    "core_bce": float(bce.detach()), "core_dice": float(dice.detach())}

@@ -102,6 +102,9 @@ class TrainConfig:
     # Train towards the --init weights' own mean over this many test-time views as well as the labels
     # (models.distillation); None: the labels alone.
     distil_views: int | None = None
+    # Extra weight in the core cross-entropy of footprint pixels outside the cores: the rim that parts
+    # two coupled cars (models.losses). 0 weighs them as any other pixel, as every run up to run 28 did.
+    gap_weight: float = 0.0
     synth_size_px: int = SYNTH_SCENE_PX
     crops_per_scene: int | None = None  # default 24 synthetic, 8 for a user's scenes
     pool: int = 3
@@ -168,6 +171,8 @@ class TrainConfig:
             raise ValueError(f"--synth-share must be between 0 and 1, got {self.synth_share}")
         if not 0 <= self.shift_share <= 1:
             raise ValueError(f"--shift-share must be between 0 and 1, got {self.shift_share:g}")
+        if self.gap_weight < 0:
+            raise ValueError(f"--gap-weight must be 0 or more, got {self.gap_weight:g}")
         if self.ema is not None and not 0 < self.ema < 1:
             raise ValueError(f"--ema must be between 0 and 1, got {self.ema:g}")
         if self.distil_views is not None:
@@ -392,7 +397,7 @@ def _train(cfg: TrainConfig, scene_at: Callable[[int], GridSample] | None,
             known = batch["known"].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = model(x)
-            loss, parts = railsight_loss(logits.float(), semantic, cores, known)
+            loss, parts = railsight_loss(logits.float(), semantic, cores, known, cfg.gap_weight)
             if teacher is not None:
                 kd = distillation_loss(logits, *teacher(x), semantic != IGNORE)
                 loss = loss + DISTIL_WEIGHT * kd
@@ -443,6 +448,7 @@ def _train(cfg: TrainConfig, scene_at: Callable[[int], GridSample] | None,
         "train_seconds": round(seconds, 1),
         "final_loss": round(losses[-1], 4) if losses else None,
         **({"shift_share": cfg.shift_share} if cfg.shift_share else {}),
+        **({"gap_weight": cfg.gap_weight} if cfg.gap_weight else {}),
         **({"ema_decay": cfg.ema} if ema is not None else {}),
         **({"distil_views": cfg.distil_views, "distil_weight": DISTIL_WEIGHT} if teacher is not None else {}),
         "engine": {"name": "models.synth", "version": engine_version(), "run_seed": cfg.seed,

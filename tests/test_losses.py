@@ -58,3 +58,24 @@ def test_total_loss_parts_and_gradient():
     assert set(parts) == {"semantic", "semantic_dice", "core_bce", "core_dice"}
     assert torch.isfinite(total) and logits.grad is not None
     assert logits.grad[:, :, 0].abs().sum() == 0  # ignored pixels get no gradient
+
+
+def test_gap_weight_counts_the_rim_of_a_footprint_more():
+    # One railcar footprint of 4 pixels, of which 2 are its core: the other 2 are its rim.
+    semantic = torch.zeros(1, 2, 4, dtype=torch.long)
+    semantic[0, 0] = 1
+    cores = torch.zeros(1, 2, 2, 4, dtype=torch.uint8)
+    cores[0, 0, 0, :2] = 1
+    known = torch.ones(1, 4, dtype=torch.bool)
+    logits = torch.zeros(1, 6, 2, 4)
+    logits[0, 4, 0, 2:] = 2.0  # the railcar core channel wrongly says "core" on the rim only
+    rim_bce = torch.nn.functional.softplus(torch.tensor(2.0)).item()  # -log(1 - sigmoid(2))
+    flat_bce = math.log(2.0)  # every other pixel: logit 0 against its target
+    pos = 2.0  # models.losses.CORE_POS_WEIGHT: the core pixels count twice
+    # 16 pixels over both core channels: 2 rim, 2 core (x pos), 12 others
+    plain = (2 * rim_bce + 2 * pos * flat_bce + 12 * flat_bce) / 16
+    weighted = (3 * 2 * rim_bce + 2 * pos * flat_bce + 12 * flat_bce) / (16 + 2 * 2)
+    _, without = railsight_loss(logits, semantic, cores, known)
+    _, with_rim = railsight_loss(logits, semantic, cores, known, gap_weight=2.0)
+    assert without["core_bce"] == pytest.approx(plain, rel=1e-5)
+    assert with_rim["core_bce"] == pytest.approx(weighted, rel=1e-5)

@@ -158,6 +158,17 @@ def test_distillation_adds_the_teachers_term_and_is_recorded(labelled, init_weig
     assert "distil_views" not in read_weights(plain.out)[0].extra
 
 
+def test_gap_weight_changes_the_loss_and_is_recorded(labelled, init_weights, tmp_path):
+    scenes = fixed_scenes([user_sample(str(labelled / "a.tif"), str(labelled / "a.geojson"))])
+    common = dict(steps=1, init=str(init_weights), seed=4)
+    plain = train(small_config(tmp_path, out=str(tmp_path / "p.pt"), **common), scene_at=scenes)
+    rim = train(small_config(tmp_path, out=str(tmp_path / "g.pt"), gap_weight=2.0, **common), scene_at=scenes)
+    # Same start, same batch: only the weighting of the cars' rims in the core loss differs.
+    assert rim.losses[0] != pytest.approx(plain.losses[0], rel=1e-4)
+    assert read_weights(rim.out)[0].extra["history"][-1]["gap_weight"] == 2.0
+    assert "gap_weight" not in read_weights(plain.out)[0].extra["history"][-1]
+
+
 def test_ema_follows_its_decay_after_a_short_ramp():
     from models.weight_average import decay_at, ema_model
 
@@ -238,6 +249,7 @@ def test_labels_are_reprojected_onto_the_grid(labelled):
         (["train", "--pixel-size-share", "0.75-1.0=0.3", "--scenes", "a.tif", "--labels", "a.geojson"],
          "--pixel-size-share applies to synthetic training, not fine-tuning"),
         (["train", "--shift-share", "1.5"], "--shift-share must be between 0 and 1, got 1.5"),
+        (["train", "--gap-weight", "-1"], "--gap-weight must be 0 or more, got -1"),
         (["train", "--shift-share", "half"], "invalid float value"),
         (["train", "--ema", "1"], "--ema must be between 0 and 1, got 1"),
         (["train", "--init", "shipped", "--distil-views", "3"], "--distil-views must be one of 2, 4, 8, got 3"),

@@ -86,6 +86,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--distil-views", type=int, metavar="N",
                    help="also train towards the --init weights' own mean over N test-time views (2, 4 or 8), "
                         "which scores higher than one view: self-distillation (default: labels alone)")
+    p.add_argument("--gap-weight", type=float, default=0.0, metavar="W",
+                   help="extra weight in the core loss of object pixels outside their cores, the rim that parts "
+                        "coupled cars (default 0: none)")
     p.add_argument("--lr", type=float, help="peak learning rate (default 3e-3; 5e-4 from --init)")
     p.add_argument("--workers", type=int, help="data loader processes rendering scenes (default 1; 0 = inline)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
@@ -122,6 +125,7 @@ def config_from_args(args: argparse.Namespace):
         shift_share=args.shift_share,
         ema=args.ema,
         distil_views=args.distil_views,
+        gap_weight=args.gap_weight,
         synth_size_px=args.scene_px,
         crops_per_scene=args.crops_per_scene,
         workers=args.workers,

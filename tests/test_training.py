@@ -13,7 +13,7 @@ import models.training as training
 from models.dataset import fixed_scenes, user_sample
 from models.distillation import distillation_loss
 from models.interface import ModelMeta
-from models.loading import read_weights, save_weights
+from models.loading import read_weights, save_state, save_weights
 from models.training import TrainConfig, train
 from models.unet import build_unet
 from service.cli import main
@@ -338,3 +338,25 @@ def test_pixel_size_share_renders_that_share_at_pixel_sizes_spread_over_the_rang
     assert np.all(np.abs(quarters - 0.25) < 0.03), quarters
     # a scene picked for its pixel size draws its season as the engine does; of the rest, 40 % snow
     assert not snowy[picked].any() and 0.36 <= snowy[~picked].mean() <= 0.44
+
+
+def test_mean_of_weight_files(init_weights, tmp_path):
+    from models.weight_average import main as average_main
+    from models.weight_average import mean_of_files
+
+    meta, state = read_weights(init_weights)
+    shifted = {k: v + 1.0 if v.is_floating_point() else v + 7 for k, v in state.items()}
+    other = save_state(tmp_path / "other.pt", shifted, meta)
+    out = mean_of_files([str(init_weights), str(other)], str(tmp_path / "mean.pt"), "two runs")
+    mean_meta, mean = read_weights(out)
+    for k, v in state.items():
+        # floats halfway between the two (batch-norm statistics too); integer buffers from the last file
+        want = v + 0.5 if v.is_floating_point() else v + 7
+        assert torch.allclose(mean[k], want), k
+    assert mean_meta.extra["history"][-1] == {"kind": "average", "of": [str(init_weights), str(other)], "note": "two runs"}
+    assert mean_meta.own_floors() == meta.own_floors()  # floors are chosen again afterwards
+    wider = save_weights(tmp_path / "wider.pt", build_unet(**{**SMALL, "widths": [w * 2 for w in SMALL["widths"]]}),
+                         ModelMeta(version="0.0.1", arch_args={**SMALL, "widths": [w * 2 for w in SMALL["widths"]]}))
+    with pytest.raises(ValueError, match="holds another network"):
+        mean_of_files([str(wider), str(other)], str(tmp_path / "bad.pt"), "")
+    assert average_main([str(init_weights), "--out", str(tmp_path / "one.pt")]) == 2  # one file is no mean

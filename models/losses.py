@@ -57,15 +57,13 @@ def soft_dice(prob: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> t
 
 
 def core_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
-              rim: torch.Tensor | None = None, rim_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+              weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``logits`` and ``target`` (B, K, H, W); ``mask`` (B, K, H, W) bool: which pixels count;
-    ``rim`` (B, K, H, W) bool: pixels whose cross-entropy counts ``1 + rim_weight`` times.
+    ``weight`` (B, K, H, W): how much each pixel's cross-entropy counts (default 1).
     Returns (BCE, soft Dice loss)."""
     logits = logits.float()
     target = target.float()
-    m = mask.float()
-    if rim is not None and rim_weight:
-        m = m * (1.0 + rim_weight * rim.float())
+    m = mask.float() if weight is None else mask.float() * weight
     pos_weight = torch.tensor(CORE_POS_WEIGHT, device=logits.device)
     bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight, reduction="none")
     bce = (bce * m).sum() / m.sum().clamp_min(1.0)
@@ -87,11 +85,11 @@ def railsight_loss(logits: torch.Tensor, semantic: torch.Tensor, cores: torch.Te
     sem_dice = soft_dice(probs, onehot, valid & known[:, 1:n].bool().view(-1, n - 1, 1, 1))
     object_known = known[:, [SEMANTIC_CLASSES.index(c) for c in OBJECT_CLASSES]].bool()
     mask = valid & object_known.view(-1, len(OBJECT_CLASSES), 1, 1)
-    rim = None
+    weight = None
     if gap_weight:
         footprint = torch.stack([semantic == SEMANTIC_CLASSES.index(c) for c in OBJECT_CLASSES], dim=1)
-        rim = footprint & (cores == 0)
-    bce, dice = core_loss(logits[:, n:], cores, mask, rim, gap_weight)
+        weight = 1.0 + gap_weight * (footprint & (cores == 0)).float()
+    bce, dice = core_loss(logits[:, n:], cores, mask, weight)
     total = sem + SEMANTIC_DICE_WEIGHT * sem_dice + bce + CORE_DICE_WEIGHT * dice
     return total, {"semantic": float(sem.detach()), "semantic_dice": float(sem_dice.detach()),
                    "core_bce": float(bce.detach()), "core_dice": float(dice.detach())}

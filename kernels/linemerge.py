@@ -53,11 +53,18 @@ def _chain_order(n: int, links: np.ndarray, free: np.ndarray) -> tuple[np.ndarra
     np.minimum.at(start, comp[free], np.flatnonzero(free))
     loop = start == n
     np.minimum.at(start, comp, np.where(loop[comp], np.arange(n), n))
-    # A virtual root n with an edge to each chain's start: one depth-first walk lists every chain in turn.
-    rows = np.r_[links[:, 0], np.full(start.size, n)]
-    cols = np.r_[links[:, 1], start]
-    walk = coo_array((np.ones(rows.size), (rows, cols)), shape=(n + 1, n + 1)).tocsr()
-    order = depth_first_order(walk, n, directed=False, return_predecessors=False)[1:]
+    # Virtual nodes n, n + 1, ... in a line, node n + k with an edge to the k-th chain start (in
+    # piece order): one depth-first walk from n lists every chain in turn. (One virtual root with an
+    # edge to every start lists them too, but scipy's walk scans a node's edges again from the first
+    # each time it comes back to it: 0.32 s for the 29,000 chains of a 20,000 px scene.)
+    starts = np.sort(start)
+    virtual = n + np.arange(starts.size)
+    rows = np.r_[links[:, 0], virtual, virtual[:-1]]
+    cols = np.r_[links[:, 1], starts, virtual[1:]]
+    size = n + starts.size
+    walk = coo_array((np.ones(rows.size), (rows, cols)), shape=(size, size)).tocsr()
+    order = depth_first_order(walk, n, directed=False, return_predecessors=False)
+    order = order[order < n]
     is_start = np.zeros(n, dtype=bool)
     is_start[start] = True
     return order, np.flatnonzero(is_start[order])

@@ -38,6 +38,7 @@ import numpy as np
 import shapely
 
 from kernels.consists import car_axes, find_consists, tracks_under
+from kernels.row_threads import by_rows
 from kernels.vectorise import box_sides
 
 # Real railcars are 2.4-3.2 m wide (5th-95th percentile of 503 hand-drawn cars, shared/USE_CASE.md).
@@ -73,7 +74,7 @@ def fit_railcars(rects: np.ndarray, lines: np.ndarray, pixel_size_m: float) -> F
     corner, along, across = box_sides(rects)
     centre, axis, half = car_axes(corner, along, across)
     track = tracks_under(centre, axis, lines, pixel_size_m)
-    centre, axis = onto_tracks(centre, axis, track, lines, pixel_size_m)
+    centre, axis = by_rows(lambda c, a, t: onto_tracks(c, a, t, lines, pixel_size_m), centre, axis, track)
     found = find_consists(centre, axis, half, pixel_size_m)
     centre, axis = along_consists(centre, axis, found.consist, found.position)
     source, centre, axis, half = cut_to_consist_length(centre, axis, half, found.consist, found.cars, pixel_size_m)

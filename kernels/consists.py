@@ -19,8 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 import shapely
 from scipy.sparse import coo_array
-from scipy.sparse.csgraph import connected_components, depth_first_order
+from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
+
+from kernels.linemerge import walk_chains
+from kernels.row_threads import by_rows
 
 # Coupled cars stand about 1 m apart (shared/USE_CASE.md), but a detected rectangle may come out
 # short at an end, and its centre off the car's axis (a footprint that takes in some shadow). Chosen
@@ -84,12 +87,8 @@ def find_consists(centre: np.ndarray, axis: np.ndarray, half: np.ndarray, pixel_
     rank[np.argsort(first)] = np.arange(count)
     consist = rank[consist]
     start = _start_cars(centre, consist, count, np.bincount(links.ravel(), minlength=n))
-    # A virtual root n with an edge to each consist's start car: one depth-first walk lists every
-    # consist in turn, each from its start car along its chain (a chain has no branches).
-    rows = np.r_[links[:, 0], np.full(count, n)]
-    cols = np.r_[links[:, 1], start]
-    walk = coo_array((np.ones(rows.size), (rows, cols)), shape=(n + 1, n + 1)).tocsr()
-    order = depth_first_order(walk, n, directed=False, return_predecessors=False)[1:]
+    # Every consist in turn, each from its start car along its chain (a chain has no branches).
+    order = walk_chains(n, links, start)
     cars = np.bincount(consist, minlength=count)
     in_order = consist[order]
     begins = np.r_[0, np.flatnonzero(in_order[1:] != in_order[:-1]) + 1]
@@ -169,9 +168,17 @@ def tracks_under(centre: np.ndarray, axis: np.ndarray, lines: np.ndarray, pixel_
     seg_line = np.repeat(np.arange(len(lines)), np.diff(offsets) - 1)
     starts = np.delete(np.arange(len(coords) - 1), offsets[1:-1] - 1)  # no segment from one line to the next
     a, b = coords[starts], coords[starts + 1]
-    segments = shapely.linestrings(np.stack([a, b], axis=1))
-    car, seg = shapely.STRtree(segments).query(shapely.points(centre), predicate="dwithin",
-                                               distance=TRACK_REACH_M / pixel_size_m)
+    tree = shapely.STRtree(shapely.linestrings(np.stack([a, b], axis=1)))
+    # Each car's track depends on that car alone: slices of the cars are looked up at once.
+    return by_rows(lambda c, ax: _nearest_track(c, ax, tree, a, b, seg_line, pixel_size_m), centre, axis)
+
+
+def _nearest_track(centre: np.ndarray, axis: np.ndarray, tree: shapely.STRtree, a: np.ndarray, b: np.ndarray,
+                   seg_line: np.ndarray, pixel_size_m: float) -> np.ndarray:
+    """``tracks_under`` for these cars, given the tree of the lines' segments (``a`` to ``b``, of
+    line ``seg_line``)."""
+    track = np.full(len(centre), -1, dtype=np.int64)
+    car, seg = tree.query(shapely.points(centre), predicate="dwithin", distance=TRACK_REACH_M / pixel_size_m)
     if not car.size:
         return track
     direction = b[seg] - a[seg]

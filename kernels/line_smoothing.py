@@ -14,6 +14,8 @@ import numpy as np
 import shapely
 from shapely import GeometryType
 
+from kernels.row_threads import by_rows
+
 
 def smooth_lines(lines: np.ndarray, *, step: float, half_window: float, simplify: float) -> np.ndarray:
     """``lines`` (an array of LineStrings, in pixels) smoothed; vertices the average left within
@@ -22,7 +24,7 @@ def smooth_lines(lines: np.ndarray, *, step: float, half_window: float, simplify
     out = lines.copy()
     moving = shapely.length(lines) > 0  # GEOS cannot segmentize a line of one repeated point
     if moving.any():
-        out[moving] = _smoothed(lines[moving], step, half_window, simplify)
+        out[moving] = by_rows(lambda part: _smoothed(part, step, half_window, simplify), lines[moving])
     return out
 
 
@@ -33,8 +35,14 @@ def _smoothed(lines: np.ndarray, step: float, half_window: float, simplify: floa
     position = np.arange(len(coords)) - offsets[line]
     k = max(int(round(half_window / step)), 0)
     half = np.minimum(k, np.minimum(position, sizes[line] - 1 - position))
-    running = np.concatenate([np.zeros((1, 2)), np.cumsum(coords, axis=0)])
-    here = np.arange(len(coords))
-    mean = (running[here + half + 1] - running[here - half]) / (2 * half + 1)[:, None]
+    # Summed neighbour by neighbour, in one order, rather than from a running sum over every line:
+    # each vertex's mean then depends on its own line alone, to the last bit, however the lines are
+    # cut into slices (kernels.row_threads).
+    n = len(coords)
+    padded = np.concatenate([np.zeros((k, 2)), coords, np.zeros((k, 2))])
+    total = np.zeros_like(coords)
+    for j in range(-k, k + 1):
+        total += padded[k + j:k + j + n] * (abs(j) <= half)[:, None]  # times 0 or 1: exact
+    mean = total / (2 * half + 1)[:, None]
     smoothed = shapely.from_ragged_array(GeometryType.LINESTRING, mean, (offsets,))
     return shapely.simplify(smoothed, simplify, preserve_topology=False) if simplify > 0 else smoothed

@@ -40,6 +40,7 @@ from scipy.spatial import cKDTree
 from shapely import GeometryType
 
 from kernels.linemerge import merge_lines
+from kernels.row_threads import by_rows, map_slices
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,8 @@ def gap_bridges(lines: np.ndarray, rules: BridgeRules) -> np.ndarray:
     length = shapely.length(lines)
     # Row 2k is line k's start, row 2k + 1 its end. A short line's direction leaves out the third of
     # it nearest the end.
-    ends = shapely.get_coordinates(np.stack([shapely.get_point(lines, 0), shapely.get_point(lines, -1)], axis=1).ravel())
+    ends = by_rows(lambda part: shapely.get_coordinates(
+        np.stack([shapely.get_point(part, 0), shapely.get_point(part, -1)], axis=1).ravel()), lines)
     skip = np.minimum(rules.end_skip, length / 3)
     direction = _point_back(lines, length, skip) - _point_back(lines, length, np.minimum(skip + rules.tangent, length))
     norm = np.hypot(*direction.T)
@@ -110,11 +112,16 @@ def gap_bridges(lines: np.ndarray, rules: BridgeRules) -> np.ndarray:
     # time and tested at once: in a dense yard every end within reach of another is millions of
     # pairs, hundreds of MB at 20,000 px, of which a few thousand pass. The first circle also holds
     # the steeper pairs a few pixels from the end that the lateral rule passes.
+    # The chunks of one circle are searched on the merge's threads at once.
+    chunks = [slice(first, first + CHUNK) for first in range(0, len(points), CHUNK)]
     for centre, radius in _cone_circles(rules.max_gap, np.tan(np.radians(rules.max_turn_deg))):
-        for first in range(0, len(points), CHUNK):
-            probes = points[first:first + CHUNK] + heading[first:first + CHUNK] * centre
+
+        def search(chunk: slice, centre: float = centre, radius: float = radius) -> np.ndarray:
+            probes = points[chunk] + heading[chunk] * centre
             hits = cKDTree(probes).sparse_distance_matrix(tree, radius, output_type="ndarray")
-            passing.append(_passing(hits["i"] + first, hits["j"], points, heading, candidates, rules))
+            return _passing(hits["i"] + chunk.start, hits["j"], points, heading, candidates, rules)
+
+        passing += map_slices(search, chunks)
     # A pair found from both of its ends, or by two circles, is kept once.
     a, b = np.divmod(np.unique(np.concatenate(passing)), len(points))
     order = np.argsort(np.hypot(*(points[b] - points[a]).T), kind="stable")  # nearest first
@@ -212,7 +219,8 @@ def _passing(a: np.ndarray, b: np.ndarray, points: np.ndarray, heading: np.ndarr
 def _point_back(lines: np.ndarray, length: np.ndarray, back: np.ndarray) -> np.ndarray:
     """Rows 2k and 2k + 1: the points ``back[k]`` from line k's start and from its end."""
     along = np.stack([back, length - back], axis=1).ravel()
-    return shapely.get_coordinates(shapely.line_interpolate_point(np.repeat(lines, 2), along))
+    return by_rows(lambda line, at: shapely.get_coordinates(shapely.line_interpolate_point(line, at)),
+                   np.repeat(lines, 2), along)
 
 
 def _signed_angle(u: np.ndarray, v: np.ndarray) -> np.ndarray:

@@ -15,6 +15,8 @@ from affine import Affine
 from pyproj import CRS, Transformer
 from shapely.geometry import mapping
 
+from kernels.row_threads import map_slices
+
 MEDIA_TYPE = "application/geo+json"
 # 1e-8 degrees is about a millimetre: plenty, and it keeps files small.
 DECIMALS = 8
@@ -41,7 +43,8 @@ class GeometryMapper:
     def to_output_wkb(self, geoms: np.ndarray, chunk: int = 8192) -> np.ndarray:
         """``to_output`` as WKB, a chunk at a time: the output geometries of a whole large scene at
         once were most of the client's peak memory, and a feature table keeps only the WKB."""
-        parts = [shapely.to_wkb(self.to_output(geoms[i:i + chunk])) for i in range(0, len(geoms), chunk)]
+        slices = [slice(i, i + chunk) for i in range(0, len(geoms), chunk)]
+        parts = map_slices(lambda s: shapely.to_wkb(self.to_output(geoms[s])), slices)  # on the merge's threads
         return np.concatenate(parts) if parts else np.zeros(0, dtype=object)
 
     def _output_coords(self, coords: np.ndarray) -> np.ndarray:

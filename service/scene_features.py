@@ -20,6 +20,7 @@ from kernels.car_fit import fit_railcars
 from kernels.consists import car_axes, find_consists
 from kernels.line_smoothing import smooth_lines
 from kernels.object_colour import hex_colours
+from kernels.row_threads import by_rows
 from kernels.track_gaps import BridgeRules, bridge_gaps
 from kernels.track_join import join_track_coords
 from kernels.vectorise import box_sides, side_attributes
@@ -105,7 +106,7 @@ def object_features(objects: Pieces, floors: dict[str, float], mapper: GeometryM
     confidence = objects.confidence[kept]
     colours = objects.colours[kept]
     cls = objects.classes[kept].astype(np.int64)  # ALL_CLASSES starts with OBJECT_CLASSES, in order
-    centre = shapely.centroid(polygons)
+    centre = by_rows(shapely.centroid, polygons)
     order = np.lexsort((shapely.get_x(centre), shapely.get_y(centre), cls))
     del centre  # a large scene's geometries are most of the client's memory: each set goes when done
     polygons, confidence, cls, colours = polygons[order], confidence[order], cls[order], colours[order]

@@ -500,3 +500,23 @@ def test_railcars_carry_their_consist_track_and_colour(tmp_path, dask_client, or
     assert {f["properties"].get("track_id") for f in rows[1]} == {tracks[0]}
     assert all("track_id" not in f["properties"] for f in rows[0])
     assert {f["properties"]["colour"] for f in railcars(fc)} == {"#ff0000"}
+
+
+def test_the_merge_on_threads_gives_the_features_of_one_thread(yard, dask_client, oracle_spec, monkeypatch):
+    """The merge's row-wise steps (kernels.row_threads) cut into slices of a few rows on three threads
+    give the features, ids and properties one thread gives."""
+    import kernels.row_threads
+    import kernels.track_gaps
+
+    def run(threads: str) -> list[dict]:
+        monkeypatch.setenv("RAILSIGHT_MERGE_THREADS", threads)
+        fc = detect_scene(yard[0], CPU, oracle_spec, dask_client)
+        return list(fc["features"])
+
+    one = run("1")
+    monkeypatch.setattr(kernels.row_threads, "MIN_ROWS", 2)
+    monkeypatch.setattr(kernels.track_gaps, "CHUNK", 2)
+    assert kernels.row_threads.row_slices(len(railcars({"features": one})), threads=3)[1].start > 0
+    three = run("3")
+    assert len(railcars({"features": one})) >= 40
+    assert three == one

@@ -168,7 +168,7 @@ def tracks_under(centre: np.ndarray, axis: np.ndarray, lines: np.ndarray, pixel_
     seg_line = np.repeat(np.arange(len(lines)), np.diff(offsets) - 1)
     starts = np.delete(np.arange(len(coords) - 1), offsets[1:-1] - 1)  # no segment from one line to the next
     a, b = coords[starts], coords[starts + 1]
-    tree = shapely.STRtree(shapely.linestrings(np.stack([a, b], axis=1)))
+    tree = shapely.STRtree(by_rows(shapely.linestrings, np.stack([a, b], axis=1)))
     # Each car's track depends on that car alone: slices of the cars are looked up at once.
     return by_rows(lambda c, ax: _nearest_track(c, ax, tree, a, b, seg_line, pixel_size_m), centre, axis)
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
@@ -23,15 +25,27 @@ MIN_ROWS = 2048
 _pool: ThreadPoolExecutor | None = None
 _pool_threads = 0
 _pool_lock = threading.Lock()
+_chosen: ContextVar[int | None] = ContextVar("railsight_merge_threads", default=None)
 
 
 def merge_threads() -> int:
-    """Threads the merge uses: ``RAILSIGHT_MERGE_THREADS`` when set, else the cores this process
-    may run on."""
-    configured = os.environ.get("RAILSIGHT_MERGE_THREADS", "").strip()
-    if configured:
-        return max(1, int(configured))
+    """Threads the merge uses: as ``threads_for_merge`` set them in this thread, else the cores this
+    process may run on."""
+    chosen = _chosen.get()
+    if chosen is not None:
+        return chosen
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@contextmanager
+def threads_for_merge(threads: int | None) -> Iterator[None]:
+    """Within the block, this thread's merge uses ``threads`` threads (None: every core). A context
+    variable, so two scenes merged at once on two threads (``railsight batch``) each keep their own."""
+    token = _chosen.set(threads)
+    try:
+        yield
+    finally:
+        _chosen.reset(token)
 
 
 def _shared_pool(threads: int) -> ThreadPoolExecutor:

@@ -19,6 +19,7 @@ from distributed import Client
 from shapely import GeometryType
 from shapely.geometry import box
 
+from kernels.row_threads import threads_for_merge
 from kernels.tiling import SIZE_MULTIPLE, Tile, batches, plan_tiles, squares
 from models.allocator import release_freed_memory
 from models.cpu_bf16 import cpu_has_fast_bf16
@@ -69,6 +70,7 @@ class DetectOptions:
     tta: int = 1  # model views averaged per tile (models.interface.TTA_VIEWS)
     own_floors: bool = True  # False: the weights' own confidence floors are not applied (`railsight floors`)
     compile: bool = False  # run the model under torch.compile (models.compiled): workers compile it first
+    merge_threads: int | None = None  # threads of this process that merge the tiles' pieces; None: every core
 
     def check(self) -> None:
         for name, size in (("tile", self.tile), ("model tile", self.model_tile)):
@@ -154,6 +156,7 @@ def options_from_settings(settings: PipelineSettings, **overrides: Any) -> Detec
         "max_pixels": settings.max_scene_pixels,
         "tta": settings.tta,
         "compile": settings.compile,
+        "merge_threads": settings.merge_threads,
     }
     base.update({k: v for k, v in overrides.items() if v is not None})
     return DetectOptions(**base)
@@ -355,10 +358,11 @@ def _assemble(
     # are most of what the client holds. Tracks first: the join's arrays then find the room the objects'
     # geometries take later (the other way round, the client's peak at 20,000 px was 30 MB higher).
     tracks, track_lines = FeatureTable.empty(), TrackLines.empty()
-    if "track" in options.classes:
-        tracks, track_lines = track_features(acc.take_lines(), floors["track"], mapper, px, counts)
-    objects = object_features(acc.take_objects(), floors, mapper, px, counts,
-                               box(0, 0, info.grid_width, info.grid_height), track_lines)
+    with threads_for_merge(options.merge_threads):
+        if "track" in options.classes:
+            tracks, track_lines = track_features(acc.take_lines(), floors["track"], mapper, px, counts)
+        objects = object_features(acc.take_objects(), floors, mapper, px, counts,
+                                  box(0, 0, info.grid_width, info.grid_height), track_lines)
     features = FeatureTable.concat([objects, tracks])
     finished = time.perf_counter()
     summary = {

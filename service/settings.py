@@ -43,6 +43,10 @@ class PipelineSettings(BaseSettings):
     tta: int = Field(
         default=1, description="test-time augmentation: average the model over this many flipped views of each tile"
     )
+    merge_threads: int | None = Field(
+        default=None, ge=1, description="threads that merge a scene's tiles into its features (kernels/row_threads.py); "
+                                        "default: every core this process may use (changes no feature)"
+    )
     compile: bool = Field(
         default=False, description="run the model under torch.compile: each worker compiles it before its first "
                                    "scene (tens of seconds); on a CPU it costs memory and seldom pays (models/compiled.py)"

@@ -106,7 +106,7 @@ def test_bad_options_exit_2_with_one_line(tmp_path, cli_env, args, words):
     assert_refused(detect(cli_env, scene, "-o", out, *args), out, *words)
 
 
-@pytest.mark.parametrize("name,value", [("RAILSIGHT_TTA", "3"), ("RAILSIGHT_TILE", "big")])
+@pytest.mark.parametrize("name,value", [("RAILSIGHT_TTA", "3"), ("RAILSIGHT_TILE", "big"), ("RAILSIGHT_MERGE_THREADS", "0")])
 def test_bad_settings_in_the_environment_exit_2_naming_the_variable(tmp_path, cli_env, name, value):
     scene = scenes.write(tmp_path / "s.tif", scenes.blank(128, 128))
     out = tmp_path / "out.geojson"

@@ -508,15 +508,14 @@ def test_the_merge_on_threads_gives_the_features_of_one_thread(yard, dask_client
     import kernels.row_threads
     import kernels.track_gaps
 
-    def run(threads: str) -> list[dict]:
-        monkeypatch.setenv("RAILSIGHT_MERGE_THREADS", threads)
-        fc = detect_scene(yard[0], CPU, oracle_spec, dask_client)
+    def run(threads: int) -> list[dict]:
+        fc = detect_scene(yard[0], DetectOptions(device="cpu", merge_threads=threads), oracle_spec, dask_client)
         return list(fc["features"])
 
-    one = run("1")
+    one = run(1)
     monkeypatch.setattr(kernels.row_threads, "MIN_ROWS", 2)
     monkeypatch.setattr(kernels.track_gaps, "CHUNK", 2)
     assert kernels.row_threads.row_slices(len(railcars({"features": one})), threads=3)[1].start > 0
-    three = run("3")
+    three = run(3)
     assert len(railcars({"features": one})) >= 40
     assert three == one

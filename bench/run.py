@@ -52,6 +52,7 @@ from typing import Any
 from bench.model import choose_spec
 from bench.monitor import PeakRSS, emit, machine
 from bench.scene import RENDERERS, ensure_scene
+from kernels.row_threads import merge_threads
 from models.spec import PRECISIONS
 
 BASELINES = ("naive", "torchgeo")
@@ -142,13 +143,14 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
     scene_path, scene_info = ensure_scene(args.cache_dir, size, seed=args.seed, chunk=args.chunk, pool=args.pool,
                                           renderer=args.renderer)
     options = DetectOptions(device=device, model_tile=args.tile, batch_size=args.batch, precision=args.precision,
-                            compile=args.compile)
+                            compile=args.compile, merge_threads=PipelineSettings().merge_threads)
     meta = model_meta(spec)  # the tile and batch the pipeline chooses, for the JSON line and the baselines
     tile, batch = model_tile(options, meta), batch_size(options, meta, device)
     compiled, calls = compile_for(options, meta, batch), call_shape(options, meta, batch)
     load_at_start = round(os.getloadavg()[0], 2)  # machine() itself waits until torch may be loaded
     line: dict[str, Any] = {"bench": "scene-pipeline", "machine": {}, "device": device, "size": size,
-                            "megapixels": size * size / MB, "scene": scene_info, "model": model_info}
+                            "megapixels": size * size / MB, "scene": scene_info, "model": model_info,
+                            "merge_threads": options.merge_threads or merge_threads()}
     workdir = Path(tempfile.mkdtemp(prefix="run-", dir=args.cache_dir))
     try:
         settings = PipelineSettings(device=device, workers=args.workers)

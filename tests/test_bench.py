@@ -43,6 +43,7 @@ def test_bench_prints_one_sane_line(tmp_path):
     assert line["model"] == {"source": "bench.model:tiny_unet", "untrained": True}
     assert line["tiles"] == 9 and line["window_px"] == 256 + 2 * line["halo"]  # 600 px in 256 px cores: 3 x 3
     assert line["cluster"]["workers"] == 1 and line["cluster"]["start_s"] > 0
+    assert line["merge_threads"] == len(os.sched_getaffinity(0))  # the merge's threads: every core by default
 
     for key in ("e2e_s", "e2e_mpx_s", "model_only_mpx_s", "read_ceiling_mpx_s", "peak_rss_mb", "peak_pss_mb",
                 "e2e_cpu_s", "e2e_mpx_per_cpu_s", "model_only_mpx_per_cpu_s"):

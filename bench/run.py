@@ -142,8 +142,9 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
     spec, model_info = choose_spec(args.weights, args.factory)
     scene_path, scene_info = ensure_scene(args.cache_dir, size, seed=args.seed, chunk=args.chunk, pool=args.pool,
                                           renderer=args.renderer)
+    settings = PipelineSettings(device=device, workers=args.workers)
     options = DetectOptions(device=device, model_tile=args.tile, batch_size=args.batch, precision=args.precision,
-                            compile=args.compile, merge_threads=PipelineSettings().merge_threads)
+                            compile=args.compile, merge_threads=settings.merge_threads)
     meta = model_meta(spec)  # the tile and batch the pipeline chooses, for the JSON line and the baselines
     tile, batch = model_tile(options, meta), batch_size(options, meta, device)
     compiled, calls = compile_for(options, meta, batch), call_shape(options, meta, batch)
@@ -153,7 +154,6 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
                             "merge_threads": options.merge_threads or merge_threads()}
     workdir = Path(tempfile.mkdtemp(prefix="run-", dir=args.cache_dir))
     try:
-        settings = PipelineSettings(device=device, workers=args.workers)
         with ExitStack() as stack:
             log(f"{size} px: starting the Dask cluster")
             t0 = time.perf_counter()

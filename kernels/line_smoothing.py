@@ -38,11 +38,20 @@ def _smoothed(lines: np.ndarray, step: float, half_window: float, simplify: floa
     # Summed neighbour by neighbour, in one order, rather than from a running sum over every line:
     # each vertex's mean then depends on its own line alone, to the last bit, however the lines are
     # cut into slices (kernels.row_threads).
+    # Most vertices have their whole window: summed in place with no mask. The few within ``k`` of an
+    # end are summed again with the mask (times 0 or 1: exact), in the same order, so every vertex
+    # gets the bits it got when every vertex was masked, in half the time (20,000 px bench scene).
     n = len(coords)
     padded = np.concatenate([np.zeros((k, 2)), coords, np.zeros((k, 2))])
     total = np.zeros_like(coords)
     for j in range(-k, k + 1):
-        total += padded[k + j:k + j + n] * (abs(j) <= half)[:, None]  # times 0 or 1: exact
+        total += padded[k + j:k + j + n]
+    near_end = np.flatnonzero(half < k)
+    if near_end.size:
+        part = np.zeros((near_end.size, 2))
+        for j in range(-k, k + 1):
+            part += padded[near_end + k + j] * (abs(j) <= half[near_end])[:, None]
+        total[near_end] = part
     mean = total / (2 * half + 1)[:, None]
     smoothed = shapely.from_ragged_array(GeometryType.LINESTRING, mean, (offsets,))
     return shapely.simplify(smoothed, simplify, preserve_topology=False) if simplify > 0 else smoothed

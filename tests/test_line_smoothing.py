@@ -38,3 +38,28 @@ def test_degenerate_and_empty_input():
     (same,) = smooth_lines(np.array([point_line], dtype=object), **RULES)
     assert same.equals(point_line)
     assert len(smooth_lines(np.zeros(0, dtype=object), **RULES)) == 0
+
+
+def _masked_means(line: LineString, step: float, half_window: float) -> np.ndarray:
+    """Each vertex's mean over its window, one line at a time and every term masked: the rule the
+    kernel's faster sums must keep, to the last bit."""
+    xy = np.asarray(shapely.segmentize(line, step).coords)
+    k, n = int(round(half_window / step)), len(xy)
+    position = np.arange(n)
+    half = np.minimum(k, np.minimum(position, n - 1 - position))
+    padded = np.concatenate([np.zeros((k, 2)), xy, np.zeros((k, 2))])
+    total = np.zeros_like(xy)
+    for j in range(-k, k + 1):
+        total += padded[k + j : k + j + n] * (abs(j) <= half)[:, None]
+    return total / (2 * half + 1)[:, None]
+
+
+def test_every_vertex_gets_its_own_lines_masked_mean_exactly():
+    # Lines shorter than a window, about one window, and long; in one call, so their vertices sit
+    # side by side in the kernel's arrays and a window that ran into the next line would show.
+    rng = np.random.default_rng(3)
+    lines = [LineString(np.cumsum(rng.normal(0.0, 3.0, (n, 2)), axis=0) + rng.uniform(0, 500, 2))
+             for n in (2, 3, 5, 7, 40, 4, 120, 2, 9)]
+    smooth = smooth_lines(np.array(lines, dtype=object), step=2.0, half_window=6.0, simplify=0.0)
+    for line, got in zip(lines, smooth, strict=True):
+        assert np.array_equal(np.asarray(got.coords), _masked_means(line, 2.0, 6.0))

@@ -304,6 +304,27 @@ def test_outline_pinched_at_a_corner_is_one_valid_polygon():
     assert polygon.area == pytest.approx(72, rel=0.1)
 
 
+def test_outlines_keep_each_labels_largest_part_without_holes():
+    """An object's pixels in two pieces (a seed's reach cut it) come out as its larger piece, and a
+    tarp around a hole as its outer outline; labels in the order GDAL's polygoniser first meets them."""
+    from rasterio import features
+
+    from kernels.vectorise import _outer_rings, _tidy
+
+    owned = np.zeros((40, 60), dtype=np.int32)
+    owned[2:6, 2:6] = 2  # label 2's small piece, met first
+    owned[20:32, 30:42] = 2  # ... and its large one
+    owned[10:22, 5:17] = 1
+    owned[14:18, 9:13] = 0  # a hole in label 1
+    labels, rings, parts = _outer_rings(features.shapes(owned, mask=owned > 0, connectivity=8))
+    assert labels == [2, 1]
+    outlines = _tidy(rings, parts)
+    assert [o.geom_type for o in outlines] == ["Polygon", "Polygon"] and all(o.is_valid for o in outlines)
+    assert outlines[0].area == pytest.approx(144) and outlines[0].bounds == (30.0, 20.0, 42.0, 32.0)
+    assert outlines[1].area == pytest.approx(144) and not outlines[1].interiors
+    assert len(_tidy([], [])) == 0
+
+
 def test_normalise_matches_the_formula():
     batch = torch.arange(0, 256, dtype=torch.uint8).repeat(3, 1).view(1, 3, 16, 16)
     out = normalise(batch, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))

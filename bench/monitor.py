@@ -13,6 +13,8 @@ from typing import Any
 
 import psutil
 
+from models.cpu_bf16 import cpu_has_fast_bf16
+
 
 def _role(p: psutil.Process) -> str:
     """A short name for a process in the tree: bench, dask-worker, dask-nanny, ..."""
@@ -161,6 +163,10 @@ def machine(device: str) -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        # What a CPU figure depends on most: bf16 runs natively only with AMX or AVX512-BF16, else fp32
+        # (about half the speed), and torch's kernels by the widest vector unit it found.
+        "native_bf16": cpu_has_fast_bf16(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "gpu": None,
     }
     if device == "cuda" and torch.cuda.is_available():

@@ -40,6 +40,9 @@ def test_bench_prints_one_sane_line(tmp_path):
 
     assert line["device"] == "cpu" and line["size"] == 600 and line["megapixels"] == pytest.approx(0.36)
     assert line["machine"]["cores"] == os.cpu_count() and line["machine"]["cpu"]
+    # auto precision follows the CPU, and the line says which CPU it was
+    assert line["precision"] == ("bf16" if line["machine"]["native_bf16"] else "fp32")
+    assert line["machine"]["cpu_capability"] in ("DEFAULT", "NO AVX", "AVX2", "AVX512", "Z VECTOR", "VSX", "SVE256")
     assert line["model"] == {"source": "bench.model:tiny_unet", "untrained": True}
     assert line["tiles"] == 9 and line["window_px"] == 256 + 2 * line["halo"]  # 600 px in 256 px cores: 3 x 3
     assert line["cluster"]["workers"] == 1 and line["cluster"]["start_s"] > 0

@@ -75,39 +75,73 @@ def _snapped_ends(ends: np.ndarray, inward: np.ndarray, snap_px: float) -> tuple
     node[b] = node[a]
     members = np.unique(pairs)
     members = members[size[cluster[members]] > 2]
-    order = members[np.argsort(cluster[members], kind="stable")]
-    cuts = np.flatnonzero(np.diff(cluster[order])) + 1
-    for group in np.split(order, cuts) if order.size else []:
-        joints = _through_pairs(group, inward)
-        for a, b in joints:
-            moved[a] = moved[b] = (ends[a] + ends[b]) / 2.0
-            node[b] = node[a]
-        paired = {e for pair in joints for e in pair}
-        rest = [e for e in group.tolist() if e not in paired]
-        if rest:  # onto the first joint, or where the cluster is, touching but not joined
-            moved[rest] = moved[joints[0][0]] if joints else ends[group].mean(axis=0)
+    order = members[np.argsort(cluster[members], kind="stable")]  # junction after junction
+    bounds = np.flatnonzero(np.r_[True, np.diff(cluster[order]) != 0, True]) if order.size else np.zeros(1, dtype=np.int64)
+    a, b, group = _through_joints(order, bounds, inward)
+    moved[a] = moved[b] = (ends[a] + ends[b]) / 2.0
+    node[b] = node[a]
+    _leftovers_onto_joints(moved, ends, order, bounds, (a, b), group)
     return moved, node
 
 
-def _through_pairs(group: np.ndarray, inward: np.ndarray) -> list[tuple[int, int]]:
-    """Pairs of a junction's ends (of different pieces) that run on straight through it, the
-    straightest first, each end at most once."""
-    a, b = np.triu_indices(len(group), k=1)
-    a, b = group[a], group[b]
+def _leftovers_onto_joints(moved: np.ndarray, ends: np.ndarray, order: np.ndarray, bounds: np.ndarray,
+                           joints: tuple[np.ndarray, np.ndarray], group: np.ndarray) -> None:
+    """Moves each junction's ends that no joint took (a switch's branch) onto the junction's first
+    joint, the straightest (already moved), so a branch touches the line it leaves; in a junction with
+    no joint, to the mean of its ends. Junction ``g`` holds the ends ``order[bounds[g]:bounds[g + 1]]``;
+    joint ``k`` joins ends ``joints[0][k]`` and ``joints[1][k]`` of junction ``group[k]``."""
+    a, b = joints
+    count = bounds.size - 1
+    first_joint = np.full(count, -1, dtype=np.int64)
+    with_joint, first = np.unique(group, return_index=True)  # joints come junction by junction
+    first_joint[with_joint] = a[first]
+    joined = first_joint >= 0
+    place = np.empty((count, 2))
+    place[joined] = moved[first_joint[joined]]
+    for g in np.flatnonzero(~joined).tolist():  # few: the mean, rounded as np.mean rounds it
+        place[g] = ends[order[bounds[g] : bounds[g + 1]]].mean(axis=0)
+    paired = np.zeros(len(ends), dtype=bool)
+    paired[a] = paired[b] = True
+    left = ~paired[order]
+    junction = np.repeat(np.arange(count), np.diff(bounds))
+    moved[order[left]] = place[junction[left]]
+
+
+def _through_joints(order: np.ndarray, bounds: np.ndarray, inward: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The joints of every junction at once: pairs of its ends (of different pieces) that run on
+    straight through it, the straightest first, each end at most once. Junction ``g`` holds the ends
+    ``order[bounds[g]:bounds[g + 1]]``. Returns the joints' two ends and their junction, junction
+    after junction, straightest first within one. Junction by junction, a few numpy calls each, the
+    snapping took 0.24 s at 20,000 px (2,500 junctions), serial in the merge; this way 0.08 s."""
+    starts, sizes = bounds[:-1], np.diff(bounds)
+    a_parts, b_parts, g_parts = [], [], []
+    for k in np.unique(sizes).tolist():  # junctions of k ends: every pair of them at once
+        which = np.flatnonzero(sizes == k)
+        i, j = np.triu_indices(k, k=1)
+        rows = starts[which][:, None]
+        a_parts.append(order[rows + i].ravel())
+        b_parts.append(order[rows + j].ravel())
+        g_parts.append(np.repeat(which, i.size))
+    if not a_parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    a, b, group = np.concatenate(a_parts), np.concatenate(b_parts), np.concatenate(g_parts)
     other = a // 2 != b // 2
-    a, b = a[other], b[other]
+    a, b, group = a[other], b[other], group[other]
     # Straight through: the two pieces leave the junction in opposite directions.
     bend = np.degrees(np.arccos(np.clip(-np.einsum("kd,kd->k", inward[a], inward[b]), -1.0, 1.0)))
-    used: set[int] = set()
-    out = []
-    for k in np.argsort(bend, kind="stable").tolist():
-        if bend[k] > THROUGH_MAX_DEG:
-            break
-        if int(a[k]) in used or int(b[k]) in used:
-            continue
-        used.update((int(a[k]), int(b[k])))
-        out.append((int(a[k]), int(b[k])))
-    return out
+    straight = bend <= THROUGH_MAX_DEG
+    a, b, group, bend = a[straight], b[straight], group[straight], bend[straight]
+    # Junction by junction, straightest first; ties in the order the pairs were listed (stable).
+    by = np.lexsort((bend, group))
+    used = np.zeros(len(inward), dtype=bool)
+    take = []
+    for k, (x, y) in enumerate(zip(a[by].tolist(), b[by].tolist(), strict=True)):
+        if not used[x] and not used[y]:
+            used[x] = used[y] = True
+            take.append(k)
+    chosen = by[np.asarray(take, dtype=np.int64)]
+    return a[chosen], b[chosen], group[chosen]
 
 
 def _inward(coords: np.ndarray, offsets: np.ndarray) -> np.ndarray:

@@ -575,3 +575,60 @@ def test_a_track_runs_on_straight_through_a_switch_and_the_branch_starts_there()
     wye = join_tracks([LineString([(0, 0), (50, 0)]), LineString([(50.5, 0.5), (80, 50)]),
                        LineString([(50.5, -0.5), (80, -50)])])
     assert len(wye) == 3 and shapely.intersects(wye[0], wye[1]) and shapely.intersects(wye[0], wye[2])
+
+
+def _junctions_one_by_one(ends: np.ndarray, inward: np.ndarray, snap_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """The junction rule applied junction by junction, as plainly as it reads: the reference for
+    ``track_join._snapped_ends``, which does every junction at once."""
+    from scipy.sparse import coo_array
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    from kernels.track_join import THROUGH_MAX_DEG
+
+    pairs = cKDTree(ends).query_pairs(snap_px, output_type="ndarray")
+    pairs = pairs[pairs[:, 0] // 2 != pairs[:, 1] // 2]
+    moved, node = ends.copy(), np.arange(len(ends))
+    graph = coo_array((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(ends), len(ends)))
+    _, cluster = connected_components(graph, directed=False)
+    for c in np.unique(cluster[np.unique(pairs)]).tolist():
+        group = np.flatnonzero(cluster == c)
+        if len(group) == 2:  # two ends alone (a tile boundary) are joined whatever their directions
+            a, b = group
+            moved[a] = moved[b] = (ends[a] + ends[b]) / 2.0
+            node[b] = node[a]
+            continue
+        candidates = [(float(np.degrees(np.arccos(np.clip(-inward[a] @ inward[b], -1.0, 1.0)))), k, a, b)
+                      for k, (a, b) in enumerate((a, b) for i, a in enumerate(group) for b in group[i + 1:])
+                      if a // 2 != b // 2]
+        joints, used = [], set()
+        for bend, _, a, b in sorted(candidates):
+            if bend <= THROUGH_MAX_DEG and a not in used and b not in used:
+                used |= {a, b}
+                joints.append((a, b))
+        for a, b in joints:
+            moved[a] = moved[b] = (ends[a] + ends[b]) / 2.0
+            node[b] = node[a]
+        rest = [e for e in group if e not in used]
+        if rest:
+            moved[rest] = moved[joints[0][0]] if joints else ends[group].mean(axis=0)
+    return moved, node
+
+
+def test_every_junction_is_joined_as_the_rule_reads_taken_one_by_one():
+    """Hundreds of junctions of two to five piece ends, in random directions (so some have no
+    straight pair, some one, some two), all done at once: the same ends joined and moved, to the
+    last bit, as the rule applied junction by junction."""
+    from kernels.track_join import _snapped_ends
+
+    rng = np.random.default_rng(5)
+    centres = rng.uniform(0, 5000, (400, 2))
+    per = rng.integers(2, 6, len(centres))
+    ends = np.repeat(centres, per, axis=0) + rng.uniform(-0.7, 0.7, (per.sum(), 2))
+    ends = ends[rng.permutation(len(ends))][: len(ends) // 2 * 2]  # piece k: ends 2k and 2k + 1
+    angle = rng.uniform(0, 2 * np.pi, len(ends))
+    inward = np.column_stack([np.cos(angle), np.sin(angle)])
+    moved, node = _snapped_ends(ends, inward, 2.5)
+    want_moved, want_node = _junctions_one_by_one(ends, inward, 2.5)
+    assert np.array_equal(node, want_node) and np.array_equal(moved, want_moved)
+    assert (node != np.arange(len(ends))).sum() > 100  # many ends were joined

@@ -112,7 +112,7 @@ def _through_joints(order: np.ndarray, bounds: np.ndarray, inward: np.ndarray) -
     straight through it, the straightest first, each end at most once. Junction ``g`` holds the ends
     ``order[bounds[g]:bounds[g + 1]]``. Returns the joints' two ends and their junction, junction
     after junction, straightest first within one. Junction by junction, a few numpy calls each, the
-    snapping took 0.24 s at 20,000 px (2,500 junctions), serial in the merge; this way 0.08 s."""
+    snapping took 0.24 s at 20,000 px (2,500 junctions), serial in the merge; this way 0.07 s."""
     starts, sizes = bounds[:-1], np.diff(bounds)
     a_parts, b_parts, g_parts = [], [], []
     for k in np.unique(sizes).tolist():  # junctions of k ends: every pair of them at once

@@ -239,19 +239,19 @@ def _owned_objects(labels, count, score, core, tile: Tile, cls: str, pixel_size_
     owned = np.zeros((int(ys.max()) - r0 + 1, int(xs.max()) - c0 + 1), dtype=np.int32)
     owned[ys - r0, xs - c0] = ids
     to_grid = Affine.translation(tile.col + c0, tile.row + r0)
-    labels, rings, parts = _outer_rings(features.shapes(owned, mask=owned > 0, connectivity=8, transform=to_grid))
+    labels, rings = _outer_rings(features.shapes(owned, mask=owned > 0, connectivity=8, transform=to_grid))
     colours = colour_tuples(mean_colours(rgb, ys, xs, ids.astype(np.int64) - 1, count)) if rgb is not None else None
-    outlines = _tidy(rings, parts)
+    outlines = _tidy(rings)
     return [PixelObject(cls, outline, float(stats["score"][label - 1]), colours[label - 1] if colours else None)
             for label, outline in zip(labels, outlines, strict=True)]
 
 
-def _outer_rings(shapes) -> tuple[list[int], list, list]:
-    """From GDAL's polygoniser, each label's outer ring (a list of points), in the order the labels
-    first come, with its polygon's other parts where it has several (the largest part is kept, as
-    ``_tidy`` says). Taken from the rings as they come, and made into polygons all at once by
-    ``_tidy``: a shapely polygon of every part, holes and all, one by one, made vectorising 6 % slower
-    (7.84 against 7.38 ms a tile, 256 tiles of a 4,096 px bench scene, one core, fp32 model output)."""
+def _outer_rings(shapes) -> tuple[list[int], list]:
+    """From GDAL's polygoniser, each label's outer ring (a sequence of points), in the order the labels
+    first come; of a label in several pieces, the ring of its largest piece. Taken from the rings as
+    they come and made into polygons all at once by ``_tidy``: a shapely polygon of every piece,
+    holes and all, one by one, made vectorising 6 % slower (7.84 against 7.38 ms a tile, 256 tiles of
+    a 4,096 px bench scene, one core, fp32 model output)."""
     first: dict[int, dict] = {}
     several: dict[int, list[dict]] = {}
     for geom, value in shapes:
@@ -261,7 +261,9 @@ def _outer_rings(shapes) -> tuple[list[int], list, list]:
         else:
             first[label] = geom
     labels = list(first)
-    return labels, [first[k]["coordinates"][0] for k in labels], [several.get(k) for k in labels]
+    rings = [max((shape(g) for g in several[k]), key=lambda p: p.area).exterior.coords if k in several
+             else first[k]["coordinates"][0] for k in labels]
+    return labels, rings
 
 
 def _railcar_colours(rgb: np.ndarray, rects: np.ndarray, ys: np.ndarray, xs: np.ndarray, owner: np.ndarray,
@@ -424,14 +426,11 @@ def narrowed(rects: np.ndarray, trim_px: float, min_width_px: float) -> np.ndarr
     return out
 
 
-def _tidy(rings: list, parts: list) -> np.ndarray:
-    """Stair-stepped pixel outlines -> simpler valid polygons with the same footprints (holes dropped),
-    all at once. ``rings``: each object's outer ring; where ``parts`` holds an object's polygons
-    (GeoJSON-like, it has several), its largest polygon's outer ring instead. Pixels that touch only
-    corner to corner make an outline pinch at that corner, which is not a valid ring (the merge used
-    to drop such objects): a buffer of a hundredth of a pixel joins them."""
-    rings = [ring if several is None else max((shape(g) for g in several), key=lambda p: p.area).exterior.coords
-             for ring, several in zip(rings, parts, strict=True)]
+def _tidy(rings: list) -> np.ndarray:
+    """Stair-stepped pixel outlines (outer rings) -> simpler valid polygons with the same footprints,
+    all at once. Pixels that touch only corner to corner make an outline pinch at that corner, which
+    is not a valid ring (the merge used to drop such objects): a buffer of a hundredth of a pixel
+    joins them."""
     if not rings:
         return np.zeros(0, dtype=object)
     sizes = [len(ring) for ring in rings]

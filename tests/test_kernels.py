@@ -316,13 +316,13 @@ def test_outlines_keep_each_labels_largest_part_without_holes():
     owned[20:32, 30:42] = 2  # ... and its large one
     owned[10:22, 5:17] = 1
     owned[14:18, 9:13] = 0  # a hole in label 1
-    labels, rings, parts = _outer_rings(features.shapes(owned, mask=owned > 0, connectivity=8))
+    labels, rings = _outer_rings(features.shapes(owned, mask=owned > 0, connectivity=8))
     assert labels == [2, 1]
-    outlines = _tidy(rings, parts)
+    outlines = _tidy(rings)
     assert [o.geom_type for o in outlines] == ["Polygon", "Polygon"] and all(o.is_valid for o in outlines)
     assert outlines[0].area == pytest.approx(144) and outlines[0].bounds == (30.0, 20.0, 42.0, 32.0)
     assert outlines[1].area == pytest.approx(144) and not outlines[1].interiors
-    assert len(_tidy([], [])) == 0
+    assert len(_tidy([])) == 0
 
 
 def test_normalise_matches_the_formula():

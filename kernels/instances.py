@@ -12,6 +12,8 @@ object whose core the model missed is not lost.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage
 from skimage.segmentation import watershed
@@ -21,8 +23,26 @@ EIGHT = np.ones((3, 3), dtype=bool)
 MIN_SEED_PX = 4
 
 
+@dataclass(frozen=True)
+class Blobs:
+    """A mask's 8-connected parts, numbered in raster order inside the mask's bounding box."""
+
+    box: tuple[slice, slice]
+    labels: np.ndarray  # (box rows, box columns), 0 off the mask
+    count: int
+
+
+def blobs_of(mask: np.ndarray) -> Blobs:
+    """The parts of a 2-D mask with at least one True pixel. Labelled once per tile and class, and
+    used by both steps that need a class's parts (instances here, cars on track in the vectoriser)."""
+    box = bounding_box(mask)
+    labels, count = ndimage.label(mask[box], structure=EIGHT)
+    return Blobs(box, labels, int(count))
+
+
 def label_instances(class_mask: np.ndarray, core_mask: np.ndarray, min_seed_px: int = MIN_SEED_PX,
-                    elevation: np.ndarray | None = None, reach_px: float | None = None) -> tuple[np.ndarray, int]:
+                    elevation: np.ndarray | None = None, reach_px: float | None = None,
+                    blobs: Blobs | None = None) -> tuple[np.ndarray, int]:
     """``class_mask`` and ``core_mask`` are (H, W) bool; ``elevation``, if given, is an (H, W) map
     the seeds grow over from low to high instead of a flat one, so that two objects in one blob
     part along its ridge (for railcars: one less the car probability, high in a coupling gap).
@@ -30,17 +50,19 @@ def label_instances(class_mask: np.ndarray, core_mask: np.ndarray, min_seed_px: 
     objects of their own, one per connected part (see ``_beyond_reach``).
     Returns (labels int32 (H, W), count), labels numbered 1..count, 0 outside objects. Worked inside
     the class's bounding box (on 16 bench tiles a railcar box is half a tile on average, a cargo box
-    a fifth); labels come out the same, since a crop keeps the raster order they are numbered in."""
+    a fifth); labels come out the same, since a crop keeps the raster order they are numbered in.
+    ``blobs``: ``blobs_of(class_mask)``, where the caller has it already."""
     labels = np.zeros(class_mask.shape, dtype=np.int32)
     if not class_mask.any():
         return labels, 0
-    box = bounding_box(class_mask)
-    labels[box], count = _label_instances(class_mask[box], core_mask[box], min_seed_px,
+    blobs = blobs or blobs_of(class_mask)
+    box = blobs.box
+    labels[box], count = _label_instances(class_mask[box], core_mask[box], min_seed_px, blobs,
                                           None if elevation is None else elevation[box], reach_px)
     return labels, count
 
 
-def _label_instances(class_mask: np.ndarray, core_mask: np.ndarray, min_seed_px: int,
+def _label_instances(class_mask: np.ndarray, core_mask: np.ndarray, min_seed_px: int, parts: Blobs,
                      elevation: np.ndarray | None = None, reach_px: float | None = None) -> tuple[np.ndarray, int]:
     seeds, n_seeds = ndimage.label(core_mask & class_mask, structure=EIGHT)
     if n_seeds:
@@ -53,7 +75,7 @@ def _label_instances(class_mask: np.ndarray, core_mask: np.ndarray, min_seed_px:
             renumber = np.where(kept, np.cumsum(kept), 0).astype(seeds.dtype)
             seeds[on_seed] = renumber[seed_ids]
             n_seeds = int(kept.sum())
-    blobs, n_blobs = ndimage.label(class_mask, structure=EIGHT)
+    blobs, n_blobs = parts.labels, parts.count
     # Seeds per blob (every seed lies inside one blob): a blob with one seed takes its label, a blob
     # with none becomes an object of its own (the model missed its core), and only blobs holding
     # several seeds (coupled cars) are grown from their seeds.

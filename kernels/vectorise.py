@@ -13,10 +13,17 @@ import numpy as np
 import shapely
 from affine import Affine
 from rasterio import features
-from scipy import ndimage
 from shapely.geometry import LineString, Polygon, shape
 
-from kernels.instances import MIN_SEED_PX, bounding_box, instance_stats, label_instances, labelled_pixels, peak_seeds
+from kernels.instances import (
+    MIN_SEED_PX,
+    Blobs,
+    blobs_of,
+    instance_stats,
+    label_instances,
+    labelled_pixels,
+    peak_seeds,
+)
 from kernels.object_colour import colour_tuples, inner_of_rectangles, mean_colours
 from kernels.skeleton import centre_line_points
 from kernels.tiling import Tile
@@ -117,6 +124,7 @@ def vectorise_tile(
     winner = winning_class(probs)
     valid = trusted_area(valid)
     objects: list[PixelObject] = []
+    cars: Blobs | None = None  # the railcar mask's parts, for the track step too
     for k, cls in enumerate(object_classes):
         if cls not in classes:
             continue
@@ -124,18 +132,20 @@ def vectorise_tile(
         class_mask = (winner == c) & valid
         if not class_mask.any():
             continue
+        parts = blobs_of(class_mask)
         # Coupled cars part where the model is least sure of a car, their coupling gap; tarps grown
         # that way scored lower (cargo F1 0.650 -> 0.647), so they part where their cores are lowest.
         if cls == "railcar":
+            cars = parts
             labels, count = label_instances(class_mask, cores[k] > RAILCAR_CORE_THRESHOLD,
-                                            RAILCAR_MIN_SEED_PX, elevation=1.0 - probs[c])
+                                            RAILCAR_MIN_SEED_PX, elevation=1.0 - probs[c], blobs=parts)
         else:
             # Only seeds inside the class mask count, so the seeds are worked out in its bounding box.
             seeds = np.zeros_like(class_mask)
-            box = bounding_box(class_mask)
+            box = parts.box
             seeds[box] = peak_seeds(cores[k][box], CORE_THRESHOLD, CARGO_PEAK_THRESHOLD, MIN_SEED_PX)
             labels, count = label_instances(class_mask, seeds, MIN_SEED_PX, elevation=1.0 - cores[k],
-                                            reach_px=CARGO_REACH_M / pixel_size_m)
+                                            reach_px=CARGO_REACH_M / pixel_size_m, blobs=parts)
         objects.extend(_owned_objects(labels, count, probs[c], cores[k], tile, cls, pixel_size_m,
                                       railcar_width_trim_m, rgb))
     lines: list[PixelLine] = []
@@ -146,22 +156,31 @@ def vectorise_tile(
             band, support = track, [probs[c]]
             if "railcar" in semantic_classes:
                 r = semantic_classes.index("railcar")
-                band = through_cars(track, (winner == r) & valid)
+                band = through_cars(track, (winner == r) & valid, cars)
                 support.append(probs[r])
             lines = _track_lines(band, support, tile)
     return objects, lines
 
 
-def through_cars(track: np.ndarray, railcar: np.ndarray) -> np.ndarray:
+def through_cars(track: np.ndarray, railcar: np.ndarray, cars: Blobs | None = None) -> np.ndarray:
     """The track band with the cars that stand on it: a track runs on under its cars, which the
     model calls railcar, and a car's long axis is the track's centre line. Only cars joined to
-    visible track count, so a car with no track in sight draws no line."""
-    band = track | railcar
-    reach = band | square_dilation(track, TRACK_REACH_PX)
-    parts, n = ndimage.label(reach, structure=np.ones((3, 3), dtype=bool))
-    on_track = np.zeros(n + 1, dtype=bool)
-    on_track[parts[track]] = True  # track pixels always lie in a part, so label 0 stays False
-    return band & on_track[parts]
+    visible track count, so a car with no track in sight draws no line: a connected group of car
+    pixels counts when it reaches or touches the ground within ``TRACK_REACH_PX`` of track.
+    ``cars``: ``blobs_of(railcar)``, where the caller has it already."""
+    if not railcar.any():
+        return track.copy()
+    # That is: one of its pixels lies within reach + 1 of track. Defined as the parts of track, cars
+    # and ground within reach joined together, it is the same (the first pixel a path out of a car
+    # group steps onto is track or ground within reach); labelled that way it took twice as long
+    # (1.9 against 0.97 ms a tile with track, 152 bench tiles), so the car groups are labelled alone.
+    cars = cars or blobs_of(railcar)
+    joined = np.zeros(cars.count + 1, dtype=bool)
+    joined[cars.labels[square_dilation(track, TRACK_REACH_PX + 1)[cars.box]]] = True
+    joined[0] = False
+    band = track.copy()
+    band[cars.box] |= joined[cars.labels]
+    return band
 
 
 def square_dilation(mask: np.ndarray, radius: int) -> np.ndarray:

@@ -495,6 +495,39 @@ def test_track_runs_on_under_the_cars_standing_on_it():
     assert lines[0].confidence == pytest.approx(1.0)  # track, or railcar where the line runs under a car
 
 
+def test_cars_count_as_standing_on_track_as_the_grown_band_joins_them():
+    """``through_cars`` against its definition: the parts of track, cars and the ground within
+    reach of track, joined; a car pixel counts where its part holds track. Random masks, cars in
+    chains and a car just inside and just outside reach among them."""
+    from scipy import ndimage
+
+    from kernels.vectorise import TRACK_REACH_PX, square_dilation, through_cars
+
+    def by_definition(track, railcar):
+        reach = track | railcar | square_dilation(track, TRACK_REACH_PX)
+        parts, n = ndimage.label(reach, structure=np.ones((3, 3), dtype=bool))
+        on_track = np.zeros(n + 1, dtype=bool)
+        on_track[parts[track]] = True
+        return (track | railcar) & on_track[parts]
+
+    rng = np.random.default_rng(11)
+    for _ in range(60):
+        shape = (int(rng.integers(20, 90)), int(rng.integers(20, 90)))
+        track = rng.random(shape) < rng.uniform(0, 0.01)
+        railcar = ndimage.binary_dilation(rng.random(shape) < rng.uniform(0, 0.03), iterations=int(rng.integers(0, 3)))
+        assert np.array_equal(through_cars(track, railcar), by_definition(track, railcar))
+    track = np.zeros((40, 60), dtype=bool)
+    track[20, 5:10] = True
+    railcar = np.zeros_like(track)
+    railcar[10:30, 18] = True  # 9 px beyond the track's end: touches the ground within reach (8 px)
+    railcar[10:30, 30] = True  # 21 px beyond: stands on no track...
+    assert through_cars(track, railcar)[10:30, 18].all() and not through_cars(track, railcar)[10:30, 30].any()
+    railcar[10, 19:30] = True  # ...until car pixels join it to one that does
+    assert through_cars(track, railcar)[10:30, 30].all()
+    assert np.array_equal(through_cars(track, railcar), by_definition(track, railcar))
+    assert np.array_equal(through_cars(track, np.zeros_like(track)), track)
+
+
 def test_each_track_line_scores_the_pixels_along_it_not_the_whole_tile():
     """A faint line (a field's edge the model barely calls track) must not borrow the confidence of
     a clear track in the same tile: each line's confidence is the mean track score along it."""

@@ -18,9 +18,9 @@ What each field means:
 - ``baselines``: ``naive`` and ``torchgeo`` (see ``bench.baselines``); ``e2e_over_naive`` and
   ``e2e_over_torchgeo`` are ``e2e_mpx_s / baseline mpx_s``.
 - ``peak_rss_mb``: the peak, over the end-to-end run, of the summed RSS of this process and every
-  child process (Dask worker processes included), sampled every 0.2 s (PSS every 2 s: the
+  child process (Dask worker processes included), sampled every 0.2 s (PSS every 10 s: the
   same without counting shared library pages once per process, ``peak_pss_mb``). The sampler costs
-  about 1 % of one core.
+  about 1.4 % of one core of the 2-core bench machine (``bench.monitor.PeakRSS``).
 - ``gpu_peak_mb``: ``torch.cuda.max_memory_allocated`` in each Dask worker during the end-to-end run
   (CUDA only), and in this process for model-only.
 - ``time_share``: the pipeline's summed task timings (read, model, vectorise) over the worker

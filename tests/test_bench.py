@@ -109,3 +109,18 @@ def test_host_parallel_vectorises_the_same_features_every_way(tmp_path):
         assert line[f"{way}_ms_per_tile"] > 0
     assert _close(line["threads_speedup"], line["serial_ms_per_tile"] / line["threads_ms_per_tile"], 1e-2)
     assert _close(line["processes_speedup"], line["serial_ms_per_tile"] / line["processes_ms_per_tile"], 1e-2)
+
+
+def test_the_memory_sampler_sees_a_child_started_after_it_and_its_cpu_time():
+    """PeakRSS lists the process tree only every ``tree_interval`` seconds (listing it scans every
+    process on the machine): a worker started while it runs must still count, memory and CPU."""
+    from bench.monitor import PeakRSS
+
+    child = ("import time; b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096]); t = time.process_time(); "
+             "exec('while time.process_time() - t < 0.5: pass'); time.sleep(1.0)")
+    with PeakRSS(interval=0.05, pss_interval=0.5, tree_interval=0.2) as peak:
+        subprocess.run([sys.executable, "-c", child], check=True)
+    assert peak.peak_bytes - peak.start_bytes >= 250 * 2**20
+    assert peak.peak_pss_bytes > 0
+    others = {role: s for role, s in peak.cpu_seconds_by_role().items() if role != "bench"}
+    assert sum(others.values()) >= 0.4  # the child's half second of work, read before it ended

@@ -14,6 +14,10 @@ What each field means:
   uint8 batches already on the device, at the pipeline's read window (tile + 2 halo) and batch,
   in every Dask worker of the same cluster at once (their processes, threads and allocator: the
   ceiling the pipeline could reach if reading, vectorising and merging took no time).
+  Measured twice, just before the end-to-end run and just after it, and the two seconds per tile
+  averaged (``model_only.before`` and ``.after`` give each): on the shared 2-core bench machine
+  the CPU's speed drifts by 15-20 % within minutes, and one measurement after the run put the
+  ratio of the same code anywhere from 0.63 to 0.83.
 - ``read_ceiling_mpx_s``: every pixel of the file decoded once by a thread pool, nothing else.
 - ``baselines``: ``naive`` and ``torchgeo`` (see ``bench.baselines``); ``e2e_over_naive`` and
   ``e2e_over_torchgeo`` are ``e2e_mpx_s / baseline mpx_s``.
@@ -53,6 +57,8 @@ from bench.model import choose_spec
 from bench.monitor import PeakRSS, emit, machine
 from bench.scene import RENDERERS, ensure_scene
 from kernels.row_threads import merge_threads
+from kernels.tiling import plan_tiles
+from models.allocator import release_freed_memory
 from models.spec import PRECISIONS
 
 BASELINES = ("naive", "torchgeo")
@@ -176,6 +182,18 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
             t0 = time.perf_counter()
             model_meta(spec)
             line["cluster"]["client_model_meta_s"] = round(time.perf_counter() - t0, 3)
+            halo = meta.halo_px
+            planned = len(plan_tiles(size, size, tile, halo))  # the bench scene is on the model's grid
+            budget = args.model_only_seconds if args.model_only_seconds is not None else MODEL_ONLY_BUDGET_S[device]
+
+            def model_only() -> dict[str, Any]:
+                return _model_only_on_workers(client, spec, device, window=tile + 2 * halo, batch=batch,
+                                              tiles=planned, budget_s=budget, precision=args.precision,
+                                              compiled=compiled)
+
+            log(f"{size} px: model only, on every worker at once (before)")
+            mo_before = model_only()
+            client.run(release_freed_memory)  # the workers start the run holding what warming up left
             if device == "cuda":
                 client.run(_reset_gpu_peak)
             log(f"{size} px: end to end ({scene_path.name})")
@@ -202,12 +220,10 @@ def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
                 e2e_s = time.perf_counter() - started
             client_had_torch = "torch" in sys.modules
             gpu_workers = client.run(_gpu_peak) if device == "cuda" else None
-            log(f"{size} px: model only, on every worker at once")
-            budget = args.model_only_seconds if args.model_only_seconds is not None else MODEL_ONLY_BUDGET_S[device]
+            log(f"{size} px: model only, on every worker at once (after)")
+            mo = _bracketed(mo_before, model_only())
             summary = collection["summary"]
-            halo, tiles = int(summary["halo"]), int(summary["tiles"])
-            mo = _model_only_on_workers(client, spec, device, window=tile + 2 * halo, batch=batch, tiles=tiles,
-                                        budget_s=budget, precision=args.precision, compiled=compiled)
+            tiles = int(summary["tiles"])
         timings = summary["timings"]
         del collection
         line.update(tile=tile, halo=halo, window_px=tile + 2 * halo, batch=batch, tiles=tiles, compiled=args.compile)
@@ -339,11 +355,9 @@ def _model_only_on_workers(client, spec, device: str, *, window: int, batch: int
     """``bench.baselines.model_only`` in every worker at once (one task each, the scene's tiles shared
     out), so the ceiling has the pipeline's own processes, threads and allocator. The cluster's
     throughput is the sum of the workers' own."""
-    from bench import baselines as bl
-
     workers = sorted(client.scheduler_info(n_workers=-1).get("workers", {}))
     share = max(1, -(-tiles // len(workers)))
-    futures = [client.submit(bl.model_only, spec, device, window=window, batch=batch, tiles=share, budget_s=budget_s,
+    futures = [client.submit(_model_only_in_worker, spec, device, window=window, batch=batch, tiles=share, budget_s=budget_s,
                              precision=precision, compiled=compiled, workers=[w], allow_other_workers=False,
                              pure=False)
                for w in workers]
@@ -355,6 +369,26 @@ def _model_only_on_workers(client, spec, device: str, *, window: int, batch: int
             "precision": each[0]["precision"], "compiled": compiled is not None, "workers": len(each),
             "torch_threads": [r["torch_threads"] for r in each],
             "gpu_peak_bytes": max(r["gpu_peak_bytes"] for r in each)}
+
+
+def _model_only_in_worker(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """``bench.baselines.model_only``, imported in the worker: this process, the Dask client, stays
+    without torch until the end-to-end run is over, as the CLI's and the service's clients do."""
+    from bench import baselines as bl
+
+    return bl.model_only(*args, **kwargs)
+
+
+def _bracketed(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """One model-only figure from the measurements before and after the end-to-end run: their mean
+    seconds (and CPU seconds) per tile, each kept as it was measured."""
+    out = {**after, "tiles_timed": before["tiles_timed"] + after["tiles_timed"],
+           "gpu_peak_bytes": max(before["gpu_peak_bytes"], after["gpu_peak_bytes"])}
+    for key in ("s_per_tile", "cpu_s_per_tile"):
+        out[key] = (before[key] + after[key]) / 2
+    out["before"], out["after"] = ({"s_per_tile": _sig(m["s_per_tile"]), "cpu_s_per_tile": _sig(m["cpu_s_per_tile"]),
+                                    "tiles_timed": m["tiles_timed"]} for m in (before, after))
+    return out
 
 
 def _reset_gpu_peak() -> None:

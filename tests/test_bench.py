@@ -54,6 +54,10 @@ def test_bench_prints_one_sane_line(tmp_path):
     assert _close(line["e2e_mpx_s"], line["megapixels"] / line["e2e_s"])
     assert 0 < line["time_to_first_result_s"] <= line["e2e_s"]
     assert _close(line["e2e_over_model_only"], line["e2e_mpx_s"] / line["model_only_mpx_s"])
+    # model-only brackets the run: the mean of its seconds per tile before and after it
+    mo = line["model_only"]
+    assert _close(mo["s_per_tile"], (mo["before"]["s_per_tile"] + mo["after"]["s_per_tile"]) / 2)
+    assert _close(line["model_only_mpx_s"], line["megapixels"] / (line["tiles"] * mo["s_per_tile"]))
     assert _close(line["e2e_over_read_ceiling"], line["e2e_mpx_s"] / line["read_ceiling_mpx_s"])
     assert _close(line["e2e_mpx_per_cpu_s"], line["megapixels"] / line["e2e_cpu_s"])
     assert sum(line["e2e_cpu_s_by_process"].values()) == pytest.approx(line["e2e_cpu_s"], rel=0.02, abs=0.05)

@@ -41,6 +41,13 @@ class NoGeoreference(SceneError):
     code = "no_georeference"
 
 
+class NeedsWarping(SceneError):
+    """A scene georeferenced in a way no affine transform follows (RPCs, or ground control points
+    that no affine transform fits): it must be warped to a map first."""
+
+    code = "needs_warping"
+
+
 class PixelSizeConflict(SceneError):
     """A pixel size given for a scene whose georeferencing already says it."""
 

@@ -368,6 +368,7 @@ def _assemble(
     summary = {
         "counts": counts,
         "crs": crs_name(info.crs_wkt) if info.crs_wkt else None,
+        "georeferencing": info.georeferencing,
         "pixel_size_m": [round(v, 4) for v in info.pixel_size_m],
         "model_pixel_size_m": meta.pixel_size_m,
         "resampled": info.resampled,

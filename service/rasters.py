@@ -15,7 +15,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,7 @@ from service.errors import (
     SceneTooLarge,
     TooFewBands,
 )
+from service.georeference import scene_georeference
 
 # GDAL's block cache defaults to 5 % of RAM per process; tiles are read in row order and neighbours
 # share only their halo, so a small cache keeps the hits and keeps every worker's memory flat.
@@ -75,6 +76,7 @@ class SceneInfo:
     nodata: float | None
     gains: tuple[float, float, float] | None = None  # per-band colour balance (service.colour_balance)
     contrast: Contrast | None = None  # contrast scale about the band means, after the gains (the same)
+    georeferencing: dict[str, object] | None = field(default=None, compare=False)  # service.georeference, as summarised
 
     @property
     def affine(self) -> Affine:
@@ -182,18 +184,20 @@ def inspect_scene(
                 f"scene is {src.width} x {src.height} px, over the limit of {max_pixels:,} pixels: {path}"
             )
         rgb = pick_rgb_bands(tuple(src.colorinterp), src.count, bands)
-        georeferenced = src.crs is not None and not src.transform.is_identity
-        if georeferenced and pixel_size_m is not None:
+        georef = scene_georeference(src, path)
+        if georef and pixel_size_m is not None:
             raise PixelSizeConflict(
-                f"scene is georeferenced ({crs_name(src.crs)}), so its pixel size comes from that; "
+                f"scene is georeferenced ({crs_name(georef.crs)}), so its pixel size comes from that; "
                 f"a pixel size is only for a picture without georeferencing: {path}"
             )
-        if georeferenced:
-            pixel_size = ground_pixel_size(CRS.from_user_input(src.crs), src.transform, src.width, src.height)
-            crs_wkt: str | None = src.crs.to_wkt()
+        if georef:
+            pixel_size = ground_pixel_size(georef.crs, georef.transform, src.width, src.height)
+            crs_wkt: str | None = georef.crs.to_wkt()
+            transform = georef.transform
         elif allow_pixel_coords or pixel_size_m is not None:
             pixel_size = (pixel_size_m or model_pixel_size_m,) * 2
             crs_wkt = None
+            transform = src.transform
         else:
             raise NoGeoreference(
                 f"scene has no georeferencing (CRS and transform): {path}; pass --allow-pixel-coords to run anyway, "
@@ -216,7 +220,7 @@ def inspect_scene(
             band_count=src.count,
             dtype=src.dtypes[rgb[0] - 1],
             crs_wkt=crs_wkt,
-            transform=tuple(src.transform)[:6],
+            transform=tuple(transform)[:6],
             rgb_bands=rgb,
             pixel_size_m=(float(pixel_size[0]), float(pixel_size[1])),
             model_pixel_size_m=model_pixel_size_m,
@@ -225,6 +229,7 @@ def inspect_scene(
             nodata=src.nodata,
             gains=gains,
             contrast=contrast,
+            georeferencing=georef.summary() if georef else None,
         )
 
 

@@ -57,3 +57,33 @@ def write(path: Path, image: np.ndarray, *, crs: str | None = UTM, pixel_size_m:
           mask: np.ndarray | None = None, nodata: float | None = None) -> Path:
     transform = transform_for(crs, pixel_size_m) if crs else None
     return write_geotiff(path, image, transform=transform, crs=crs, mask=mask, nodata=nodata)
+
+
+def write_with_gcps(path: Path, image: np.ndarray, transform: Affine, crs: str = UTM, *, bend_px: float = 0.0,
+                    rpcs: bool = False) -> Path:
+    """``image`` georeferenced by nine ground control points on ``transform`` instead of by a
+    geotransform (the middle one ``bend_px`` along the row, so that no affine fits them all), or,
+    with ``rpcs``, by a made-up set of RPCs alone."""
+    import rasterio
+    from rasterio.control import GroundControlPoint
+    from rasterio.rpc import RPC
+
+    _, height, width = image.shape
+    profile = {"driver": "GTiff", "width": width, "height": height, "count": 3, "dtype": "uint8"}
+    with rasterio.open(path, "w", **profile) as out:
+        out.write(image)
+        if rpcs:
+            out.rpcs = RPC(height_off=0, height_scale=100, lat_off=42.4, lat_scale=0.01, long_off=130.6,
+                           long_scale=0.01, line_off=height / 2, line_scale=height / 2, samp_off=width / 2,
+                           samp_scale=width / 2, line_num_coeff=[0, 0, -1] + [0] * 17,
+                           line_den_coeff=[1] + [0] * 19, samp_num_coeff=[0, 1] + [0] * 18,
+                           samp_den_coeff=[1] + [0] * 19)
+            return path
+        points = []
+        for row in (0, height // 2, height):
+            for col in (0, width // 2, width):
+                shift = bend_px if (row, col) == (height // 2, width // 2) else 0.0
+                x, y = transform @ (col + shift, row)
+                points.append(GroundControlPoint(row=row, col=col, x=x, y=y))
+        out.gcps = (points, crs)
+    return path

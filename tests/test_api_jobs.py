@@ -153,7 +153,7 @@ def test_paths_outside_the_data_roots_are_refused(api, http, tmp_path):
 
 def test_unusable_rasters_are_422_with_the_reason(api, http):
     from tests.jobservice import two_band_scene
-    from tests.scenes import blank, write
+    from tests.scenes import UTM, blank, transform_for, write, write_with_gcps
 
     (api.data / "notes.tif").write_text("not a raster")
     two_band_scene(api.data / "two-band.tif")
@@ -161,6 +161,7 @@ def test_unusable_rasters_are_422_with_the_reason(api, http):
     import numpy as np
 
     write(api.data / "empty.tif", blank(64, 64), mask=np.zeros((64, 64), bool))
+    write_with_gcps(api.data / "bent-gcps.tif", blank(64, 64), transform_for(UTM, 0.5), bend_px=8.0)
     write(api.data / "huge.tif", blank(600, 400))  # over this server's 200,000-pixel limit
     whole = car_scene(api.data.parent / "whole.tif", 2).read_bytes()
     (api.data / "truncated.tif").write_bytes(whole[: len(whole) // 2])
@@ -169,6 +170,7 @@ def test_unusable_rasters_are_422_with_the_reason(api, http):
         "notes.tif": "not_a_raster",
         "two-band.tif": "too_few_bands",
         "no-georef.tif": "no_georeference",
+        "bent-gcps.tif": "needs_warping",
         "empty.tif": "all_nodata",
         "huge.tif": "scene_too_large",
         "truncated.tif": None,  # "not_a_raster" or "unusable_scene", depending on where the cut falls

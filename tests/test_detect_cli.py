@@ -61,13 +61,18 @@ def bad_scenes(tmp):
     picture = tmp / "picture.png"  # a plain picture: GDAL warns of no geotransform as it opens one
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(picture)
     made["png_picture"] = (picture, ["no georeferencing", "--allow-pixel-coords"])
+    north_up = scenes.transform_for(scenes.UTM, 0.5)
+    bent = scenes.write_with_gcps(tmp / "bent.tif", scenes.blank(64, 64), north_up, bend_px=8.0)
+    made["gcps_no_affine_fits"] = (bent, ["ground control points fit no affine", "7.1 px off", "gdalwarp", "bent.tif"])
+    rpcs = scenes.write_with_gcps(tmp / "rpcs.tif", scenes.blank(64, 64), north_up, rpcs=True)
+    made["rpcs_alone"] = (rpcs, ["RPCs alone", "gdalwarp -rpc", "rpcs.tif"])
     empty = scenes.write(tmp / "empty.tif", scenes.blank(64, 64), mask=np.zeros((64, 64), bool))
     made["all_nodata"] = (empty, ["no valid pixels"])
     return made
 
 
 @pytest.mark.parametrize("case", ["missing", "not_a_raster", "truncated", "two_bands", "no_georef", "png_picture",
-                                  "all_nodata"])
+                                  "gcps_no_affine_fits", "rpcs_alone", "all_nodata"])
 def test_bad_scenes_exit_2_with_one_line(tmp_path, cli_env, case):
     path, words = bad_scenes(tmp_path)[case]
     out = tmp_path / "out.geojson"

@@ -7,7 +7,14 @@ import pytest
 import shapely
 from shapely.geometry import LineString
 
-from kernels.car_fit import along_consists, car_rectangles, cut_to_consist_length, fit_railcars, onto_tracks
+from kernels.car_fit import (
+    along_consists,
+    car_rectangles,
+    cut_to_consist_length,
+    fit_railcars,
+    lengthen_short_ends,
+    onto_tracks,
+)
 from kernels.vectorise import oriented_box_attributes
 
 PX = 0.5  # metres per grid pixel
@@ -98,6 +105,28 @@ def test_cars_that_may_be_one_long_car_are_not_cut(lengths_m, cars):
     source, _, _, new_half = cut_to_consist_length(centre, axis, half, np.zeros(n, dtype=np.int64),
                                                    np.full(n, cars), PX)
     assert source.tolist() == list(range(n)) and np.array_equal(new_half, half)
+
+
+def test_a_trains_short_end_cars_are_lengthened_away_from_it_to_its_median_length():
+    centre, axis, half = _row([8.0, 14.0, 14.0, 15.0, 9.0])
+    axis[0] *= -1.0  # a car's axis may point either way along the train
+    new_centre, new_half = lengthen_short_ends(centre, axis, half, PX)
+    assert (2 * new_half * PX).tolist() == pytest.approx([14.0, 14.0, 14.0, 15.0, 14.0])
+    # Each keeps its inner end, beside the next car, and grows at its outer one.
+    assert new_centre[0, 0] + new_half[0] == pytest.approx(centre[0, 0] + half[0])
+    assert new_centre[4, 0] - new_half[4] == pytest.approx(centre[4, 0] - half[4])
+    assert np.array_equal(new_centre[1:4], centre[1:4]) and new_centre[[0, 4], 1] == pytest.approx([0.0, 0.0])
+
+
+@pytest.mark.parametrize("lengths_m", [
+    [12.6, 14.0, 14.0],  # 0.9 of the median: a shorter car
+    [14.0, 13.0],  # within 0.85 of a two-car train's median
+    [8.0],  # a lone car has no train to say how long its cars are
+])
+def test_end_cars_near_their_trains_length_and_lone_cars_are_left_as_they_are(lengths_m):
+    centre, axis, half = _row(lengths_m)
+    new_centre, new_half = lengthen_short_ends(centre, axis, half, PX)
+    assert np.array_equal(new_centre, centre) and np.array_equal(new_half, half)
 
 
 def test_rectangles_are_held_to_a_real_cars_width():

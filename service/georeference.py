@@ -6,7 +6,8 @@ orthorectification, often carries instead: where an affine transform fits them t
 ``GCP_FIT_TOLERANCE_PX`` at every point, the scene is a plain affine picture of the ground and that
 transform is used. Otherwise, and for a scene with rational polynomial coefficients (RPCs) alone,
 the image is not a map yet: detecting on it would put every feature in the wrong place, so it is
-refused with the command that warps it.
+refused with the command that warps it, unless the user asks for features in image pixels
+(``inspect_scene``'s ``allow_pixel_coords`` or ``pixel_size_m``).
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from pyproj import CRS
 from service.errors import NeedsWarping
 
 # The farthest, in pixels, a ground control point may lie from the affine transform fitted to all of
-# them: a tenth of a railcar's width at the model's pixel size, and under the one-pixel error a
-# geotransform's own rounding already allows.
+# them: at the model's 0.5 m, a sixth of a railcar's 3 m width.
 GCP_FIT_TOLERANCE_PX = 1.0
-WARP_HINT = "warp it to a map first, for example: gdalwarp -r bilinear {path} warped.tif"
+WARP_HINT = ("warp it to a map first, for example: gdalwarp {options}-r bilinear {path} warped.tif "
+             "(or pass --allow-pixel-coords for features in image pixels)")
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def scene_georeference(src, path: str) -> Georeference | None:
         return fitted_to_gcps(points, CRS.from_user_input(crs), path)
     if src.rpcs is not None:
         raise NeedsWarping(f"scene is georeferenced by RPCs alone (not orthorectified); "
-                           f"{WARP_HINT.format(path=path).replace('gdalwarp', 'gdalwarp -rpc')}")
+                           f"{WARP_HINT.format(options='-rpc ', path=path)}")
     return None
 
 
@@ -79,5 +80,5 @@ def fitted_to_gcps(points, crs: CRS, path: str) -> Georeference:
     if worst > GCP_FIT_TOLERANCE_PX:
         raise NeedsWarping(f"the scene's {len(points)} ground control points fit no affine transform "
                            f"(one lies {worst:.1f} px off, over {GCP_FIT_TOLERANCE_PX:g}); "
-                           f"{WARP_HINT.format(path=path)}")
+                           f"{WARP_HINT.format(options='', path=path)}")
     return Georeference(crs, transform, "ground control points", len(points), worst)

@@ -31,6 +31,7 @@ from service.colour_balance import BalanceBox, Contrast, apply_tone, balance_gai
 from service.errors import (
     AllNoData,
     BadOption,
+    NeedsWarping,
     NoGeoreference,
     NotARaster,
     PixelSizeConflict,
@@ -184,7 +185,12 @@ def inspect_scene(
                 f"scene is {src.width} x {src.height} px, over the limit of {max_pixels:,} pixels: {path}"
             )
         rgb = pick_rgb_bands(tuple(src.colorinterp), src.count, bands)
-        georef = scene_georeference(src, path)
+        try:
+            georef = scene_georeference(src, path)
+        except NeedsWarping:
+            if not allow_pixel_coords and pixel_size_m is None:
+                raise
+            georef = None  # asked for image pixels: the image runs as a picture without georeferencing
         if georef and pixel_size_m is not None:
             raise PixelSizeConflict(
                 f"scene is georeferenced ({crs_name(georef.crs)}), so its pixel size comes from that; "

@@ -63,3 +63,14 @@ def test_the_fit_is_refused_past_its_tolerance_and_names_how_far_off():
         fitted_to_gcps(_points(TURNED, corners[:2]), crs, "s.tif")
     with pytest.raises(NeedsWarping, match="lie in a line"):
         fitted_to_gcps(_points(TURNED, [(0, 0), (100, 100), (200, 200), (300, 300)]), crs, "s.tif")
+
+
+def test_a_scene_that_needs_warping_runs_in_image_pixels_when_asked(tmp_path):
+    from service.rasters import inspect_scene
+
+    rpcs = scenes.write_with_gcps(tmp_path / "rpcs.tif", _cars(), TURNED, rpcs=True)
+    with pytest.raises(NeedsWarping, match="gdalwarp -rpc -r bilinear .*--allow-pixel-coords"):
+        inspect_scene(rpcs, model_pixel_size_m=0.5)
+    for asked in ({"allow_pixel_coords": True}, {"pixel_size_m": 0.5}):
+        info = inspect_scene(rpcs, model_pixel_size_m=0.5, **asked)
+        assert info.crs_wkt is None and info.georeferencing is None and info.affine.is_identity

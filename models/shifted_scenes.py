@@ -69,14 +69,16 @@ FLOAT_SHIFTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "bgr": lambda x: x[::-1],
     "hue60": _hue_rotation(60.0),
 }
-SHIFTS = (*FLOAT_SHIFTS, "noise", "jpeg30")
+# JPEG at quality 30 is harsh; 75 is what web map tiles and many orthophoto deliveries use.
+JPEG_QUALITIES = {"jpeg30": 30, "jpeg75": 75}
+SHIFTS = (*FLOAT_SHIFTS, "noise", *JPEG_QUALITIES)
 
 
 def shift_image(rgb: np.ndarray, name: str, seed: int = 0) -> np.ndarray:
     """``rgb``: (3, H, W) uint8. ``noise`` adds Gaussian noise of 10 grey levels (seeded);
-    ``jpeg30`` round-trips the image through JPEG at quality 30."""
-    if name == "jpeg30":
-        return jpeg_roundtrip(rgb, 30)
+    ``jpeg30`` and ``jpeg75`` round-trip the image through JPEG at that quality."""
+    if name in JPEG_QUALITIES:
+        return jpeg_roundtrip(rgb, JPEG_QUALITIES[name])
     x = rgb.astype(np.float32) / 255.0
     if name == "noise":
         x = x + np.random.default_rng(seed).normal(0.0, 10 / 255, x.shape).astype(np.float32)

@@ -28,8 +28,8 @@ Each car keeps its own place along the track. Chosen on three validation sets (e
 | and long cars cut | 0.806 | 0.787 / 0.825 / 0.791 |
 | and short end cars lengthened (a) | 0.820 | 0.810 / 0.835 / 0.805 |
 
-(a) Session 40, with the weights shipped since session 36 (the mean of runs 17 and 29), which score
-0.810 (0.801 / 0.824 / 0.794) without it.
+(a) Session 40, engine 1.4.0's scenes, with the weights shipped since session 36 (the mean of runs
+17 and 29), which score 0.810 (0.801 / 0.824 / 0.794) without it.
 
 Track directions read over 2, 3, 5 or 8 m either side gave 0.7911 / 0.7918 / 0.7914 / 0.7903; two,
 three or five neighbours either side 0.7987 / 0.7991 / 0.7995; cutting from 1.8 or 2.0 times the

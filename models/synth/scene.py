@@ -27,13 +27,15 @@ from models.synth.render import paint_scene
 from models.synth.sensor import apply_sensor
 from models.synth.site import build_site
 
+# 1.5.0: JPEG is a real libjpeg round trip with chroma at half resolution (was a block DCT of its own
+# with full-resolution chroma; see sensor.apply_sensor);
 # 1.4.0: vendor sharpening (unsharp mask) in 60 % of scenes, allotment gardens and car parks beside yards;
 # 1.3.0: each track's bed is a lighter or darker band than the ballast between tracks, sleepers mixed
 # track by track, brighter concrete sleepers, deeper shadows (shadow depth up to 0.85);
 # 1.2.0: lighter track middles (oily strip 0-60 %, was 35-75 %), concrete sleepers in 75 % of yards (60 %);
 # 1.1.0: empty yards, buildings beside the tracks, wider ballast beds; 1.0.1: palette draws no longer
 # depend on dict ids
-ENGINE_VERSION = "1.4.0"
+ENGINE_VERSION = "1.5.0"
 # An object stays in the truth when at least this share of its footprint is visible; cut-off
 # slivers are still labelled as class pixels, but not counted.
 MIN_VISIBLE_SHARE = 0.25

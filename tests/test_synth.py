@@ -326,3 +326,23 @@ def test_allotment_gardens_are_plots_with_sheds_and_greenhouses(monkeypatch):
         for i, a in enumerate(fields[:200]):  # plots tile the ground without overlapping
             assert all(a.intersection(b).area < 1.0 for b in fields[i + 1 : 200])
     assert plots > 100 and sheds > 50 and greenhouses > 30
+
+
+def test_the_engines_jpeg_keeps_colour_at_half_resolution_as_real_files_do():
+    """Engine 1.5.0: red and blue columns one pixel wide keep their brightness stripes after the
+    engine's JPEG, but not their colour: JPEG files carry colour at half resolution (4:2:0)."""
+    from models.synth.sensor import apply_sensor
+
+    clean = sample_conditions(np.random.default_rng(0), 0.5, {"clean": True})
+
+    stripes = np.zeros((3, 64, 64), dtype=np.float32)
+    stripes[0, :, 0::2] = 1.0  # red columns
+    stripes[2, :, 1::2] = 1.0  # blue columns
+    cond = {**clean, "jpeg_quality": 90}
+    out = apply_sensor(stripes, cond, np.random.default_rng(0)).astype(np.float32)
+    plain = apply_sensor(stripes, clean, np.random.default_rng(0)).astype(np.float32)
+    red_step = lambda img: float(img[0, 8:-8, 8:-8:2].mean() - img[0, 8:-8, 9:-8:2].mean())  # noqa: E731
+    assert red_step(plain) == pytest.approx(255.0)
+    # Red minus blue is chroma, averaged over each pair of columns; what is left is their brightness
+    # difference (0.299 - 0.114 of full scale, 47 levels), give or take the compression.
+    assert 20.0 < red_step(out) < 90.0

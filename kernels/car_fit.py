@@ -224,10 +224,12 @@ def lengthen_short_ends(centre: np.ndarray, axis: np.ndarray, half: np.ndarray,
     away from the consist: the inner end, where the next car stands, stays. Returns new centres and
     half lengths; axes do not change."""
     centre, half = centre.astype(np.float64, copy=True), half.astype(np.float64, copy=True)
+    if not len(centre):
+        return centre, half
     found = find_consists(centre, axis, half, pixel_size_m)
     median = consist_medians(2.0 * half, found.consist)
     order = np.lexsort((found.position, found.consist))
-    first = np.r_[0, np.flatnonzero(np.diff(found.consist[order])) + 1] if len(order) else order
+    first = np.r_[0, np.flatnonzero(np.diff(found.consist[order])) + 1]
     last = np.r_[first[1:], len(order)] - 1
     train = found.cars[order[first]] >= 2
     ends = np.r_[order[first[train]], order[last[train]]]

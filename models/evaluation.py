@@ -10,6 +10,8 @@ member and are bucketed:
     pixel_size   0.25-0.40, 0.40-0.60, 0.60-0.80, 0.80-1.00 m (scene pixel size)
     season       as the engine names it (summer, spring, autumn, winter, snow, arid)
     haze         clear (< 0.08), light (< 0.3), heavy (>= 0.3)
+    compression  none, jpeg 40-69, jpeg 70-95 (the engine's JPEG quality; since engine 1.5.0 a real
+                 JPEG with colour at half resolution, which costs coarse scenes most: models/MODEL.md)
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from models.metrics import merge_counts, metric_crs_of, rates, scene_counts
 
 PIXEL_BUCKETS = ((0.40, "0.25-0.40 m"), (0.60, "0.40-0.60 m"), (0.80, "0.60-0.80 m"), (float("inf"), "0.80-1.00 m"))
 HAZE_BUCKETS = ((0.08, "clear"), (0.30, "light"), (float("inf"), "heavy"))
+JPEG_BUCKETS = ((70, "jpeg 40-69"), (float("inf"), "jpeg 70-95"))
+CONDITION_KEYS = ("pixel_size", "season", "haze", "compression")
 LARGE_YARD_CARS = 70
 TARGETS = {
     "railcar_f1": 0.95,
@@ -78,7 +82,17 @@ def condition_buckets(cond: dict[str, Any]) -> dict[str, str]:
         "pixel_size": _bucket(float(px) if px is not None else None, PIXEL_BUCKETS),
         "season": str(cond.get("season", "unknown")),
         "haze": _bucket(float(haze) if haze is not None else None, HAZE_BUCKETS),
+        "compression": _compression(cond),
     }
+
+
+def _compression(cond: dict[str, Any]) -> str:
+    """A truth file without the member says nothing (unknown); the engine writes None for a scene
+    it did not compress."""
+    if "jpeg_quality" not in cond:
+        return "unknown"
+    quality = cond["jpeg_quality"]
+    return "none" if quality is None else _bucket(float(quality), JPEG_BUCKETS)
 
 
 def _rates(counts: dict) -> dict[str, Any]:
@@ -93,7 +107,7 @@ def summarise(scenes: list[dict]) -> dict[str, Any]:
     """Per-scene records (``counts``, ``buckets``) -> overall and per-condition metrics, targets."""
     overall = _rates(merge_counts(s["counts"] for s in scenes))
     per_condition: dict[str, dict[str, Any]] = {}
-    for key in ("pixel_size", "season", "haze"):
+    for key in CONDITION_KEYS:
         groups: dict[str, list[dict]] = {}
         for s in scenes:
             groups.setdefault(s["buckets"][key], []).append(s)

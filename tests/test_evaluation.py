@@ -40,9 +40,12 @@ def pixel_box(t, c, r, w, h):
 
 def test_condition_buckets():
     assert condition_buckets({"pixel_size_m": 0.3, "season": "snow", "haze": 0.01}) == {
-        "pixel_size": "0.25-0.40 m", "season": "snow", "haze": "clear"}
+        "pixel_size": "0.25-0.40 m", "season": "snow", "haze": "clear", "compression": "unknown"}
     assert condition_buckets({"pixel_size_m": 0.95, "haze": 0.4})["haze"] == "heavy"
-    assert condition_buckets({}) == {"pixel_size": "unknown", "season": "unknown", "haze": "unknown"}
+    assert condition_buckets({}) == {"pixel_size": "unknown", "season": "unknown", "haze": "unknown",
+                                     "compression": "unknown"}
+    assert [condition_buckets({"jpeg_quality": q})["compression"] for q in (None, 40, 69, 70, 95)] == [
+        "none", "jpeg 40-69", "jpeg 40-69", "jpeg 70-95", "jpeg 70-95"]
 
 
 def test_evaluate_scores_and_groups_by_condition(tmp_path):
@@ -51,8 +54,9 @@ def test_evaluate_scores_and_groups_by_condition(tmp_path):
     track = LineString([t @ (0, 53), t @ (200, 53)])
     truths = {
         "a": collection([("railcar", c) for c in cars] + [("track", track)],
-                        {"pixel_size_m": 0.3, "season": "snow", "haze": 0.02}),
-        "b": collection([("railcar", c) for c in cars], {"pixel_size_m": 0.9, "season": "summer", "haze": 0.4}),
+                        {"pixel_size_m": 0.3, "season": "snow", "haze": 0.02, "jpeg_quality": None}),
+        "b": collection([("railcar", c) for c in cars], {"pixel_size_m": 0.9, "season": "summer", "haze": 0.4,
+                                                         "jpeg_quality": 55}),
     }
     detections = {
         "a": collection([("railcar", c) for c in cars] + [("track", track)]),  # perfect
@@ -74,6 +78,8 @@ def test_evaluate_scores_and_groups_by_condition(tmp_path):
     heavy = report["per_condition"]["haze"]["heavy"]
     assert heavy["railcar"]["recall"] == pytest.approx(0.75)
     assert set(report["per_condition"]["pixel_size"]) == {"0.25-0.40 m", "0.80-1.00 m"}
+    jpeg = report["per_condition"]["compression"]
+    assert set(jpeg) == {"none", "jpeg 40-69"} and jpeg["jpeg 40-69"]["railcar"]["recall"] == pytest.approx(0.75)
     assert report["targets"]["railcar_f1"]["met"] is False
     assert report["per_scene"][1]["metrics"]["railcar"]["fn"] == 1
 

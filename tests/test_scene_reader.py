@@ -10,7 +10,7 @@ import rasterio
 
 from service import rasters
 from service.rasters import inspect_scene, open_scene, shared_reader
-from tests.scenes import write
+from tests.scenes import UTM, transform_for, write
 
 # Windows in model-grid pixels (col, row, size): inside, across the top-left corner, across the
 # bottom-right corner, and wholly outside the scene.
@@ -27,11 +27,26 @@ def scene(tmp_path, kind: str):
     valid[100:120, 150:200] = False
     if kind == "mask":
         return write(tmp_path / "s.tif", image, mask=valid)
+    if kind == "ycbcr jpeg":
+        return write_ycbcr_jpeg(tmp_path / "s.tif", image, valid)
     image[:, ~valid] = 0
     return write(tmp_path / "s.tif", image, nodata=0)
 
 
-@pytest.mark.parametrize("kind", ["all valid", "mask", "nodata"])
+def write_ycbcr_jpeg(path, image, valid):
+    """The usual orthophoto delivery: JPEG-compressed YCbCr tiles with an internal mask. GDAL hands
+    it back as RGB, which the reader must pick and mask as it does a plain RGB file."""
+    _, height, width = image.shape
+    profile = {"driver": "GTiff", "width": width, "height": height, "count": 3, "dtype": "uint8",
+               "crs": UTM, "transform": transform_for(UTM, 0.5), "compress": "JPEG", "photometric": "YCBCR",
+               "jpeg_quality": 80, "tiled": True, "blockxsize": 128, "blockysize": 128}
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(path, "w", **profile) as dst:
+        dst.write(image)
+        dst.write_mask(np.where(valid, 255, 0).astype(np.uint8))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["all valid", "mask", "nodata", "ycbcr jpeg"])
 def test_reads_match_rasterio_with_padding_past_the_edge(tmp_path, kind):
     path = scene(tmp_path, kind)
     info = inspect_scene(path, model_pixel_size_m=0.5)

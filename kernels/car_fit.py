@@ -228,14 +228,13 @@ def lengthen_short_ends(centre: np.ndarray, axis: np.ndarray, half: np.ndarray,
         return centre, half
     found = find_consists(centre, axis, half, pixel_size_m)
     median = consist_medians(2.0 * half, found.consist)
-    order = np.lexsort((found.position, found.consist))
-    first = np.r_[0, np.flatnonzero(np.diff(found.consist[order])) + 1]
-    last = np.r_[first[1:], len(order)] - 1
-    train = found.cars[order[first]] >= 2
-    ends = np.r_[order[first[train]], order[last[train]]]
-    inner = np.r_[order[first[train] + 1], order[last[train] - 1]]  # each end's neighbour in its consist
-    short = 2.0 * half[ends] < SHORT_END_SHARE * median[ends]
-    ends, inner = ends[short], inner[short]
+    place, cars = found.position, found.cars
+    ends = np.flatnonzero((cars >= 2) & ((place == 1) | (place == cars)) & (2.0 * half < SHORT_END_SHARE * median))
+    # Each end's neighbour in its consist: consist c's car at place p is car_at[first[c] + p - 1].
+    car_at = np.lexsort((place, found.consist))
+    sizes = np.bincount(found.consist)
+    first = np.cumsum(sizes) - sizes
+    inner = car_at[first[found.consist[ends]] + np.where(place[ends] == 1, 2, cars[ends] - 1) - 1]
     outward = axis[ends] * np.where(np.einsum("kd,kd->k", centre[ends] - centre[inner], axis[ends]) < 0,
                                     -1.0, 1.0)[:, None]
     inner_end = centre[ends] - outward * half[ends, None]

@@ -84,6 +84,16 @@ def pick(rng: np.random.Generator, palette: dict) -> tuple[float, float, float]:
     return jitter(rng, PAINT[name])
 
 
+def wide_colour(rng: np.random.Generator) -> tuple[float, float, float]:
+    """A weathered paint anywhere from dark to light grey with a faint tint of any hue: the mid greys,
+    beiges and browns of ballast and soil that the palettes above rarely give. Scenes drawn elsewhere
+    have such cars, and a model that learnt cars only from their contrast with the ballast missed
+    them (models.plain_yards)."""
+    grey = float(rng.uniform(0.2, 0.8))
+    tint = rng.normal(0.0, 0.06, 3)
+    return tuple(float(min(0.98, max(0.02, grey * (1.0 + t)))) for t in tint)  # type: ignore[return-value]
+
+
 def jitter(rng: np.random.Generator, colour, amount: float = 0.05) -> tuple[float, float, float]:
     r = rng.standard_normal(4)
     scale = 1.0 + amount * r[0]

@@ -16,11 +16,14 @@ import shapely
 from shapely.geometry import LineString, Polygon, box
 from shapely.strtree import STRtree
 
-from models.synth.colours import CAR_PALETTES, CONTAINER_PALETTE, TARP_PALETTE, jitter, mix, pick, weather
+from models.synth.colours import CAR_PALETTES, CONTAINER_PALETTE, TARP_PALETTE, jitter, mix, pick, weather, wide_colour
 from models.synth.layout import Track
 from models.synth.prims import Prim, rect
 
 KINDS = ("box", "tank", "flat", "gondola", "hopper", "locomotive")
+# Share of cars (block trains' first car included) painted from ``colours.wide_colour`` rather than
+# their kind's palette (engine 1.6.0).
+WIDE_COLOUR_SHARE = 0.2
 KIND_WEIGHTS = (0.24, 0.21, 0.19, 0.16, 0.17, 0.03)
 _KIND_CUM = np.cumsum(KIND_WEIGHTS) / sum(KIND_WEIGHTS)
 _WAGON_CUM = np.cumsum(KIND_WEIGHTS[:5]) / sum(KIND_WEIGHTS[:5])
@@ -95,6 +98,11 @@ def draw_spec(rng: np.random.Generator, kind: str, template: CarSpec | None = No
         width = float(rng.uniform(*WIDTHS[kind]))
         colour = weather(rng, pick(rng, CAR_PALETTES[kind]))
         style = _style(rng, kind)
+        # Seeded by the car's own draws, not drawn from ``rng``: every other draw of the scene stays as
+        # it was, so engine 1.6.0 scenes differ from 1.5.0's in these cars' paint alone.
+        own = np.random.default_rng([int(length * 1e6), int(width * 1e6)])
+        if own.random() < WIDE_COLOUR_SHARE:
+            colour = wide_colour(own)
     if kind == "flat":
         style = dict(style, containers=_flat_load(rng, length, style.get("load")))
     if kind == "gondola" and template is not None and rng.random() < 0.3:

@@ -27,6 +27,8 @@ from models.synth.render import paint_scene
 from models.synth.sensor import apply_sensor
 from models.synth.site import build_site
 
+# 1.6.0: a fifth of the cars painted in any grey from dark to light with a faint tint (colours.wide_colour),
+# ballast's and soil's colours among them; every other draw as in 1.5.0 (railcars.draw_spec);
 # 1.5.0: JPEG is a real libjpeg round trip with chroma at half resolution (was a block DCT of its own
 # with full-resolution chroma; see sensor.apply_sensor);
 # 1.4.0: vendor sharpening (unsharp mask) in 60 % of scenes, allotment gardens and car parks beside yards;
@@ -35,7 +37,7 @@ from models.synth.site import build_site
 # 1.2.0: lighter track middles (oily strip 0-60 %, was 35-75 %), concrete sleepers in 75 % of yards (60 %);
 # 1.1.0: empty yards, buildings beside the tracks, wider ballast beds; 1.0.1: palette draws no longer
 # depend on dict ids
-ENGINE_VERSION = "1.5.0"
+ENGINE_VERSION = "1.6.0"
 # An object stays in the truth when at least this share of its footprint is visible; cut-off
 # slivers are still labelled as class pixels, but not counted.
 MIN_VISIBLE_SHARE = 0.25

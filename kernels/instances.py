@@ -94,7 +94,10 @@ def _label_instances(class_mask: np.ndarray, core_mask: np.ndarray, min_seed_px:
     crowded[0] = False
     if crowded.any():
         # Grown inside the crowded blobs' bounding box only: skimage sets up arrays the size of its
-        # input, which on a whole 576 px tile cost 3.3 ms even with nothing to grow.
+        # input, which on a whole 576 px tile cost 3.3 ms even with nothing to grow. Measured and
+        # left (session 42, 135 such boxes of 256 bench tiles, 0.73 ms a tile here): one call per
+        # blob, in each blob's own box, 2.9 ms; scipy's watershed_ift on the elevation in uint16,
+        # 1.4 ms, and 14 % of the pixels labelled otherwise.
         region = crowded[blobs]
         box = bounding_box(region)
         inside = region[box]

@@ -79,6 +79,8 @@ class _Canvas:
 
 
 def draw_scene(seed: int, size: int = SIZE_PX) -> Drawn:
+    """One yard of ``size`` px: parallel tracks at a random angle through the middle, trains on them,
+    a road and sheds on either side, and a hardstand of tarps."""
     rng = np.random.default_rng(seed)
     px = float(rng.choice(PIXEL_SIZES_M))
     ground_name = str(rng.choice(list(GROUNDS)))
@@ -121,7 +123,7 @@ def draw_scene(seed: int, size: int = SIZE_PX) -> Drawn:
     tracks = [t for t in (placed(LineString([(-half, y), (half, y)])).intersection(scene_box) for y in ys)
               if isinstance(t, LineString) and t.length > 0]
     # consists of box cars, some with shadows on one side
-    shadow_dx = float(rng.uniform(-1.5, 1.5)) if rng.random() < 0.6 else 0.0
+    shadow_dx = float(rng.uniform(-1.5, 1.5)) if rng.random() < 0.6 else 0.0  # its sign: which side
     railcars: list[Polygon] = []
     shadows: list[Polygon] = []
     cars_by_colour: dict[tuple[int, int, int], list[Polygon]] = {}

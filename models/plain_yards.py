@@ -80,7 +80,7 @@ class _Canvas:
 
 def draw_scene(seed: int, size: int = SIZE_PX) -> Drawn:
     """One yard of ``size`` px: parallel tracks at a random angle through the middle, trains on them,
-    a road and sheds on either side, and a hardstand of tarps."""
+    a road on one side, sheds and a hardstand of tarps on the other."""
     rng = np.random.default_rng(seed)
     px = float(rng.choice(PIXEL_SIZES_M))
     ground_name = str(rng.choice(list(GROUNDS)))

@@ -30,9 +30,9 @@ from pyproj import CRS, Transformer
 from rasterio import features
 from scipy import ndimage
 from shapely import affinity
-from shapely.geometry import LineString, Polygon, box, mapping
-from shapely.geometry.polygon import orient
+from shapely.geometry import LineString, Polygon, box
 
+from service.geojson import GeometryMapper, geometry_members
 from service.rasters import write_geotiff
 
 SIZE_PX = 1024
@@ -183,27 +183,18 @@ def georeference(kind: str, px: float, size: int, rng: np.random.Generator) -> t
 
 
 def truth(drawn: Drawn, transform: Affine, crs: CRS) -> dict:
-    """The output contract's FeatureCollection of the scene's truth, in WGS 84."""
-    to_lonlat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
-    matrix = [transform.a, transform.b, transform.d, transform.e, transform.c, transform.f]
-
-    def lonlat(geom):
-        g = affinity.affine_transform(geom, matrix)
-        if isinstance(g, Polygon):
-            x, y = to_lonlat.transform(*np.asarray(g.exterior.coords).T)
-            return orient(Polygon(np.column_stack([x, y])), sign=1.0)
-        x, y = to_lonlat.transform(*np.asarray(g.coords).T)
-        return LineString(np.column_stack([x, y]))
-
-    feats: list[dict] = []
-    for cls, geoms in (("railcar", drawn.railcars), ("tarped_cargo", drawn.tarps), ("track", drawn.tracks)):
-        for g in geoms:
-            if g.is_empty or g.geom_type not in ("Polygon", "LineString"):
-                continue
-            fid = len(feats) + 1
-            feats.append({"type": "Feature", "id": fid, "properties": {"class": cls, "id": fid, "confidence": 1.0},
-                          "geometry": mapping(lonlat(g))})
-    counts = {c: sum(f["properties"]["class"] == c for f in feats) for c in ("railcar", "tarped_cargo", "track")}
+    """The output contract's FeatureCollection of the scene's truth, in WGS 84, mapped from grid
+    pixels the way the pipeline maps its own features (``service.geojson.GeometryMapper``)."""
+    classes, geoms = [], []
+    for cls, drawn_geoms in (("railcar", drawn.railcars), ("tarped_cargo", drawn.tarps), ("track", drawn.tracks)):
+        for g in drawn_geoms:
+            if not g.is_empty and g.geom_type in ("Polygon", "LineString"):
+                classes.append(cls)
+                geoms.append(g)
+    members = geometry_members(GeometryMapper(transform, crs.to_wkt()).to_output(np.array(geoms, dtype=object)))
+    feats = [{"type": "Feature", "id": fid, "properties": {"class": cls, "id": fid, "confidence": 1.0}, "geometry": m}
+             for fid, (cls, m) in enumerate(zip(classes, members, strict=True), start=1)]
+    counts = {c: classes.count(c) for c in ("railcar", "tarped_cargo", "track")}
     return {"type": "FeatureCollection", "features": feats,
             "summary": {"counts": counts, "crs": crs.to_string(), "source": "models.plain_yards"},
             "conditions": drawn.conditions}

@@ -7,9 +7,10 @@ so only ``pool`` distinct yards are rendered and the mosaic reuses them turned a
 deflate-compressed GeoTIFF (UTM 52N), as the pipeline meets in practice, written through
 ``service.rasters.geotiff_writer`` so the scene is never whole in memory.
 
-Scenes are cached under ``cache_dir`` keyed by size, seed, chunk, pool and renderer, so re-runs do not
-re-render. ``render`` runs in a child process (``python -m bench.scene``): the renderer's peak memory
-then never counts against the process that measures peak RSS.
+Scenes are cached under ``cache_dir`` keyed by size, seed, chunk, pool, renderer and the renderer's
+source (``renderer_key``), so re-runs do not re-render and a changed engine does. ``render`` runs in
+a child process (``python -m bench.scene``): the renderer's peak memory then never counts against
+the process that measures peak RSS.
 
 ``renderer="simple"`` paints a cheap stand-in (ballast bands, rails, rows of railcars, tarps) with
 numpy only, for smoke tests where rendering time matters more than realism.
@@ -18,6 +19,7 @@ numpy only, for smoke tests where rendering time matters more than realism.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -33,10 +35,24 @@ PIXEL_SIZE_M = 0.5
 CRS = "EPSG:32652"  # UTM 52N
 ORIGIN = (640000.0, 4698000.0)
 RENDERERS = ("synth", "simple")
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def renderer_key(renderer: str) -> str:
+    """Eight hex digits of a hash over the source that draws ``renderer``'s yards (the data engine's
+    modules, or this file for the stand-in), so a scene cached before the engine changed is not
+    measured as if it were today's. Read from the files, not imported: importing the engine would add
+    about 70 MB to the process whose peak memory the benchmark reports."""
+    files = sorted((_ROOT / "models" / "synth").glob("*.py")) if renderer == "synth" else [Path(__file__)]
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode() + b"\0" + f.read_bytes())
+    return digest.hexdigest()[:8]
 
 
 def scene_path(cache_dir: Path, size: int, seed: int, chunk: int, pool: int, renderer: str) -> Path:
-    return Path(cache_dir) / f"scene-{size}px-seed{seed}-chunk{chunk}-pool{pool}-{renderer}.tif"
+    key = renderer_key(renderer)
+    return Path(cache_dir) / f"scene-{size}px-seed{seed}-chunk{chunk}-pool{pool}-{renderer}-{key}.tif"
 
 
 def ensure_scene(
@@ -95,7 +111,7 @@ def _variant(img: np.ndarray, v: int) -> np.ndarray:
 def _cached_chunk(cache: Path | None, seed: int, size: int, renderer: str) -> np.ndarray:
     if cache is None:
         return _render_chunk(seed, size, renderer)
-    path = Path(cache) / f"yard-{renderer}-seed{seed}-{size}px.npy"
+    path = Path(cache) / f"yard-{renderer}-{renderer_key(renderer)}-seed{seed}-{size}px.npy"
     if path.exists():
         return np.load(path)
     img = _render_chunk(seed, size, renderer)

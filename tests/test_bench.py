@@ -128,3 +128,23 @@ def test_the_memory_sampler_sees_a_child_started_after_it_and_its_cpu_time():
     assert peak.peak_pss_bytes > 0
     others = {role: s for role, s in peak.cpu_seconds_by_role().items() if role != "bench"}
     assert sum(others.values()) >= 0.4  # the child's half second of work, read before it ended
+
+
+def test_a_cached_bench_scene_is_keyed_by_its_renderers_source(tmp_path, monkeypatch):
+    """A scene rendered before the data engine changed is not reused: its cache name carries a hash of
+    the engine's source, so changing one of its modules names a new file."""
+    import shutil
+
+    import bench.scene as bench_scene
+
+    engine = tmp_path / "models" / "synth"
+    shutil.copytree(REPO / "models" / "synth", engine, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(bench_scene, "_ROOT", tmp_path)
+    before = bench_scene.scene_path(tmp_path, 5000, 0, 2048, 8, "synth")
+    assert before == bench_scene.scene_path(tmp_path, 5000, 0, 2048, 8, "synth")
+    colours = engine / "colours.py"
+    colours.write_text(colours.read_text() + "\n# a changed palette\n")
+    after = bench_scene.scene_path(tmp_path, 5000, 0, 2048, 8, "synth")
+    assert after != before and after.parent == before.parent
+    # The stand-in renderer's key follows bench/scene.py, not the engine.
+    assert bench_scene.renderer_key("simple") != bench_scene.renderer_key("synth")

@@ -28,7 +28,8 @@ from models.metrics import merge_counts, metric_crs_of, rates, scene_counts
 PIXEL_BUCKETS = ((0.40, "0.25-0.40 m"), (0.60, "0.40-0.60 m"), (0.80, "0.60-0.80 m"), (float("inf"), "0.80-1.00 m"))
 HAZE_BUCKETS = ((0.08, "clear"), (0.30, "light"), (float("inf"), "heavy"))
 JPEG_BUCKETS = ((70, "jpeg 40-69"), (float("inf"), "jpeg 70-95"))
-CONDITION_KEYS = ("pixel_size", "season", "haze", "compression")
+LEAN_BUCKETS = ((1e-9, "nadir"), (15.0, "5-15 deg off nadir"), (float("inf"), "15-30 deg off nadir"))
+CONDITION_KEYS = ("pixel_size", "season", "haze", "compression", "off_nadir")
 LARGE_YARD_CARS = 70
 TARGETS = {
     "railcar_f1": 0.95,
@@ -83,6 +84,8 @@ def condition_buckets(cond: dict[str, Any]) -> dict[str, str]:
         "season": str(cond.get("season", "unknown")),
         "haze": _bucket(float(haze) if haze is not None else None, HAZE_BUCKETS),
         "compression": _compression(cond),
+        # Engines before 1.7.0 drew every scene from straight above and did not say so.
+        "off_nadir": _bucket(float(cond.get("off_nadir_deg") or 0.0), LEAN_BUCKETS) if cond else "unknown",
     }
 
 

@@ -40,10 +40,12 @@ def pixel_box(t, c, r, w, h):
 
 def test_condition_buckets():
     assert condition_buckets({"pixel_size_m": 0.3, "season": "snow", "haze": 0.01}) == {
-        "pixel_size": "0.25-0.40 m", "season": "snow", "haze": "clear", "compression": "unknown"}
+        "pixel_size": "0.25-0.40 m", "season": "snow", "haze": "clear", "compression": "unknown", "off_nadir": "nadir"}
     assert condition_buckets({"pixel_size_m": 0.95, "haze": 0.4})["haze"] == "heavy"
     assert condition_buckets({}) == {"pixel_size": "unknown", "season": "unknown", "haze": "unknown",
-                                     "compression": "unknown"}
+                                     "compression": "unknown", "off_nadir": "unknown"}
+    assert [condition_buckets({"off_nadir_deg": d})["off_nadir"] for d in (0.0, 5.0, 14.9, 15.0, 30.0)] == [
+        "nadir", "5-15 deg off nadir", "5-15 deg off nadir", "15-30 deg off nadir", "15-30 deg off nadir"]
     assert [condition_buckets({"jpeg_quality": q})["compression"] for q in (None, 40, 69, 70, 95)] == [
         "none", "jpeg 40-69", "jpeg 40-69", "jpeg 70-95", "jpeg 70-95"]
 

@@ -15,11 +15,13 @@ from models.synth.conditions import PIXEL_SIZE_RANGE_M, sample_conditions
 from models.synth.labels import to_metres
 
 
-@pytest.fixture(scope="module")
-def yard():
+@pytest.fixture(scope="module", params=[0.0, 25.0], ids=["nadir", "off-nadir"])
+def yard(request):
     """A small, clean (no sensor effects) scene with trains, cargo allowed and a no-data wedge,
-    and the same scene with railcars and cargo left out."""
-    kw = dict(size_px=320, pixel_size_m=0.4, min_railcars=12, clean=True, nodata=True, season="summer")
+    and the same scene with railcars and cargo left out; seen from straight above, and from 25
+    degrees off nadir (models.synth.lean)."""
+    kw = dict(size_px=320, pixel_size_m=0.4, min_railcars=12, clean=True, nodata=True, season="summer",
+              off_nadir_deg=request.param, lean_azimuth_deg=200.0)  # fmt: skip
     return render_scene(21, **kw), render_scene(21, hide_objects=True, **kw)
 
 
@@ -276,8 +278,10 @@ def _sites(seeds: range):
     from models.synth.site import build_site
 
     for seed in seeds:
+        # Conditions from a stream of their own, as render_scene draws them, so a condition the engine
+        # adds does not change the layouts and sites these tests look at.
+        cond = sample_conditions(np.random.default_rng([seed, 1]), 0.5, {"season": "summer"})
         rng = np.random.default_rng(seed)
-        cond = sample_conditions(rng, 0.5, {"season": "summer"})
         layout = build_layout(rng, 400.0, cond)
         yield layout, build_site(rng, layout, cond, 400.0)
 
@@ -346,3 +350,38 @@ def test_the_engines_jpeg_keeps_colour_at_half_resolution_as_real_files_do():
     # Red minus blue is chroma, averaged over each pair of columns; what is left is their brightness
     # difference (0.299 - 0.114 of full scale, 47 levels), give or take the compression.
     assert 20.0 < red_step(out) < 90.0
+
+
+def test_a_scene_seen_off_nadir_shows_each_car_leaned_away_from_the_sensor():
+    """Engine 1.7.0: from 25 degrees off nadir a car's roof shows about h * tan(25) beyond its
+    footprint, towards the lean azimuth, and its label (what shows of it: roof and the side facing
+    the sensor) holds the footprint and reaches that far."""
+    # No catenary masts: a mast's leaning pole would hide a strip of the car behind it.
+    kw = dict(size_px=320, pixel_size_m=0.4, min_railcars=12, clean=True, nodata=False, season="summer",
+              electrified=False)  # fmt: skip
+    above = render_scene(21, off_nadir_deg=0.0, **kw)
+    seen = render_scene(21, off_nadir_deg=25.0, lean_azimuth_deg=200.0, **kw)
+    assert seen.conditions["off_nadir_deg"] == 25.0 and above.conditions["off_nadir_deg"] == 0.0
+    cars = [(a, b) for a, b in zip(above.objects, seen.objects, strict=True) if a["class"] == "railcar"]
+    assert len(cars) >= 12
+    lean = np.array([math.sin(math.radians(200.0)), math.cos(math.radians(200.0))])
+    reaches = []
+    for a, b in cars:
+        foot = to_metres(a["footprint"], above.local_to_crs)
+        shown = to_metres(b["footprint"], seen.local_to_crs)
+        assert shown.buffer(1e-6).contains(foot)  # the footprint is still all covered, by walls or roof
+        moved = np.asarray(shown.centroid.coords[0]) - np.asarray(foot.centroid.coords[0])
+        reaches.append(2 * float(moved @ lean))  # the centroid moves half the roof's lean
+    # Cars are 3.3-4.6 m tall: their roofs show 1.5-2.2 m over, a whole number of 0.4 m pixels.
+    assert 1.0 < np.median(reaches) < 2.6
+
+
+def test_most_scenes_are_seen_off_nadir():
+    from models.synth.conditions import NADIR_SHARE, OFF_NADIR_RANGE_DEG
+
+    drawn = [sample_conditions(np.random.default_rng(s)) for s in range(400)]
+    off = np.array([c["off_nadir_deg"] for c in drawn])
+    assert abs((off == 0).mean() - NADIR_SHARE) < 0.08
+    assert ((off == 0) | ((off >= OFF_NADIR_RANGE_DEG[0]) & (off <= OFF_NADIR_RANGE_DEG[1]))).all()
+    azimuths = np.array([c["lean_azimuth_deg"] for c in drawn])
+    assert azimuths.min() >= 0 and azimuths.max() < 360 and np.histogram(azimuths, 4, (0, 360))[0].min() > 60

@@ -17,6 +17,11 @@ GAUGES = ("1435", "1520", "dual")
 # take for cars (the real Muttenz picture's false railcars were mostly empty track pairs).
 EMPTY_YARD_SHARE = 0.15
 
+# Share of scenes drawn from straight above (orthophotos, near-nadir passes); the others are seen
+# OFF_NADIR_RANGE_DEG off nadir, as satellite archives mostly hold them (see models.synth.lean).
+NADIR_SHARE = 0.4
+OFF_NADIR_RANGE_DEG = (5.0, 30.0)
+
 # Keys that change the scene's contents rather than its look; also accepted as overrides.
 CONTENT_KEYS = frozenset({"electrified", "nodata", "curved", "occupancy", "n_tracks", "hide_objects"})
 
@@ -84,6 +89,9 @@ def sample_conditions(rng: np.random.Generator, pixel_size_m: float | None = Non
         "occupancy": float(rng.uniform(0.15, 0.95) if rng.random() >= EMPTY_YARD_SHARE else rng.uniform(0.0, 0.15)),
         "n_tracks": None,
         "hide_objects": False,
+        # Drawn last, so every draw above is as it was before the engine leaned (1.6.0).
+        "off_nadir_deg": 0.0 if rng.random() < NADIR_SHARE else float(rng.uniform(*OFF_NADIR_RANGE_DEG)),
+        "lean_azimuth_deg": float(rng.uniform(0.0, 360.0)),
     }
     if clean:
         conditions.update(
@@ -98,6 +106,8 @@ def sample_conditions(rng: np.random.Generator, pixel_size_m: float | None = Non
         raise ValueError(f"season must be one of {', '.join(SEASONS)}, got {conditions['season']!r}")
     if conditions["gauge"] not in GAUGES:
         raise ValueError(f"gauge must be one of {', '.join(GAUGES)}, got {conditions['gauge']!r}")
+    if not 0.0 <= float(conditions["off_nadir_deg"]) <= 60.0:
+        raise ValueError(f"off_nadir_deg must be in [0, 60], got {conditions['off_nadir_deg']}")
     if not 0.0 <= float(conditions["haze"]) < 1.0:
         raise ValueError(f"haze must be in [0, 1), got {conditions['haze']}")
     return conditions

@@ -155,7 +155,7 @@ def building(
             shade = (0.85, 0.85, 0.85) if rng.random() < 0.5 else (0.3, 0.3, 0.32)
             size = float(rng.uniform(1.0, 4.0)), float(rng.uniform(1.0, 3.0))
             out.append(Prim(cx + c * du - s * dv, cy + s * du + c * dv, angle, *size, mix(colour, shade, 0.5), "flat",
-                            height + 1.0, dirt=0.02))  # fmt: skip
+                            height + 1.0, dirt=0.02, base=height))  # fmt: skip
     return out
 
 

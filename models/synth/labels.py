@@ -136,7 +136,7 @@ def rasterize_labels(scene, transform: Affine, shape: tuple[int, int]) -> tuple[
         valid = burn([(area_m, 1)], shape, transform_m, dtype="uint8") > 0
         semantic[~valid] = 0
         instances[~valid] = 0
-    core_geoms = core_polygons(feet)
+    core_geoms = _cores(objects, feet, scene.local_to_crs)
     for k, cls in enumerate(OBJECT_CLASSES):
         sel = np.flatnonzero(classes == cls)
         if not sel.size:
@@ -146,6 +146,24 @@ def rasterize_labels(scene, transform: Affine, shape: tuple[int, int]) -> tuple[
         _ensure_cores(core_ids, instances, ids[sel], feet[sel], core_geoms[sel], transform_m)
         cores[k] = core_ids > 0
     return semantic, cores, instances
+
+
+def _cores(objects: list[dict], feet: np.ndarray, local_to_crs: Affine) -> np.ndarray:
+    """Each object's core in metres: of its footprint, or where the scene is seen off nadir
+    (``models.synth.lean``), of its roof within what shows of it: the silhouette of a car and its
+    load, leaned, is no rectangle, and shrunk as one it can come apart."""
+    roofs = [j for j, o in enumerate(objects) if o.get("roof") is not None]
+    if not roofs:
+        return core_polygons(feet)
+    basis = feet.copy()
+    basis[roofs] = _many_to_metres([objects[j]["roof"] for j in roofs], local_to_crs)
+    cores = core_polygons(basis)
+    shown = shapely.intersection(cores[roofs], feet[roofs])
+    split = np.flatnonzero(shapely.get_num_geometries(shown) > 1)  # a mast's pole across a car
+    shown[split] = [max(shapely.get_parts(g), key=lambda part: part.area) for g in shown[split]]
+    hidden = shapely.is_empty(shown) | (shapely.area(shown) < 1e-6)
+    cores[roofs] = np.where(hidden, core_polygons(feet[roofs]), shown)
+    return cores
 
 
 def _ensure_cores(core_ids, instances, ids, feet, core_geoms, transform_m: Affine) -> None:

@@ -44,6 +44,7 @@ class Prim:
     dirt: float = 0.05
     shape: Polygon | None = None  # footprint when not the box itself (round crowns, draped tarps)
     floating: bool = False  # overhead (a portal beam): shades the ground below but stands on nothing
+    base: float = 0.0  # height it stands on, metres (a hatch on a car's roof: the roof's)
 
     @property
     def polygon(self) -> Polygon:

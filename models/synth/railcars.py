@@ -183,7 +183,7 @@ def car_prims(rng: np.random.Generator, spec: CarSpec, cx: float, cy: float, ang
         out = [frame, barrel]
         if st.get("walkway"):
             out.append(Prim(*at(0.0), angle, float(rng.uniform(1.5, 3.5)), 0.7, mix(col, (0.5, 0.5, 0.5), 0.5), "ribs",
-                            H + 0.15, (0.25, 0.3, 0, 0), 0.05))  # fmt: skip
+                            H + 0.15, (0.25, 0.3, 0, 0), 0.05, base=H))  # fmt: skip
         return out
     if kind == "hopper":
         if st["covered"]:
@@ -191,7 +191,7 @@ def car_prims(rng: np.random.Generator, spec: CarSpec, cx: float, cy: float, ang
             n_hatch = int(rng.integers(3, 7))
             for du in np.linspace(-L / 2 + 1.5, L / 2 - 1.5, n_hatch):
                 hatch = mix(col, (0.2, 0.2, 0.2), 0.35)
-                out.append(Prim(*at(float(du)), angle, 0.9, 0.7, hatch, "flat", H + 0.1, dirt=0.03))
+                out.append(Prim(*at(float(du)), angle, 0.9, 0.7, hatch, "flat", H + 0.1, dirt=0.03, base=H))
             return out
         return [Prim(cx, cy, angle, L, W, col, "ribs", H, (st["bay"], st["contrast"] * 2, 0, 0), dirt)]
     if kind == "gondola":
@@ -220,20 +220,21 @@ def car_prims(rng: np.random.Generator, spec: CarSpec, cx: float, cy: float, ang
         for a, b, colour in st.get("containers", []):
             du = -L / 2 + (a + b) / 2
             if load == "containers":
-                out.append(Prim(*at(du), angle, b - a, 2.44, colour, "ribs", H + 2.6, (0.3, 0.12, 0, 0), 0.06))
+                out.append(Prim(*at(du), angle, b - a, 2.44, colour, "ribs", H + 2.6, (0.3, 0.12, 0, 0), 0.06, base=H))
             elif load == "tarp":
-                out.append(Prim(*at(du), angle, b - a, W - 0.2, colour, "tarp", H + 1.6, (0.12, 0.8, 0.6, 0), 0.04))
+                out.append(Prim(*at(du), angle, b - a, W - 0.2, colour, "tarp", H + 1.6, (0.12, 0.8, 0.6, 0), 0.04, base=H))
             elif load == "pipes":
-                out.append(Prim(*at(du), angle, b - a, W - 0.3, colour, "long_ribs", H + 1.0, (0.5, 0.35, 0, 0), 0.05))
+                out.append(Prim(*at(du), angle, b - a, W - 0.3, colour, "long_ribs", H + 1.0, (0.5, 0.35, 0, 0), 0.05,
+                                base=H))  # fmt: skip
             else:
-                out.append(Prim(*at(du), angle, b - a, W - 0.3, colour, "load", H + 1.4, (0.3, 0.4, 0, 0), 0.05))
+                out.append(Prim(*at(du), angle, b - a, W - 0.3, colour, "load", H + 1.4, (0.3, 0.4, 0, 0), 0.05, base=H))
         return out
     # locomotive: body, then roof equipment and cab roofs
     out = [Prim(cx, cy, angle, L, W, col, "flat", H, dirt=dirt)]
     for du in rng.uniform(-L / 2 + 3, L / 2 - 3, size=st["boxes"]):
         shade = (0.2, 0.2, 0.22) if rng.random() < 0.6 else (0.6, 0.6, 0.6)
         out.append(Prim(*at(float(du)), angle, float(rng.uniform(1.0, 3.0)), W * float(rng.uniform(0.4, 0.7)),
-                        mix(col, shade, 0.6), "ribs", H + 0.3, (0.3, 0.15, 0, 0), 0.05))  # fmt: skip
+                        mix(col, shade, 0.6), "ribs", H + 0.3, (0.3, 0.15, 0, 0), 0.05, base=H))  # fmt: skip
     return out
 
 

@@ -1,4 +1,5 @@
-"""Painting a scene's pixels: ground, surfaces, tracks, prims, then cast shadows.
+"""Painting a scene's pixels: ground, surfaces, tracks, prims, cast shadows, then the lean of a
+scene seen off nadir (``models.synth.lean``).
 
 The output is linear-ish display RGB in 0..1, before any sensor effect (see ``sensor``). Every
 polygon is burnt with ``rasterio.features.rasterize`` on the scene grid (pixel-centre rule), the
@@ -18,6 +19,7 @@ from models.synth import shading
 from models.synth.burn import boxes_geojson, burn
 from models.synth.colours import GROUND, jitter, mix
 from models.synth.layout import Layout
+from models.synth.lean import lean_pixels, lean_prims
 from models.synth.noise import ValueNoise, fractal, stripe_coverage, value_noise
 from models.synth.prims import Prim, Surface
 from models.synth.shadows import cast_shadows
@@ -246,22 +248,31 @@ def paint_prims(rgb, heights, prims: list[Prim], transform_m, p, sun, noise) -> 
     return idx
 
 
-def paint_overhead(rgb, prims: list[Prim], transform_m, cond: dict) -> np.ndarray:
-    """Paint floating prims (portal beams) flat on top and return the shadow they throw on the
-    ground: their footprint moved ``height / tan(elevation)`` away from the sun."""
-    shape = rgb.shape[1:]
+def overhead_shadow(prims: list[Prim], shape: tuple[int, int], transform_m, cond: dict) -> np.ndarray:
+    """The shadow floating prims (portal beams) throw on the ground: their footprint moved
+    ``height / tan(elevation)`` away from the sun."""
     if not prims:
         return np.zeros(shape, dtype=bool)
     az, el = math.radians(cond["sun_azimuth_deg"]), math.radians(max(cond["sun_elevation_deg"], 1.0))
-    ids = burn(((q.polygon, i + 1) for i, q in enumerate(prims)), shape, transform_m)
-    rr, cc = np.nonzero(ids)
-    colours = np.array([q.colour for q in prims], np.float32).reshape(-1, 3)
-    rgb[:, rr, cc] = colours[ids[rr, cc] - 1].T
     moved = []
     for q in prims:
         d = q.height / math.tan(el)
         moved.append((shapely.affinity.translate(q.polygon, -math.sin(az) * d, -math.cos(az) * d), 1))
     return burn(moved, shape, transform_m, dtype="uint8") > 0
+
+
+def paint_overhead(rgb, prims: list[Prim], transform_m, p: float, cond: dict) -> None:
+    """Paint floating prims flat on top, where a scene seen off nadir shows them (``models.synth.lean``)."""
+    if not prims:
+        return
+    shapes = []
+    for i, q in enumerate(prims):
+        cols, rows = lean_pixels(cond, p, q.height)
+        shapes.append((shapely.affinity.translate(q.polygon, cols * p, -rows * p), i + 1))
+    ids = burn(shapes, rgb.shape[1:], transform_m)
+    rr, cc = np.nonzero(ids)
+    colours = np.array([q.colour for q in prims], np.float32).reshape(-1, 3)
+    rgb[:, rr, cc] = colours[ids[rr, cc] - 1].T
 
 
 def apply_shadows(rgb, heights, p: float, cond: dict, extra: np.ndarray | None = None) -> None:
@@ -303,7 +314,14 @@ def paint_scene(
         plat = burn(((g, 1) for g in layout.platforms), shape, transform_m, dtype="uint8")
         heights[plat > 0] = platforms_height
     sun = shading.sun_vector(cond["sun_elevation_deg"], cond["sun_azimuth_deg"])
-    idx = paint_prims(rgb, heights, [q for q in prims if not q.floating], transform_m, p, sun, noise)
-    overhead_shadow = paint_overhead(rgb, [q for q in prims if q.floating], transform_m, cond)
-    apply_shadows(rgb, heights, p, cond, overhead_shadow)
+    standing, overhead = [q for q in prims if not q.floating], [q for q in prims if q.floating]
+    idx = paint_prims(rgb, heights, standing, transform_m, p, sun, noise)
+    shadow = overhead_shadow(overhead, shape, transform_m, cond)
+    leaning = bool(cond.get("off_nadir_deg"))
+    if not leaning:  # under the shadows, as the engine drew them before it leaned
+        paint_overhead(rgb, overhead, transform_m, p, cond)
+    apply_shadows(rgb, heights, p, cond, shadow)
+    if leaning:  # the prim index map stays the nadir one
+        lean_prims(rgb, standing, transform_m, p, cond, noise["fine"])
+        paint_overhead(rgb, overhead, transform_m, p, cond)
     return rgb, idx

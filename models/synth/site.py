@@ -123,8 +123,11 @@ def _warehouse_row(
     while u < u1 - 30.0:
         length = float(min(rng.uniform(*lengths), u1 - u))
         cx, cy, angle = frame.rigid(u + length / 2, (va + vb) / 2)
-        site.prims += dx.building(rng, cx, cy, angle, length, vb - va, "warehouse", snow)
-        site.solid.append(frame.area(u, u + length, va, vb))
+        building = dx.building(rng, cx, cy, angle, length, vb - va, "warehouse", snow)
+        # A straight building beside a curved yard can swing into its track band (site.solid[0]).
+        if not building[0].polygon.intersects(site.solid[0]):
+            site.prims += building
+            site.solid.append(frame.area(u, u + length, va, vb))
         u += length + float(rng.uniform(*gaps))
 
 

@@ -266,6 +266,6 @@ def _truth(cars: list[Car], cargo: list[Cargo], visible: Polygon, l2c: Affine,
                               + np.array([params[4], params[5]])).reshape(-1, len(keys))  # fmt: skip
     for r, geoms in zip(records, moved, strict=True):
         r.update(zip(keys, geoms, strict=True))
-        if r["polygon"] is None:
-            r["polygon"] = r["footprint"]
+        if r["polygon"] is None:  # a mast's leaning pole across a car parts what shows of it
+            r["polygon"] = _largest(r["footprint"])
     return objects, partial

@@ -148,6 +148,14 @@ def rasterize_labels(scene, transform: Affine, shape: tuple[int, int]) -> tuple[
     return semantic, cores, instances
 
 
+def largest_part(geom):
+    """A polygon as it is, or of a multi-part geometry its largest polygon (empty if it holds none)."""
+    if geom.is_empty or geom.geom_type == "Polygon":
+        return geom
+    parts = [g for g in getattr(geom, "geoms", []) if g.geom_type == "Polygon"]
+    return max(parts, key=lambda g: g.area) if parts else Polygon()
+
+
 def _cores(objects: list[dict], feet: np.ndarray, local_to_crs: Affine) -> np.ndarray:
     """Each object's core in metres: of its footprint, or where the scene is seen off nadir
     (``models.synth.lean``), of its roof within what shows of it: the silhouette of a car and its
@@ -159,8 +167,7 @@ def _cores(objects: list[dict], feet: np.ndarray, local_to_crs: Affine) -> np.nd
     basis[roofs] = _many_to_metres([objects[j]["roof"] for j in roofs], local_to_crs)
     cores = core_polygons(basis)
     shown = shapely.intersection(cores[roofs], feet[roofs])
-    split = np.flatnonzero(shapely.get_num_geometries(shown) > 1)  # a mast's pole across a car
-    shown[split] = [max(shapely.get_parts(g), key=lambda part: part.area) for g in shown[split]]
+    shown = np.array([largest_part(g) for g in shown], dtype=object)  # a mast's pole across a car
     hidden = shapely.is_empty(shown) | (shapely.area(shown) < 1e-6)
     cores[roofs] = np.where(hidden, core_polygons(feet[roofs]), shown)
     return cores

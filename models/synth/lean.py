@@ -28,7 +28,7 @@ from shapely.geometry import Polygon
 from models.synth import shading
 from models.synth.burn import burn
 from models.synth.noise import ValueNoise
-from models.synth.prims import Prim
+from models.synth.prims import Prim, box_corners
 
 # Prims lower than this do not lean visibly (road markings, rails): they stay as drawn.
 MIN_HEIGHT_M = 0.3
@@ -44,8 +44,8 @@ def lean_pixels(cond: dict, p: float, height: float) -> tuple[int, int]:
     return round(reach * math.sin(az)), round(-reach * math.cos(az))
 
 
-def _offsets(prims: list[Prim], cond: dict, p: float, heights: list[float]) -> np.ndarray:
-    """(N, 2) local metres (east, north) that points at ``heights`` of ``prims`` show moved by."""
+def _offsets(cond: dict, p: float, heights: list[float]) -> np.ndarray:
+    """(N, 2) local metres (east, north) that points at ``heights`` show moved by."""
     px = np.array([lean_pixels(cond, p, h) for h in heights], dtype=np.float64).reshape(-1, 2)
     return px * (p, -p)  # columns run east, rows south
 
@@ -58,11 +58,9 @@ def outlines(prims: list[Prim]) -> np.ndarray:
     for i in set(range(len(prims))) - set(boxes):
         out[i] = prims[i].shape
     if boxes:
-        a = np.array([(q.cx, q.cy, q.angle, q.length / 2, q.width / 2) for q in (prims[i] for i in boxes)])
-        c, s = np.cos(a[:, 2:3]), np.sin(a[:, 2:3])
-        u = np.array([-1.0, 1.0, 1.0, -1.0]) * a[:, 3:4]  # the corners' order of prims.rect
-        v = np.array([-1.0, -1.0, 1.0, 1.0]) * a[:, 4:5]
-        out[boxes] = shapely.polygons(np.stack([a[:, :1] + c * u - s * v, a[:, 1:2] + s * u + c * v], axis=-1))
+        cx, cy, angle, hl, hw = np.array([(q.cx, q.cy, q.angle, q.length / 2, q.width / 2)
+                                          for q in (prims[i] for i in boxes)]).T  # fmt: skip
+        out[boxes] = shapely.polygons(box_corners(cx, cy, np.cos(angle), np.sin(angle), hl, hw))
     return out
 
 
@@ -71,8 +69,8 @@ def sweeps(prims: list[Prim], cond: dict, p: float) -> np.ndarray:
     of the two: its side walls and its roof), all in one vectorised pass; a prim that does not lean
     keeps its outline."""
     shapes = outlines(prims)
-    low = _offsets(prims, cond, p, [q.base for q in prims])
-    high = _offsets(prims, cond, p, [q.height for q in prims])
+    low = _offsets(cond, p, [q.base for q in prims])
+    high = _offsets(cond, p, [q.height for q in prims])
     moving = np.flatnonzero(low.any(axis=1) | high.any(axis=1))
     out = shapes.copy()
     if moving.size:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import shapely
 from shapely.geometry import Polygon
 
@@ -58,6 +59,15 @@ class Surface:
     tone: float = 0.0  # per-surface brightness offset, -1..1
     angle: float = 0.0  # direction of stripes (crop rows, joints), radians anticlockwise from east
     period: float = 0.0  # stripe period in metres, 0 for none
+
+
+def box_corners(cx, cy, cos, sin, half_length, half_width) -> np.ndarray:
+    """(N, 4, 2) corners of N oriented boxes from arrays of their centres, the cosine and sine of
+    their angles and their half sides, in ``rect``'s order: the painter's and the lean's one recipe."""
+    u = np.array([-1, 1, 1, -1], np.float64)[None] * half_length[:, None]
+    v = np.array([-1, -1, 1, 1], np.float64)[None] * half_width[:, None]
+    return np.stack([cx[:, None] + cos[:, None] * u - sin[:, None] * v,
+                     cy[:, None] + sin[:, None] * u + cos[:, None] * v], axis=-1)  # fmt: skip
 
 
 def rect(cx: float, cy: float, angle: float, length: float, width: float) -> Polygon:

@@ -21,7 +21,7 @@ from models.synth.colours import GROUND, jitter, mix
 from models.synth.layout import Layout
 from models.synth.lean import lean_pixels, lean_prims
 from models.synth.noise import ValueNoise, fractal, stripe_coverage, value_noise
-from models.synth.prims import Prim, Surface
+from models.synth.prims import Prim, Surface, box_corners
 from models.synth.shadows import cast_shadows
 from models.synth.trackpaint import track_alphas
 
@@ -197,11 +197,7 @@ def paint_prims(rgb, heights, prims: list[Prim], transform_m, p, sun, noise) -> 
     if not prims:
         return np.zeros(shape, dtype=np.int32)
     arrays = _prim_arrays(prims)
-    c, s, hl, hw = arrays["cos"], arrays["sin"], arrays["hl"], arrays["hw"]
-    corner_u = np.array([-1, 1, 1, -1], np.float64)[None] * hl[:, None]
-    corner_v = np.array([-1, -1, 1, 1], np.float64)[None] * hw[:, None]
-    corners = np.stack([arrays["cx"][:, None] + c[:, None] * corner_u - s[:, None] * corner_v,
-                        arrays["cy"][:, None] + s[:, None] * corner_u + c[:, None] * corner_v], axis=-1)  # fmt: skip
+    corners = box_corners(arrays["cx"], arrays["cy"], arrays["cos"], arrays["sin"], arrays["hl"], arrays["hw"])
     boxes = boxes_geojson(corners)
     idx = burn(((q.shape if q.shape is not None else boxes[i], i + 1) for i, q in enumerate(prims)), shape, transform_m)
     rr, cc = np.nonzero(idx)

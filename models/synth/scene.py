@@ -21,7 +21,7 @@ from models.synth.burn import burn
 from models.synth.cargo import Cargo
 from models.synth.conditions import sample_conditions
 from models.synth.geo import grid_transform_m, place, sample_location
-from models.synth.labels import _shapely_params
+from models.synth.labels import _shapely_params, largest_part
 from models.synth.layout import build_layout
 from models.synth.lean import hidden_by, lean_pixels, silhouettes
 from models.synth.prims import Prim
@@ -84,13 +84,6 @@ def _nodata_area(rng: np.random.Generator, half: float) -> Polygon:
 
 def _to_crs(geom, local_to_crs: Affine):
     return affine_transform(geom, _shapely_params(local_to_crs))
-
-
-def _largest(geom):
-    if geom.is_empty or geom.geom_type == "Polygon":
-        return geom
-    parts = [g for g in getattr(geom, "geoms", []) if g.geom_type == "Polygon"]
-    return max(parts, key=lambda g: g.area) if parts else Polygon()
 
 
 def _lines(geom) -> list[LineString]:
@@ -245,7 +238,7 @@ def _truth(cars: list[Car], cargo: list[Cargo], visible: Polygon, l2c: Affine,
     partial: list[dict] = []
     for j in np.nonzero(share > 0)[0]:
         cls, src = sources[j]
-        record = {"class": cls, "polygon": _to_crs(_largest(seen[j]), l2c) if not inside[j] else None,
+        record = {"class": cls, "polygon": _to_crs(largest_part(seen[j]), l2c) if not inside[j] else None,
                   "footprint": footprints[j]}  # fmt: skip
         if shown is not None:
             record["roof"] = shown[1][j]
@@ -267,5 +260,5 @@ def _truth(cars: list[Car], cargo: list[Cargo], visible: Polygon, l2c: Affine,
     for r, geoms in zip(records, moved, strict=True):
         r.update(zip(keys, geoms, strict=True))
         if r["polygon"] is None:  # a mast's leaning pole across a car parts what shows of it
-            r["polygon"] = _largest(r["footprint"])
+            r["polygon"] = largest_part(r["footprint"])
     return objects, partial

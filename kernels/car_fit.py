@@ -50,6 +50,14 @@ from kernels.vectorise import box_sides
 # Real railcars are 2.4-3.2 m wide (5th-95th percentile of 503 hand-drawn cars, shared/USE_CASE.md).
 # A fitted rectangle outside that takes in shadow or spill, or lost an edge row of pixels.
 RAILCAR_WIDTH_M = (2.4, 3.2)
+RAILCAR_MEDIAN_WIDTH_M = 2.8
+# Seen off nadir, a car shows its roof and the wall facing the sensor: what shows of it (what the
+# engine labels, since 1.7.0) is wider than the car by its roof's lean across it, up to 2.3 m for a
+# 4 m car 30 degrees off nadir. One view leans every car of a scene alike, so where the median
+# fitted width of a scene's cars (MIN_CARS_FOR_LEAN or more) exceeds LEANED_FROM_M, the width
+# bounds move up by what it exceeds a real car's median by (``lean_widening``).
+LEANED_FROM_M = 3.2
+MIN_CARS_FOR_LEAN = 10
 # A track's direction at a car is read between the points this far either side of the car's centre
 # on the line: about a short car's half length.
 TRACK_DIRECTION_M = 3.0
@@ -98,8 +106,19 @@ def fit_railcars(rects: np.ndarray, lines: np.ndarray, pixel_size_m: float) -> F
     centre, axis = along_consists(centre, axis, found.consist, found.position)
     source, centre, axis, half = cut_to_consist_length(centre, axis, half, found.consist, found.cars, pixel_size_m)
     centre, half = lengthen_short_ends(centre, axis, half, pixel_size_m)
-    width = np.hypot(*across.T)[source]
-    return FittedCars(car_rectangles(centre, axis, 2.0 * half, width, pixel_size_m), track[source], source)
+    width = np.hypot(*across.T)
+    widen = lean_widening(width, pixel_size_m)
+    return FittedCars(car_rectangles(centre, axis, 2.0 * half, width[source], pixel_size_m, widen),
+                      track[source], source)
+
+
+def lean_widening(width: np.ndarray, pixel_size_m: float) -> float:
+    """How much wider than a real car (pixels) what shows of a car of this scene is, from the fitted
+    widths (pixels) of all its cars: 0 unless their median says the scene is seen off nadir."""
+    if len(width) < MIN_CARS_FOR_LEAN:
+        return 0.0
+    median_m = float(np.median(width)) * pixel_size_m
+    return (median_m - RAILCAR_MEDIAN_WIDTH_M) / pixel_size_m if median_m > LEANED_FROM_M else 0.0
 
 
 def onto_tracks(centre: np.ndarray, axis: np.ndarray, track: np.ndarray, lines: np.ndarray,
@@ -130,10 +149,10 @@ def onto_tracks(centre: np.ndarray, axis: np.ndarray, track: np.ndarray, lines: 
 
 
 def car_rectangles(centre: np.ndarray, axis: np.ndarray, length: np.ndarray, width: np.ndarray,
-                   pixel_size_m: float) -> np.ndarray:
+                   pixel_size_m: float, widen: float = 0.0) -> np.ndarray:
     """Rotated rectangles (shapely Polygons) of the given centres, unit long axes and lengths, their
-    widths held within ``RAILCAR_WIDTH_M``."""
-    lo, hi = (w / pixel_size_m for w in RAILCAR_WIDTH_M)
+    widths held within ``RAILCAR_WIDTH_M``, moved up by ``widen`` pixels (``lean_widening``)."""
+    lo, hi = (w / pixel_size_m + widen for w in RAILCAR_WIDTH_M)
     across = np.column_stack([-axis[:, 1], axis[:, 0]]) * np.clip(width, lo, hi)[:, None]
     along = axis * length[:, None]
     corner = centre - (along + across) / 2.0

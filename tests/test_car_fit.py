@@ -12,6 +12,7 @@ from kernels.car_fit import (
     car_rectangles,
     cut_to_consist_length,
     fit_railcars,
+    lean_widening,
     lengthen_short_ends,
     onto_tracks,
 )
@@ -155,3 +156,43 @@ def test_fitted_railcars_stand_on_their_track_in_their_trains_length():
     assert attrs["width_m"].tolist() == [3.2] * 5
     assert attrs["heading_deg"].tolist() == pytest.approx([90.0] * 5)
     assert shapely.get_y(shapely.centroid(cars.rects)) == pytest.approx([0.0] * 5, abs=1e-6)
+
+
+def _train_of_width(widths_m: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """A train of 14 m cars of these fitted widths standing on one track along x (grid pixels)."""
+    centre, axis, half = _row([14.0] * len(widths_m))
+    across = np.column_stack([np.zeros(len(half)), np.array(widths_m) / PX])
+    along = axis * (2.0 * half)[:, None]
+    corner = centre - (along + across) / 2.0
+    rects = shapely.polygons(np.stack([corner, corner + along, corner + along + across, corner + across, corner], axis=1))
+    return rects, np.array([LineString([(-50, 0), (2000, 0)])], dtype=object)
+
+
+def test_a_scene_seen_off_nadir_keeps_its_cars_as_wide_as_they_show():
+    """Twelve cars that all show 4.5 m wide (a roof leaned 1.7 m across): the bounds move up by
+    1.7 m, so each keeps what shows of it. Twelve cars of a real car's width with one 4.5 m wide
+    among them: that one took in shadow or spill and is held to 3.2 m as before."""
+    rects, lines = _train_of_width([4.5] * 12)
+    assert lean_widening(np.full(12, 4.5 / PX), PX) * PX == pytest.approx(4.5 - 2.8)
+    widths = oriented_box_attributes(fit_railcars(rects, lines, PX).rects, PX)["width_m"]
+    assert widths.tolist() == pytest.approx([4.5] * 12)
+
+    rects, lines = _train_of_width([2.9] * 11 + [4.5])
+    widths = oriented_box_attributes(fit_railcars(rects, lines, PX).rects, PX)["width_m"]
+    assert widths.tolist() == pytest.approx([2.9] * 11 + [3.2])
+
+
+def test_too_few_cars_say_nothing_of_the_view():
+    assert lean_widening(np.full(9, 4.5 / PX), PX) == 0.0
+    assert lean_widening(np.full(10, 4.5 / PX), PX) > 0.0
+    assert lean_widening(np.full(40, 3.2 / PX), PX) == 0.0  # a real car's widest: nothing leans
+
+
+def test_rectangles_widened_by_a_lean_keep_their_centre_and_length():
+    centre = np.zeros((3, 2))
+    axis = np.repeat(_axis(30.0), 3, axis=0)
+    rects = car_rectangles(centre, axis, np.full(3, 28.0), np.array([3.0, 5.6, 12.0]), PX, widen=2.0)
+    attrs = oriented_box_attributes(rects, PX)
+    assert attrs["width_m"].tolist() == [3.4, 3.4, 4.2]
+    assert attrs["length_m"].tolist() == [14.0, 14.0, 14.0]
+    assert shapely.get_x(shapely.centroid(rects)) == pytest.approx([0.0] * 3, abs=1e-9)

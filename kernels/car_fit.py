@@ -52,8 +52,8 @@ from kernels.consists import car_axes, find_consists, tracks_under
 from kernels.row_threads import by_rows
 from kernels.vectorise import box_sides
 
-# Real railcars are 2.4-3.2 m wide, 2.8 m in the median (5th-95th percentile of 503 hand-drawn cars,
-# shared/USE_CASE.md).
+# Real railcars are 2.4-3.2 m wide (5th-95th percentile of 503 hand-drawn cars, shared/USE_CASE.md),
+# 2.8 m in the median.
 # A fitted rectangle outside that takes in shadow or spill, or lost an edge row of pixels.
 RAILCAR_WIDTH_M = (2.4, 3.2)
 RAILCAR_MEDIAN_WIDTH_M = 2.8

@@ -34,6 +34,7 @@ from service.rasters import MAX_PIXEL_SIZE_M, ClassRasterWriter, SceneInfo, crs_
 from service.scene_features import TrackLines, object_features, track_features
 from service.settings import PipelineSettings
 from service.tile_tasks import BatchResult, TaskOptions, grid_pixel_size_m, run_batch
+from service.view_geometry import View, lean_in_grid, requested_view
 
 # Pixels per model call by device: CPU throughput peaks near 0.8 Mpx a call (2-core AMD EPYC, bf16,
 # 10,000 px bench scene: 320 px windows 3.6 / 4.0 / 4.4 / 3.6 Mpx/s at 2 / 4 / 8 / 16 a call; 576 px
@@ -71,6 +72,13 @@ class DetectOptions:
     own_floors: bool = True  # False: the weights' own confidence floors are not applied (`railsight floors`)
     compile: bool = False  # run the model under torch.compile (models.compiled): workers compile it first
     merge_threads: int | None = None  # threads of this process that merge the tiles' pieces; None: every core
+    off_nadir_deg: float | None = None  # the view the scene was taken from, both or neither (service.view_geometry)
+    satellite_azimuth_deg: float | None = None
+    view_metadata: bool = True  # False: the view the scene's metadata records is not used
+
+    @property
+    def view(self) -> View | None:
+        return requested_view(self.off_nadir_deg, self.satellite_azimuth_deg)
 
     def check(self) -> None:
         for name, size in (("tile", self.tile), ("model tile", self.model_tile)):
@@ -89,6 +97,7 @@ class DetectOptions:
             raise BadOption(f"pixel size must be over 0 and at most {MAX_PIXEL_SIZE_M:g} m, got {self.pixel_size_m:g}")
         if self.tta not in TTA_VIEWS:
             raise BadOption(f"test-time augmentation takes {', '.join(map(str, TTA_VIEWS))} views, got {self.tta}")
+        requested_view(self.off_nadir_deg, self.satellite_azimuth_deg)  # half a view, or an angle out of range, raises
 
 
 def default_batch(device: str, window_px: int, precision: str = "auto") -> int:
@@ -354,6 +363,8 @@ def _assemble(
     px = grid_pixel_size_m(info)
     counts = dict.fromkeys(options.classes, 0)
     floors = confidence_floors(meta, options.min_confidence, options.tta, options.own_floors)
+    view = options.view or (info.view if options.view_metadata else None)
+    lean = lean_in_grid(view, info.grid_ground_steps()) if view else None
     # Each list of pieces is handed over and let go of as soon as it is used: a large scene's pieces
     # are most of what the client holds. Tracks first: the join's arrays then find the room the objects'
     # geometries take later (the other way round, the client's peak at 20,000 px was 30 MB higher).
@@ -362,13 +373,14 @@ def _assemble(
         if "track" in options.classes:
             tracks, track_lines = track_features(acc.take_lines(), floors["track"], mapper, px, counts)
         objects = object_features(acc.take_objects(), floors, mapper, px, counts,
-                                  box(0, 0, info.grid_width, info.grid_height), track_lines)
+                                  box(0, 0, info.grid_width, info.grid_height), track_lines, lean)
     features = FeatureTable.concat([objects, tracks])
     finished = time.perf_counter()
     summary = {
         "counts": counts,
         "crs": crs_name(info.crs_wkt) if info.crs_wkt else None,
         "georeferencing": info.georeferencing,
+        "view": view.summary() if view else None,
         "pixel_size_m": [round(v, 4) for v in info.pixel_size_m],
         "model_pixel_size_m": meta.pixel_size_m,
         "resampled": info.resampled,

@@ -41,6 +41,7 @@ from service.errors import (
     TooFewBands,
 )
 from service.georeference import scene_georeference
+from service.view_geometry import View, view_from_imd
 
 # GDAL's block cache defaults to 5 % of RAM per process; tiles are read in row order and neighbours
 # share only their halo, so a small cache keeps the hits and keeps every worker's memory flat.
@@ -78,6 +79,7 @@ class SceneInfo:
     gains: tuple[float, float, float] | None = None  # per-band colour balance (service.colour_balance)
     contrast: Contrast | None = None  # contrast scale about the band means, after the gains (the same)
     georeferencing: dict[str, object] | None = field(default=None, compare=False)  # service.georeference, as summarised
+    view: View | None = None  # the view its metadata records (service.view_geometry)
 
     @property
     def affine(self) -> Affine:
@@ -95,6 +97,13 @@ class SceneInfo:
     def grid_transform(self) -> Affine:
         """Model-grid pixel (col, row) -> scene CRS."""
         return self.affine @ Affine.scale(self.width / self.grid_width, self.height / self.grid_height)
+
+    def grid_ground_steps(self) -> np.ndarray:
+        """``ground_steps`` of one model-grid pixel; a scene without a CRS is taken as north up."""
+        if self.crs_wkt is None:
+            px = [self.pixel_size_m[i] / self.grid_scale[i] for i in (0, 1)]
+            return np.array([[px[0], 0.0], [0.0, -px[1]]])
+        return ground_steps(CRS.from_wkt(self.crs_wkt), self.grid_transform, self.grid_width, self.grid_height)
 
     @property
     def resampled(self) -> bool:
@@ -148,14 +157,20 @@ def pick_rgb_bands(colorinterp: tuple[ColorInterp, ...], count: int, bands: tupl
 def ground_pixel_size(crs: CRS, transform: Affine, width: int, height: int) -> tuple[float, float]:
     """Ground size in metres of one pixel step along columns and rows, measured geodesically at the
     scene centre, so it is right for UTM, EPSG:4326 and Web Mercator alike."""
+    dx, dy = np.hypot(*ground_steps(crs, transform, width, height))
+    return float(dx), float(dy)
+
+
+def ground_steps(crs: CRS, transform: Affine, width: int, height: int) -> np.ndarray:
+    """2 x 2: the ground metres (east, north) of one pixel step along columns (first column) and along
+    rows of a ``width`` x ``height`` raster, measured geodesically at its centre."""
     cx, cy = width / 2.0, height / 2.0
     to_lonlat = Transformer.from_crs(crs, CRS.from_epsg(4326), always_xy=True)
-    geod = Geod(ellps="WGS84")
     pts = [transform @ (cx, cy), transform @ (cx + 1, cy), transform @ (cx, cy + 1)]
-    lon, lat = to_lonlat.transform([p[0] for p in pts], [p[1] for p in pts])
-    _, _, dx = geod.inv(lon[0], lat[0], lon[1], lat[1])
-    _, _, dy = geod.inv(lon[0], lat[0], lon[2], lat[2])
-    return float(dx), float(dy)
+    lon, lat = (np.asarray(v) for v in to_lonlat.transform([p[0] for p in pts], [p[1] for p in pts]))
+    bearing, _, metres = Geod(ellps="WGS84").inv(np.full(2, lon[0]), np.full(2, lat[0]), lon[1:], lat[1:])
+    bearing = np.radians(bearing)
+    return np.array([np.sin(bearing), np.cos(bearing)]) * np.asarray(metres)
 
 
 def inspect_scene(
@@ -236,6 +251,7 @@ def inspect_scene(
             gains=gains,
             contrast=contrast,
             georeferencing=georef.summary() if georef else None,
+            view=view_from_imd(src.tags(ns="IMD")),
         )
 
 

@@ -95,9 +95,11 @@ class TrackLines:
 
 
 def object_features(objects: Pieces, floors: dict[str, float], mapper: GeometryMapper, px: float,
-                     counts: dict[str, int], scene_box: Polygon, tracks: TrackLines) -> FeatureTable:
+                     counts: dict[str, int], scene_box: Polygon, tracks: TrackLines,
+                     lean: np.ndarray | None = None) -> FeatureTable:
     """Features for every object, ordered by class, then top to bottom and left to right, railcars
-    with their consists and tracks (``add_consists``). Every step runs on arrays of geometries:
+    with their consists and tracks (``add_consists``), fitted to the scene's view where it is known
+    (``lean``, see ``kernels.car_fit.fit_railcars``). Every step runs on arrays of geometries:
     per-object Python was most of a large scene's merge time."""
     kept = objects.confidence >= np.array([floors[c] for c in ALL_CLASSES])[objects.classes]
     if not kept.any():
@@ -111,7 +113,7 @@ def object_features(objects: Pieces, floors: dict[str, float], mapper: GeometryM
     del centre  # a large scene's geometries are most of the client's memory: each set goes when done
     polygons, confidence, cls, colours = polygons[order], confidence[order], cls[order], colours[order]
     railcars = cls == OBJECT_CLASSES.index("railcar")
-    cars = fit_railcars(polygons[railcars], tracks.lines, px)
+    cars = fit_railcars(polygons[railcars], tracks.lines, px, lean)
     pieces = np.ones(len(cls), dtype=np.int64)  # a railcar cut in two comes out as two, in its place
     pieces[railcars] = np.bincount(cars.source, minlength=int(railcars.sum()))
     take = np.repeat(np.arange(len(cls)), pieces)

@@ -215,6 +215,26 @@ def test_a_picture_runs_at_the_pixel_size_given(api, http):
     assert r.status_code == 400 and "pixel_size_m" in r.text, r.text
 
 
+def test_a_job_given_its_view_draws_its_railcars_as_wide_as_they_show(api, http):
+    """Seen 30 degrees off nadir from the south, a car along x shows its roof 2.3 m north of its foot
+    (at a real car's 4 m): the three cars come out that much wider. Half a view is refused."""
+    scene = car_scene(api.data / "leaned.tif", 3)
+    r = submit(http, scene, options={"off_nadir_deg": 30, "satellite_azimuth_deg": 180})
+    assert r.status_code == 202, r.text
+    done = wait_job(http, r.json()["id"])
+    assert done["status"] == "succeeded" and done["counts"]["railcar"] == 3, done
+    assert done["options"]["off_nadir_deg"] == 30
+    fc = http.get(f"/v1/jobs/{done['id']}/result", headers=auth()).json()
+    assert fc["summary"]["view"] == {"off_nadir_deg": 30.0, "satellite_azimuth_deg": 180.0, "source": "request"}
+    widths = [f["properties"]["width_m"] for f in fc["features"] if f["properties"]["class"] == "railcar"]
+    assert all(4.6 <= w <= 5.6 for w in widths), widths  # 2.4-3.2 m and the lean
+
+    r = submit(http, scene, options={"off_nadir_deg": 30})
+    assert r.status_code == 400 and "satellite_azimuth_deg" in r.json()["error"]["message"], r.text
+    r = submit(http, scene, options={"off_nadir_deg": 75, "satellite_azimuth_deg": 10})
+    assert r.status_code == 400 and "off_nadir_deg" in r.json()["error"]["message"], r.text
+
+
 def test_oversized_upload_is_413_and_the_service_stays_healthy(api, http):
     big = b"II*\x00" + os.urandom(1024 * 1024 + 300 * 1024)
     r = http.post("/v1/jobs", headers=auth(), files={"scene": ("big.tif", big, "image/tiff")})

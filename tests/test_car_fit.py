@@ -8,6 +8,7 @@ import shapely
 from shapely.geometry import LineString
 
 from kernels.car_fit import (
+    RAILCAR_HEIGHT_M,
     along_consists,
     car_rectangles,
     cut_to_consist_length,
@@ -15,6 +16,7 @@ from kernels.car_fit import (
     lean_widening,
     lengthen_short_ends,
     onto_tracks,
+    view_widening,
 )
 from kernels.vectorise import oriented_box_attributes
 
@@ -196,3 +198,21 @@ def test_rectangles_widened_by_a_lean_keep_their_centre_and_length():
     assert attrs["width_m"].tolist() == [3.4, 3.4, 4.2]
     assert attrs["length_m"].tolist() == [14.0, 14.0, 14.0]
     assert shapely.get_x(shapely.centroid(rects)) == pytest.approx([0.0] * 3, abs=1e-9)
+
+
+def test_a_known_view_widens_each_car_by_its_roofs_lean_across_it():
+    """Seen from the south at 30 degrees, a 4 m car's roof shows 2.3 m north of its foot: cars along
+    x come out that much wider than their fitted width, held to a real car's, cars along y (the lean
+    runs along them) no wider. Twelve cars that show 4.5 m wide from a view known to be straight
+    down took in shadow, whatever their median says."""
+    up = np.array([0.0, -np.tan(np.radians(30.0)) / PX])  # grid pixels a point 1 m up moves: north
+    lean = RAILCAR_HEIGHT_M * np.tan(np.radians(30.0))
+    rects, lines = _train_of_width([2.9, 2.9, 4.5])
+    widths = oriented_box_attributes(fit_railcars(rects, lines, PX, up).rects, PX)["width_m"]
+    assert widths.tolist() == pytest.approx([2.9 + lean, 2.9 + lean, 3.2 + lean], abs=0.01)
+    axis = np.array([[1.0, 0.0], [0.0, 1.0]])
+    assert view_widening(axis, up) * PX == pytest.approx([lean, 0.0])
+
+    rects, lines = _train_of_width([4.5] * 12)
+    nadir = oriented_box_attributes(fit_railcars(rects, lines, PX, np.zeros(2)).rects, PX)["width_m"]
+    assert nadir.tolist() == pytest.approx([3.2] * 12)

@@ -179,3 +179,13 @@ def test_no_command_lists_the_commands_and_version_names_the_release(capsys):
         main(["--version"])
     assert done.value.code == 0
     assert capsys.readouterr().out.strip() == f"railsight {importlib.metadata.version('railsight')}"
+
+
+def test_half_a_view_or_one_out_of_range_is_refused(tmp_path, cli_env):
+    scene = scenes.write(tmp_path / "s.tif", scenes.blank(128, 128))
+    out = tmp_path / "out.geojson"
+    assert_refused(detect(cli_env, scene, "-o", out, "--off-nadir", "20"), out, "both", "satellite azimuth")
+    assert_refused(detect(cli_env, scene, "-o", out, "--off-nadir", "20", "--satellite-azimuth", "400"), out,
+                   "satellite azimuth", "400")
+    assert_refused(detect(cli_env, scene, "-o", out, "--off-nadir", "70", "--satellite-azimuth", "40"), out,
+                   "off-nadir", "70")

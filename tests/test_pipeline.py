@@ -18,6 +18,7 @@ from models.cpu_bf16 import cpu_has_fast_bf16
 from models.spec import ModelSpec
 from service.errors import BadOption, Cancelled
 from service.pipeline import DetectOptions, default_batch, detect_scene
+from service.view_geometry import View, imd_text
 from tests import scenes
 
 CPU = DetectOptions(device="cpu")
@@ -519,3 +520,30 @@ def test_the_merge_on_threads_gives_the_features_of_one_thread(yard, dask_client
     three = run(3)
     assert len(railcars({"features": one})) >= 40
     assert three == one
+
+
+def test_a_scenes_view_widens_its_railcars_by_their_roofs_lean(yard, dask_client, oracle_spec):
+    """A Maxar .IMD beside the scene says it was seen 30 degrees off nadir from the south: its cars,
+    along x, show their roofs 2.3 m north of their feet (at a real car's 4 m), and come out that
+    much wider than from straight above. A view the user gives wins over it; told to, the pipeline
+    leaves it unused."""
+    path, boxes = yard
+
+    def widths(options):
+        fc = detect_scene(path, options, oracle_spec, dask_client)
+        assert fc["summary"]["counts"]["railcar"] == len(boxes)
+        return fc["summary"]["view"], np.array([f["properties"]["width_m"] for f in railcars(fc)])
+
+    view, plain = widths(CPU)
+    assert view is None and np.all((plain >= 2.4) & (plain <= 3.2))
+    path.with_suffix(".IMD").write_text(imd_text(View(30.0, 180.0)))
+    view, leaned = widths(CPU)
+    assert view == {"off_nadir_deg": 30.0, "satellite_azimuth_deg": 180.0, "source": "scene metadata"}
+    lean = 4.0 * math.tan(math.radians(30.0))
+    assert np.all((leaned >= 2.4 + lean - 0.05) & (leaned <= 3.2 + lean + 0.05)), leaned
+    view, unused = widths(DetectOptions(device="cpu", view_metadata=False))
+    assert view is None and unused.tolist() == plain.tolist()
+    # From the east the roofs lean west, along the cars: next to nothing across them (the cars run
+    # along UTM's grid east, a degree off true east at Tumangang: 2.3 m * sin(1.1 degrees)).
+    view, along = widths(DetectOptions(device="cpu", off_nadir_deg=30.0, satellite_azimuth_deg=90.0))
+    assert view["source"] == "request" and along.tolist() == pytest.approx(plain.tolist(), abs=0.06)

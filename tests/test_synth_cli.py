@@ -14,6 +14,8 @@ import rasterio
 
 from models.interface import CLASS_INDEX
 from models.synth import rasterize_labels, render_scene, scene_seed, write_scene
+from models.synth.lean import satellite_view
+from service.view_geometry import view_from_imd
 
 RAILSIGHT = shutil.which("railsight", path=str(Path(sys.executable).parent)) or "railsight"
 
@@ -21,8 +23,11 @@ RAILSIGHT = shutil.which("railsight", path=str(Path(sys.executable).parent)) or 
 def test_write_scene_files(tmp_path):
     scene = render_scene(31, size_px=160, pixel_size_m=0.5, min_railcars=4, nodata=True)
     paths = write_scene(scene, tmp_path, "yard")
-    assert {p.name for p in paths.values()} == {"yard.tif", "yard.labels.tif", "yard.geojson"}
+    assert {p.name for p in paths.values()} == {"yard.tif", "yard.IMD", "yard.labels.tif", "yard.geojson"}
     with rasterio.open(paths["image"]) as src:
+        view, drawn = view_from_imd(src.tags(ns="IMD")), satellite_view(scene.conditions)  # GDAL reads it with the scene
+        assert view is not None and view.off_nadir_deg == pytest.approx(drawn.off_nadir_deg, abs=1e-4)
+        assert view.satellite_azimuth_deg == pytest.approx(drawn.satellite_azimuth_deg, abs=1e-4)
         assert src.crs.to_string() == scene.crs
         assert src.transform.almost_equals(scene.transform, precision=1e-9)
         assert (src.count, src.dtypes[0]) == (3, "uint8")

@@ -17,7 +17,9 @@ from shapely.geometry.polygon import orient
 from models.interface import SEMANTIC_CLASSES
 from models.synth.geo import to_lonlat_transformer
 from models.synth.labels import rasterize_labels
+from models.synth.lean import satellite_view
 from service.rasters import write_geotiff
+from service.view_geometry import imd_text
 
 CONTRACT_PROPERTIES = ("kind", "length_m", "width_m", "heading_deg", "area_m2")
 
@@ -86,10 +88,13 @@ def _length_m(line, scene) -> float:
 
 
 def write_scene(scene, out_dir: Path, name: str) -> dict[str, Path]:
-    """Write ``name.tif``, ``name.labels.tif`` and ``name.geojson`` under ``out_dir``."""
+    """Write ``name.tif``, ``name.IMD`` (the view, which GDAL reads with it: ``service.view_geometry``),
+    ``name.labels.tif`` and ``name.geojson`` under ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     image = write_geotiff(out_dir / f"{name}.tif", scene.image, transform=scene.transform, crs=scene.crs, mask=scene.valid)
+    view = out_dir / f"{name}.IMD"
+    view.write_text(imd_text(satellite_view(scene.conditions)))
     semantic, cores, instances = rasterize_labels(scene, scene.transform, scene.valid.shape)
     stack = np.stack([semantic.astype(np.uint16), cores[0].astype(np.uint16), cores[1].astype(np.uint16),
                       instances.astype(np.uint16)])  # fmt: skip
@@ -100,7 +105,7 @@ def write_scene(scene, out_dir: Path, name: str) -> dict[str, Path]:
     tmp = truth.with_name(f".{truth.name}.tmp")
     tmp.write_text(json.dumps(truth_geojson(scene)))
     tmp.replace(truth)
-    return {"image": image, "labels": labels, "truth": truth}
+    return {"image": image, "view": view, "labels": labels, "truth": truth}
 
 
 __all__ = ["SEMANTIC_CLASSES", "scene_seed", "truth_geojson", "write_scene"]

@@ -29,9 +29,17 @@ from models.synth import shading
 from models.synth.burn import burn
 from models.synth.noise import ValueNoise
 from models.synth.prims import Prim, box_corners
+from service.view_geometry import View
 
 # Prims lower than this do not lean visibly (road markings, rails): they stay as drawn.
 MIN_HEIGHT_M = 0.3
+
+
+def satellite_view(cond: dict) -> View:
+    """The view of a scene drawn under ``cond``, as a satellite product records it: the satellite
+    lies opposite the lean."""
+    lean = float(cond.get("lean_azimuth_deg") or 0.0)
+    return View(float(cond.get("off_nadir_deg") or 0.0), (lean + 180.0) % 360.0, "scene metadata")
 
 
 def lean_pixels(cond: dict, p: float, height: float) -> tuple[int, int]:

@@ -30,6 +30,8 @@ from models.synth.render import paint_scene
 from models.synth.sensor import apply_sensor
 from models.synth.site import build_site
 
+# 1.7.1: the view each scene was taken from written beside it, as a Maxar .IMD (io.write_scene);
+# pixels and truth as 1.7.0;
 # 1.7.0: 60 % of scenes seen 5-30 degrees off nadir, anything standing leaned away from the sensor
 # with the side facing it showing, and labelled as it shows (lean); warehouses that a curved yard's
 # tracks would run through (1.5 % of sites) left out; every other draw as in 1.6.0;
@@ -43,7 +45,7 @@ from models.synth.site import build_site
 # 1.2.0: lighter track middles (oily strip 0-60 %, was 35-75 %), concrete sleepers in 75 % of yards (60 %);
 # 1.1.0: empty yards, buildings beside the tracks, wider ballast beds; 1.0.1: palette draws no longer
 # depend on dict ids
-ENGINE_VERSION = "1.7.0"
+ENGINE_VERSION = "1.7.1"
 # An object stays in the truth when at least this share of its footprint is visible; cut-off
 # slivers are still labelled as class pixels, but not counted.
 MIN_VISIBLE_SHARE = 0.25

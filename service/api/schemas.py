@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from service.rasters import MAX_PIXEL_SIZE_M
+from service.view_geometry import MAX_OFF_NADIR_DEG
 
 ClassName = Literal["railcar", "tarped_cargo", "track"]
 OutputName = Literal["geojson", "class_cog"]
@@ -37,6 +38,16 @@ class JobOptions(BaseModel):
         default=None, gt=0.0, le=MAX_PIXEL_SIZE_M,
         description="ground size of one pixel in metres, for a scene with no georeferencing (implies allow_pixel_coords)",
     )
+    off_nadir_deg: float | None = Field(
+        default=None, ge=0.0, le=MAX_OFF_NADIR_DEG,
+        description="the view's angle from straight down, with satellite_azimuth_deg: railcars are then drawn as wide "
+                    "as they show, roof and wall (default: what the scene's metadata records, a Maxar .IMD beside it)",
+    )
+    satellite_azimuth_deg: float | None = Field(
+        default=None, ge=0.0, le=360.0,
+        description="the bearing from the scene to the satellite, clockwise from north (Maxar meanSatAz, Planet "
+                    "satellite_azimuth)",
+    )
 
     @field_validator("classes", "outputs")
     @classmethod
@@ -47,6 +58,12 @@ class JobOptions(BaseModel):
     @classmethod
     def _geojson_always(cls, value: list[str]) -> list[str]:
         return value if "geojson" in value else ["geojson", *value]
+
+    @model_validator(mode="after")
+    def _whole_view(self) -> JobOptions:
+        if (self.off_nadir_deg is None) != (self.satellite_azimuth_deg is None):
+            raise ValueError("give the view as both off_nadir_deg and satellite_azimuth_deg, or neither")
+        return self
 
     @field_validator("bands")
     @classmethod

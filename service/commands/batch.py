@@ -190,7 +190,7 @@ def read_json(path: Path) -> dict[str, Any] | None:
 def fingerprint(options: DetectOptions, model: dict[str, str], class_raster: bool) -> tuple[str, dict[str, Any]]:
     """What decides a scene's output. Device, batch size and worker count do not (nor does the tile
     for weights that name their own, but it does for those that do not)."""
-    what = {
+    what: dict[str, Any] = {
         "tile": options.tile,
         "model_tile": options.model_tile,
         "bands": list(options.bands) if options.bands else None,
@@ -201,8 +201,13 @@ def fingerprint(options: DetectOptions, model: dict[str, str], class_raster: boo
         "class_raster": class_raster,
         "model": model,
     }
-    if options.pixel_size_m is not None:  # only then: the fingerprints of outputs made before it stay
+    # Each only where set: the fingerprints of outputs made before it stay.
+    if options.pixel_size_m is not None:
         what["pixel_size_m"] = options.pixel_size_m
+    if options.view is not None:
+        what["view"] = [options.off_nadir_deg, options.satellite_azimuth_deg]
+    if not options.view_metadata:
+        what["view_metadata"] = False
     digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
     return digest, what
 

@@ -87,6 +87,18 @@ def add_scene_options(parser: argparse.ArgumentParser) -> None:
                              "is assumed)")
     parser.add_argument("--max-pixels", type=positive_int, help="refuse scenes with more pixels than this")
     parser.add_argument("--weights", help="weights file (default: the shipped model)")
+    parser.add_argument("--off-nadir", type=float, metavar="DEG",
+                        help="the view's angle from straight down (with --satellite-azimuth): railcars are then drawn "
+                             "as wide as they show, roof and wall (default: what the scene's metadata records)")
+    parser.add_argument("--satellite-azimuth", type=float, metavar="DEG",
+                        help="the bearing from the scene to the satellite, clockwise from north (Maxar meanSatAz, "
+                             "Planet satellite_azimuth)")
+    add_view_metadata_option(parser)
+
+
+def add_view_metadata_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ignore-view-metadata", action="store_true",
+                        help="do not use the view a scene's metadata records (a Maxar .IMD beside it)")
 
 
 def settings_from_args(args: argparse.Namespace) -> PipelineSettings:
@@ -111,6 +123,9 @@ def scene_options_from_args(args: argparse.Namespace, settings: PipelineSettings
         allow_pixel_coords=args.allow_pixel_coords or None,
         pixel_size_m=args.pixel_size,
         max_pixels=args.max_pixels,
+        off_nadir_deg=args.off_nadir,
+        satellite_azimuth_deg=args.satellite_azimuth,
+        view_metadata=not args.ignore_view_metadata,
         **extra,
     )
     options.check()

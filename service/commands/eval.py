@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     pairs = pairs[: args.limit] if args.limit else pairs
     settings = settings_from_args(args)
     spec = model_spec_from_settings(settings)
-    options = options_from_settings(settings, model_tile=args.model_tile, tta=args.tta)
+    options = options_from_settings(settings, model_tile=args.model_tile, tta=args.tta,
+                                   view_metadata=not args.ignore_view_metadata)
     options.check()
     model_info: dict = {"source": spec.describe()}
     if not spec.factory:

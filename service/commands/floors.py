@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         raise BadOption("--write needs a weights file: the model comes from a factory (RAILSIGHT_MODEL_FACTORY)")
     if args.write and not classes_with_truth(pairs):  # known before a scene is detected
         raise BadOption(f"no floor to write: the scenes hold no {' or '.join(FLOORS)} truth")
-    options = pass_options(settings, model_tile=args.model_tile, tta=args.tta)
+    options = pass_options(settings, model_tile=args.model_tile, tta=args.tta, view_metadata=not args.ignore_view_metadata)
     scenes = over_scenes(settings, pairs, options, spec, "floors", args.quiet, detect_all)
     choice = choose(scenes, current=model_meta(spec).own_floors(options.tta))
     chosen = {cls: c["chosen"] for cls, c in choice.items() if c["chosen"] is not None}

@@ -29,13 +29,14 @@ Progress = Callable[[int, int, str], None]
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """How the pipeline runs over the scenes: the model, the device, the cluster, the views."""
-    from service.commands.detect import add_model_tile_option, add_tta_option
+    from service.commands.detect import add_model_tile_option, add_tta_option, add_view_metadata_option
 
     parser.add_argument("--weights", help="weights file (default: the shipped model)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="model device (default: auto)")
     parser.add_argument("--workers", type=int, help="LocalCluster worker processes")
     add_model_tile_option(parser)
     add_tta_option(parser)
+    add_view_metadata_option(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

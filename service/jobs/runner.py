@@ -300,6 +300,8 @@ class Runner:
             bands=tuple(o["bands"]) if o.get("bands") else None,
             allow_pixel_coords=o.get("allow_pixel_coords") or None,
             pixel_size_m=o.get("pixel_size_m"),
+            off_nadir_deg=o.get("off_nadir_deg"),
+            satellite_azimuth_deg=o.get("satellite_azimuth_deg"),
             class_raster=class_raster,
         )
         before = 0

@@ -1,0 +1,85 @@
+"""The view a scene was taken from, and how far it leans what stands up in the scene's grid.
+
+A satellite looking down at an angle shows a standing object's top beyond its foot, away from the
+satellite: ``h * tan(off_nadir)`` metres for a point ``h`` metres up. A car then shows as its roof
+and the wall facing the sensor, wider than the car (``kernels.car_fit.view_widening``).
+
+Vendors record the view with the image. A Maxar (DigitalGlobe) product's ``.IMD`` file, beside the
+GeoTIFF, gives ``meanOffNadirViewAngle`` and ``meanSatAz`` (the bearing from the scene to the
+satellite, clockwise from north); GDAL reads it into the raster's ``IMD`` metadata domain, and so
+does ``railsight synth`` for its scenes. Planet's ``view:off_nadir`` / ``satellite_azimuth`` and
+Airbus's incidence and azimuth angles mean the same two things; a user passes them with the job.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.errors import BadOption
+
+# Past this the ground is seen so slantwise that no sensor railsight is meant for images it.
+MAX_OFF_NADIR_DEG = 60.0
+IMD_OFF_NADIR = "IMAGE_1.meanOffNadirViewAngle"
+IMD_SATELLITE_AZIMUTH = "IMAGE_1.meanSatAz"
+
+
+@dataclass(frozen=True)
+class View:
+    """``off_nadir_deg`` from straight down; ``satellite_azimuth_deg`` the bearing from the scene to the
+    satellite, clockwise from north; ``source`` where they came from ("request" or "scene metadata")."""
+
+    off_nadir_deg: float
+    satellite_azimuth_deg: float
+    source: str = "request"
+
+    def check(self) -> None:
+        if not 0.0 <= self.off_nadir_deg <= MAX_OFF_NADIR_DEG:
+            raise BadOption(f"off-nadir angle must be between 0 and {MAX_OFF_NADIR_DEG:g} degrees, "
+                            f"got {self.off_nadir_deg:g}")
+        if not 0.0 <= self.satellite_azimuth_deg <= 360.0:
+            raise BadOption(f"satellite azimuth must be between 0 and 360 degrees, got {self.satellite_azimuth_deg:g}")
+
+    def summary(self) -> dict[str, object]:
+        return {"off_nadir_deg": self.off_nadir_deg, "satellite_azimuth_deg": self.satellite_azimuth_deg,
+                "source": self.source}
+
+
+def requested_view(off_nadir_deg: float | None, satellite_azimuth_deg: float | None) -> View | None:
+    """The view a user gave (both angles, or neither), checked."""
+    if off_nadir_deg is None and satellite_azimuth_deg is None:
+        return None
+    if off_nadir_deg is None or satellite_azimuth_deg is None:
+        raise BadOption("give the view as both the off-nadir angle and the satellite azimuth, or neither")
+    view = View(float(off_nadir_deg), float(satellite_azimuth_deg))
+    view.check()
+    return view
+
+
+def view_from_imd(tags: dict[str, str]) -> View | None:
+    """The view in a raster's ``IMD`` metadata domain; None where it gives none, or none that holds."""
+    try:
+        view = View(float(tags[IMD_OFF_NADIR]), float(tags[IMD_SATELLITE_AZIMUTH]) % 360.0, "scene metadata")
+        view.check()
+    except (KeyError, ValueError, BadOption):
+        return None
+    return view
+
+
+def imd_text(view: View) -> str:
+    """A minimal ``.IMD`` file (Maxar's layout) that records ``view``, for GDAL to read back."""
+    return ("BEGIN_GROUP = IMAGE_1\n"
+            f"\tmeanSatAz = {view.satellite_azimuth_deg:.4f};\n"
+            f"\tmeanOffNadirViewAngle = {view.off_nadir_deg:.4f};\n"
+            "END_GROUP = IMAGE_1\nEND;\n")
+
+
+def lean_in_grid(view: View, metres_per_pixel: np.ndarray) -> np.ndarray:
+    """The grid pixels (columns, rows) by which a point 1 m up shows beyond its foot, on a grid whose
+    pixel steps along columns and rows cover ``metres_per_pixel`` (2 x 2, columns: the ground metres
+    east and north of each step; ``SceneInfo.grid_ground_steps``)."""
+    reach = math.tan(math.radians(view.off_nadir_deg))
+    away = math.radians(view.satellite_azimuth_deg + 180.0)  # tops lean away from the satellite
+    return np.linalg.solve(metres_per_pixel, reach * np.array([math.sin(away), math.cos(away)]))

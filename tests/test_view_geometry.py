@@ -1,0 +1,82 @@
+"""The view a scene was taken from: given by a user, or read by GDAL from a Maxar .IMD beside it, and
+turned into the lean of what stands up, in grid pixels."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import rasterio
+from pyproj import CRS
+
+from models.synth.lean import lean_pixels, satellite_view
+from service.errors import BadOption
+from service.rasters import ground_steps, inspect_scene
+from service.view_geometry import View, imd_text, lean_in_grid, requested_view, view_from_imd
+from tests import scenes
+
+# A Maxar product's IMD as delivered, trimmed to one image group (GDAL reads it into the IMD domain).
+MAXAR_IMD = """version = "28.4";
+productOrderId = "012345678901_01_P001";
+BEGIN_GROUP = IMAGE_1
+\tsatId = "WV03";
+\tmeanSatEl = 66.2;
+\tmeanSatAz = 201.5;
+\tmeanOffNadirViewAngle = 21.4;
+END_GROUP = IMAGE_1
+END;
+"""
+
+
+def grid_steps(crs: str, pixel_size_m: float = 0.5) -> np.ndarray:
+    return ground_steps(CRS.from_user_input(crs), scenes.transform_for(crs, pixel_size_m), 1000, 1000)
+
+
+@pytest.mark.parametrize("crs", [scenes.UTM, "EPSG:4326", "EPSG:3857"])
+def test_tops_lean_away_from_the_satellite_by_the_tangent_of_the_view(crs):
+    steps = grid_steps(crs)
+    # (within 0.05 px: UTM's grid north is about a degree off true north at Tumangang)
+    # Satellite due south, 45 degrees off nadir: a point 1 m up shows 1 m north, two 0.5 m pixels up.
+    np.testing.assert_allclose(lean_in_grid(View(45.0, 180.0), steps), [0.0, -2.0], atol=0.05)
+    # Due west, 30 degrees: tan(30) m east.
+    np.testing.assert_allclose(lean_in_grid(View(30.0, 270.0), steps), [2 * math.tan(math.radians(30)), 0.0], atol=0.05)
+    np.testing.assert_allclose(lean_in_grid(View(0.0, 90.0), steps), [0.0, 0.0], atol=1e-9)
+
+
+def test_the_engines_scenes_record_the_view_they_were_drawn_from():
+    cond = {"off_nadir_deg": 25.0, "lean_azimuth_deg": 200.0}
+    view = satellite_view(cond)
+    assert view.satellite_azimuth_deg == pytest.approx(20.0)
+    # A 4 m car's roof on the engine's north-up 0.25 m grid, in pixels: the engine rounds to whole ones.
+    lean = lean_in_grid(view, np.array([[0.25, 0.0], [0.0, -0.25]])) * 4.0
+    np.testing.assert_allclose(lean, lean_pixels(cond, 0.25, 4.0), atol=0.5)
+
+
+def test_a_view_is_both_angles_within_their_ranges_or_none():
+    assert requested_view(None, None) is None
+    assert requested_view(20, 350) == View(20.0, 350.0, "request")
+    for off, az, words in [(20, None, "both"), (None, 10, "both"), (75, 10, "off-nadir"), (-1, 10, "off-nadir"),
+                           (20, 400, "azimuth")]:
+        with pytest.raises(BadOption, match=words):
+            requested_view(off, az)
+
+
+def test_gdal_reads_the_view_from_a_maxar_imd_beside_the_scene(tmp_path):
+    stem = "20OCT05021400-P2AS-012345678901_01_P001"
+    scene = scenes.write(tmp_path / f"{stem}.TIF", scenes.blank(64, 64))
+    info = inspect_scene(scene, model_pixel_size_m=0.5)
+    assert info.view is None  # none beside it yet
+    (tmp_path / f"{stem}.IMD").write_text(MAXAR_IMD)
+    info = inspect_scene(scene, model_pixel_size_m=0.5)
+    assert info.view == View(21.4, 201.5, "scene metadata")
+
+
+def test_the_imd_railsight_writes_reads_back_and_a_broken_one_is_no_view(tmp_path):
+    scene = scenes.write(tmp_path / "yard.tif", scenes.blank(64, 64))
+    (tmp_path / "yard.IMD").write_text(imd_text(View(12.5, 33.0)))
+    with rasterio.open(scene) as src:
+        assert view_from_imd(src.tags(ns="IMD")) == View(12.5, 33.0, "scene metadata")
+    assert view_from_imd({"IMAGE_1.meanOffNadirViewAngle": "12.5"}) is None  # no azimuth
+    assert view_from_imd({"IMAGE_1.meanOffNadirViewAngle": "n/a", "IMAGE_1.meanSatAz": "33"}) is None
+    assert view_from_imd({"IMAGE_1.meanOffNadirViewAngle": "80", "IMAGE_1.meanSatAz": "33"}) is None

@@ -6,9 +6,12 @@ and the wall facing the sensor, wider than the car (``kernels.car_fit.view_widen
 
 Vendors record the view with the image. A Maxar (DigitalGlobe) product's ``.IMD`` file, beside the
 GeoTIFF, gives ``meanOffNadirViewAngle`` and ``meanSatAz`` (the bearing from the scene to the
-satellite, clockwise from north); GDAL reads it into the raster's ``IMD`` metadata domain, and so
-does ``railsight synth`` for its scenes. Planet's ``view:off_nadir`` / ``satellite_azimuth`` and
-Airbus's incidence and azimuth angles mean the same two things; a user passes them with the job.
+satellite, clockwise from north); GDAL reads it into the raster's ``IMD`` metadata domain.
+``railsight synth`` writes one beside each of its scenes. Planet's ``view:off_nadir`` and
+``satellite_azimuth`` are the same two angles; a user passes them with the job.
+
+The lean is the angle at the ground: a satellite's off-nadir angle is a little smaller (about 3
+degrees at 30 from 600 km up, for a lean an eighth shorter), within what car heights spread.
 """
 
 from __future__ import annotations

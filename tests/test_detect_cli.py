@@ -181,6 +181,19 @@ def test_no_command_lists_the_commands_and_version_names_the_release(capsys):
     assert capsys.readouterr().out.strip() == f"railsight {importlib.metadata.version('railsight')}"
 
 
+def test_a_view_given_widens_the_cars_and_is_named(tmp_path, cli_env):
+    img = scenes.blank(400, 200)
+    scenes.train_of_cars(img, 20, 100, 8)
+    scene = scenes.write(tmp_path / "scene.tif", img)
+    out = tmp_path / "out.geojson"
+    proc = detect(cli_env, scene, "-o", out, "--off-nadir", "25", "--satellite-azimuth", "180", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "8 railcar" in proc.stdout and "seen 25 deg off nadir (request)" in proc.stdout, proc.stdout
+    widths = [f["properties"]["width_m"] for f in json.loads(out.read_text())["features"]
+              if f["properties"]["class"] == "railcar"]
+    assert len(widths) == 8 and all(4.5 <= w <= 5.1 for w in widths), widths  # 3 m and a 4 m roof's 1.9 m lean
+
+
 def test_half_a_view_or_one_out_of_range_is_refused(tmp_path, cli_env):
     scene = scenes.write(tmp_path / "s.tif", scenes.blank(128, 128))
     out = tmp_path / "out.geojson"

@@ -163,8 +163,10 @@ def run(args: argparse.Namespace) -> int:
     summary = collection["summary"]
     counts = ", ".join(f"{n} {cls}" for cls, n in summary["counts"].items())
     gains = summary.get("colour_gains")
-    balanced = f", colour balanced: R x{gains[0]:.2f} G x{gains[1]:.2f} B x{gains[2]:.2f}" if gains else ""
+    notes = f", colour balanced: R x{gains[0]:.2f} G x{gains[1]:.2f} B x{gains[2]:.2f}" if gains else ""
     if summary.get("contrast_scale"):
-        balanced += f", contrast x{summary['contrast_scale']:.2f}"
-    print(f"{args.output}: {counts} ({summary['timings']['total_s']:.1f} s, {summary['device']}{balanced})")
+        notes += f", contrast x{summary['contrast_scale']:.2f}"
+    if view := summary.get("view"):
+        notes += f", seen {view['off_nadir_deg']:g} deg off nadir ({view['source']})"
+    print(f"{args.output}: {counts} ({summary['timings']['total_s']:.1f} s, {summary['device']}{notes})")
     return 0

@@ -64,6 +64,9 @@ def test_dev_mode_prints_a_curl_that_works_as_pasted(tmp_path, scheduler):  # no
         assert done["status"] == "succeeded", done
         result = httpx.get(f"{job['url']}/result", headers=headers)
         assert result.headers["content-type"] == "application/geo+json"
+        # The engine drew the sample, and wrote the view beside it as a satellite product comes.
+        assert "synthetic engine unavailable" not in server.output()
+        assert result.json()["summary"]["view"]["source"] == "scene metadata"
         assert httpx.get(job["url"], headers={"Authorization": "Bearer wrong-key-0000000000"}).status_code == 401
     finally:
         server.stop()

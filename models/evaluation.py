@@ -168,9 +168,10 @@ def evaluate(
         truth = json.loads(truth_path.read_text())
         started = time.perf_counter()
         detections = detect(image)
+        summary = detections.get("summary") or {}
         # The pipeline's own time for the scene where it says (a caller may detect scenes ahead, so
         # the wait here is not the scene's time), else the wait.
-        seconds = (detections.get("summary") or {}).get("timings", {}).get("total_s", time.perf_counter() - started)
+        seconds = summary.get("timings", {}).get("total_s", time.perf_counter() - started)
         crs = metric_crs_of(truth)
         counts = {**scene_counts(truth, detections, crs), "consists": consist_counts(truth, detections, crs)}
         cond = scene_conditions(truth)
@@ -178,6 +179,7 @@ def evaluate(
             "scene": image.name,
             "conditions": {k: cond.get(k) for k in ("pixel_size_m", "season", "haze", "crs") if k in cond},
             "buckets": condition_buckets(cond),
+            "view": summary.get("view"),  # the view the pipeline ran with (service.view_geometry), or None
             "seconds": round(seconds, 2),
             "counts": counts,
             "metrics": _rates(counts),

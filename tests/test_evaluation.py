@@ -14,6 +14,7 @@ from pyproj import Transformer
 from shapely.geometry import LineString, box, mapping
 
 from models.evaluation import condition_buckets, evaluate, find_scenes
+from service.view_geometry import View, imd_text
 from tests import scenes
 from tests.cli_errors import one_error_line, scene_with_bad_truth
 
@@ -110,7 +111,18 @@ def test_eval_cli_end_to_end(tmp_path, cli_env):
     assert (car["tp"], car["fp"], car["fn"]) == (8, 0, 0) and car["mean_matched_iou"] > 0.9
     assert shown["overall"]["track"]["recall"] > 0.95 and shown["overall"]["track"]["precision"] > 0.95
     assert shown["per_condition"]["haze"]["light"]["railcar"]["f1"] == 1.0
-    assert json.loads(out.read_text())["per_scene"][0]["scene"] == "yard.tif"
+    scene = json.loads(out.read_text())["per_scene"][0]
+    assert scene["scene"] == "yard.tif" and scene["view"] is None
+
+    # Its view beside it (20 degrees, from the south): the same cars, drawn 1.5 m wider than their
+    # 3 m truth, unless told to leave the view unused.
+    (tmp_path / "yard.IMD").write_text(imd_text(View(20.0, 180.0)))
+    for extra, view, iou in [([], "scene metadata", (0.6, 0.75)), (["--ignore-view-metadata"], None, (0.9, 1.0))]:
+        proc = run_eval(cli_env, "--scenes", tmp_path, "--out", out, "--quiet", "--model-tile", 256, *extra)
+        assert proc.returncode == 0, proc.stderr
+        scene = json.loads(out.read_text())["per_scene"][0]
+        assert (scene["view"] or {}).get("source") == view
+        assert scene["metrics"]["railcar"]["tp"] == 8 and iou[0] < scene["metrics"]["railcar"]["mean_matched_iou"] < iou[1]
 
 
 @pytest.mark.parametrize(("args", "message"), [

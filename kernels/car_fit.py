@@ -70,8 +70,10 @@ RAILCAR_MEDIAN_WIDTH_M = 2.8
 # fitted width of a scene's cars (MIN_CARS_FOR_LEAN or more) exceeds LEANED_FROM_M, the width
 # bounds move up by what it exceeds a real car's median by (``lean_widening``).
 LEANED_FROM_M = 3.2
-RAILCAR_HEIGHT_M = 4.0
 MIN_CARS_FOR_LEAN = 10
+# Where the view is known (``view_widening``), a car's roof leans by its height times the tangent of
+# the view's angle from straight down; a box car or a loaded hopper stands about 4 m above the rail.
+RAILCAR_HEIGHT_M = 4.0
 # A track's direction at a car is read between the points this far either side of the car's centre
 # on the line: about a short car's half length.
 TRACK_DIRECTION_M = 3.0
@@ -182,7 +184,8 @@ def onto_tracks(centre: np.ndarray, axis: np.ndarray, track: np.ndarray, lines: 
 def car_rectangles(centre: np.ndarray, axis: np.ndarray, length: np.ndarray, width: np.ndarray,
                    pixel_size_m: float, widen: float | np.ndarray = 0.0) -> np.ndarray:
     """Rotated rectangles (shapely Polygons) of the given centres, unit long axes and lengths, their
-    widths held within ``RAILCAR_WIDTH_M``, moved up by ``widen`` pixels (``lean_widening``)."""
+    widths held within ``RAILCAR_WIDTH_M``, moved up by ``widen`` pixels, one for all or one a car
+    (``lean_widening``, ``view_widening``)."""
     lo, hi = (w / pixel_size_m + widen for w in RAILCAR_WIDTH_M)
     across = np.column_stack([-axis[:, 1], axis[:, 0]]) * np.clip(width, lo, hi)[:, None]
     along = axis * length[:, None]

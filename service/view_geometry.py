@@ -71,6 +71,25 @@ def view_from_imd(tags: dict[str, str]) -> View | None:
     return view
 
 
+def imd_tags(text: str) -> dict[str, str]:
+    """The ``key = value;`` pairs of a Maxar ``.IMD`` file's text, keyed as GDAL keys its ``IMD``
+    domain (``IMAGE_1.meanSatAz``): for one that comes without its scene beside it, as an upload's."""
+    tags: dict[str, str] = {}
+    group = ""
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        key, value = key.strip(), value.strip().removesuffix(";").strip()
+        if key == "BEGIN_GROUP":
+            group = f"{value}."
+        elif key == "END_GROUP":
+            group = ""
+        else:
+            tags[group + key] = value
+    return tags
+
+
 def imd_text(view: View) -> str:
     """A minimal ``.IMD`` file (Maxar's layout) that records ``view``, for GDAL to read back."""
     return ("BEGIN_GROUP = IMAGE_1\n"

@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from service.view_geometry import View, imd_text
 from tests.jobservice import (
     KEY_A,
     KEY_B,
@@ -88,6 +89,34 @@ def test_upload_a_scene_as_multipart(api, http):
     assert done["status"] == "succeeded", done
     assert done["counts"] == {"railcar": 2}
     assert not any(api.services.settings.uploads_path.iterdir())  # the upload is gone once the job is done
+
+
+def test_an_upload_brings_its_view_as_its_imd(api, http):
+    """An uploaded scene has no .IMD beside it for GDAL to read, so it comes as field 'view': the
+    job runs with that view. One that gives no view, or a view given twice, is refused."""
+    scene = car_scene(api.data.parent / "upload-leaned.tif", 2)
+    imd = imd_text(View(30.0, 180.0))
+
+    def upload(view, options=None):
+        with open(scene, "rb") as fh:
+            data = {"options": json.dumps(options)} if options else {}
+            return http.post("/v1/jobs", headers=auth(), data=data,
+                             files={"scene": ("upload-leaned.tif", fh, "image/tiff"), "view": ("x.IMD", view, "text/plain")})
+
+    r = upload(imd)
+    assert r.status_code == 202, r.text
+    assert (r.json()["options"]["off_nadir_deg"], r.json()["options"]["satellite_azimuth_deg"]) == (30.0, 180.0)
+    done = wait_job(http, r.json()["id"])
+    assert done["status"] == "succeeded" and done["counts"]["railcar"] == 2, done
+    fc = http.get(f"/v1/jobs/{done['id']}/result", headers=auth()).json()
+    widths = [f["properties"]["width_m"] for f in fc["features"] if f["properties"]["class"] == "railcar"]
+    assert fc["summary"]["view"]["off_nadir_deg"] == 30.0 and all(5.0 <= w <= 5.6 for w in widths), widths
+
+    r = upload("BEGIN_GROUP = IMAGE_1\n\tmeanSatAz = 180.0;\nEND_GROUP = IMAGE_1\n")
+    assert r.status_code == 400 and "meanOffNadirViewAngle" in r.json()["error"]["message"], r.text
+    r = upload(imd, {"off_nadir_deg": 10, "satellite_azimuth_deg": 0})
+    assert r.status_code == 400 and "once" in r.json()["error"]["message"], r.text
+    assert not any(api.services.settings.uploads_path.iterdir())
 
 
 def test_idempotency_key_returns_the_same_job(api, http):

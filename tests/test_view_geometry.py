@@ -13,7 +13,7 @@ from pyproj import CRS
 from models.synth.lean import lean_pixels, satellite_view
 from service.errors import BadOption
 from service.rasters import ground_steps, inspect_scene
-from service.view_geometry import View, imd_text, lean_in_grid, requested_view, view_from_imd
+from service.view_geometry import View, imd_tags, imd_text, lean_in_grid, requested_view, view_from_imd
 from tests import scenes
 
 # A Maxar product's IMD as delivered, trimmed to one image group (GDAL reads it into the IMD domain).
@@ -70,6 +70,8 @@ def test_gdal_reads_the_view_from_a_maxar_imd_beside_the_scene(tmp_path):
     (tmp_path / f"{stem}.IMD").write_text(MAXAR_IMD)
     info = inspect_scene(scene, model_pixel_size_m=0.5)
     assert info.view == View(21.4, 201.5, "scene metadata")
+    with rasterio.open(scene) as src:  # an upload's .IMD, read without GDAL, reads as GDAL reads it
+        assert imd_tags(MAXAR_IMD) == src.tags(ns="IMD")
 
 
 def test_the_imd_railsight_writes_reads_back_and_a_broken_one_is_no_view(tmp_path):

@@ -20,6 +20,7 @@ from service.jobs.errors import JobConflict
 from service.jobs.schema import CANCELLED, QUEUED, RUNNING, STATUSES, SUCCEEDED
 from service.jobs.store import Job, decode_cursor
 from service.jobs.submission import Submission
+from service.view_geometry import imd_tags, view_from_imd
 
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 FORM_FIELD_LIMIT = 64 * 1024
@@ -55,6 +56,8 @@ SUBMIT_BODY = {
                         "site_id": {"type": "string"},
                         "acquired_at": {"type": "string", "format": "date-time"},
                         "options": {"type": "string", "description": "JSON object, as in the JSON body"},
+                        "view": {"type": "string", "format": "binary",
+                                 "description": "the scene's Maxar .IMD, for its view (or give it in options)"},
                     },
                 }
             },
@@ -198,7 +201,7 @@ async def submit_job(
 
 
 async def _submit_upload(request: Request, services: Services, owner: str, key: str | None):
-    async with request.form(max_files=1, max_fields=8, max_part_size=FORM_FIELD_LIMIT) as form:
+    async with request.form(max_files=2, max_fields=8, max_part_size=FORM_FIELD_LIMIT) as form:
         upload = form.get("scene")
         if not isinstance(upload, UploadFile):
             raise InvalidRequest("multipart body needs the scene file in field 'scene'")
@@ -213,11 +216,41 @@ async def _submit_upload(request: Request, services: Services, owner: str, key: 
                 fields["options"] = json.loads(options)
             except json.JSONDecodeError as exc:
                 raise InvalidRequest(f"field 'options' is not valid JSON: {exc}") from exc
+        view = form.get("view")
+        if view is not None:
+            fields["options"] = with_uploaded_view(fields.get("options", {}), await _small_text(view, "view"))
         name = PurePath(upload.filename or "upload.tif").name[:255] or "upload.tif"
         req = _parse_request({"scene": name, **fields})
         return await run_in_threadpool(
             services.submitter.submit_upload, owner, _submission(req, name), upload.file, idempotency_key=key
         )
+
+
+async def _small_text(part: UploadFile | str, field: str) -> str:
+    """A form field's text, sent as a field or as a file of at most FORM_FIELD_LIMIT bytes."""
+    if isinstance(part, str):
+        return part
+    data = await part.read(FORM_FIELD_LIMIT + 1)
+    if len(data) > FORM_FIELD_LIMIT:
+        raise InvalidRequest(f"field '{field}' is over {FORM_FIELD_LIMIT:,} bytes")
+    try:
+        return data.decode()
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(f"field '{field}' is not text: {exc}") from exc
+
+
+def with_uploaded_view(options: Any, imd: str) -> Any:
+    """Job ``options`` with the view an uploaded scene's ``.IMD`` (field ``view``) records: an upload
+    has no file beside it for GDAL to read it from."""
+    view = view_from_imd(imd_tags(imd))
+    if view is None:
+        raise InvalidRequest("field 'view' is not a Maxar .IMD giving IMAGE_1's meanOffNadirViewAngle (0-60) "
+                             "and meanSatAz (0-360)")
+    if not isinstance(options, dict):
+        return options  # the request's own check names what is wrong with it
+    if "off_nadir_deg" in options or "satellite_azimuth_deg" in options:
+        raise InvalidRequest("give the view once: in options, or as the .IMD in field 'view'")
+    return {**options, "off_nadir_deg": view.off_nadir_deg, "satellite_azimuth_deg": view.satellite_azimuth_deg}
 
 
 @router.get("", response_model=JobPage, summary="List your jobs, newest first", responses=ERRORS)

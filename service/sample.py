@@ -34,15 +34,12 @@ def ensure_sample(folder: Path) -> Path:
     if path.exists():
         return path
     try:
-        from models.synth.lean import satellite_view
+        from models.synth.io import write_view
         from models.synth.scene import render_scene
-        from service.view_geometry import imd_text
 
         scene = render_scene(SEED, size_px=1024, pixel_size_m=PIXEL_SIZE_M, min_railcars=73, season="summer",
                              nodata=False)
-        # The view beside it first, as a vendor delivers it: the scene's presence says both are there.
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.with_suffix(".IMD").write_text(imd_text(satellite_view(scene.conditions)))
+        write_view(scene, path)  # first, as a vendor delivers it: the scene's presence says both are there
         write_geotiff(path, scene.image, transform=scene.transform, crs=scene.crs, mask=scene.valid)
     except Exception as exc:  # the engine is optional for serving; the plain drawing always works
         log.warning("synthetic engine unavailable for the sample scene (%s); drawing a plain one", exc)

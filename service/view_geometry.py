@@ -92,10 +92,10 @@ def imd_tags(text: str) -> dict[str, str]:
 
 def imd_text(view: View) -> str:
     """A minimal ``.IMD`` file (Maxar's layout) that records ``view``, for GDAL to read back."""
-    return ("BEGIN_GROUP = IMAGE_1\n"
-            f"\tmeanSatAz = {view.satellite_azimuth_deg:.4f};\n"
-            f"\tmeanOffNadirViewAngle = {view.off_nadir_deg:.4f};\n"
-            "END_GROUP = IMAGE_1\nEND;\n")
+    group, azimuth = IMD_SATELLITE_AZIMUTH.split(".")
+    off_nadir = IMD_OFF_NADIR.split(".")[1]
+    return (f"BEGIN_GROUP = {group}\n\t{azimuth} = {view.satellite_azimuth_deg:.4f};\n"
+            f"\t{off_nadir} = {view.off_nadir_deg:.4f};\nEND_GROUP = {group}\nEND;\n")
 
 
 def lean_in_grid(view: View, metres_per_pixel: np.ndarray) -> np.ndarray:

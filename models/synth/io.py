@@ -87,14 +87,22 @@ def _length_m(line, scene) -> float:
     return float(to_metres(line, scene.local_to_crs).length)
 
 
+def write_view(scene, image: Path) -> Path:
+    """The view ``scene`` was drawn from, written beside its ``image`` as ``.IMD`` (Maxar's layout),
+    where GDAL reads it with the image."""
+    view = Path(image).with_suffix(".IMD")
+    view.parent.mkdir(parents=True, exist_ok=True)
+    view.write_text(imd_text(satellite_view(scene.conditions)))
+    return view
+
+
 def write_scene(scene, out_dir: Path, name: str) -> dict[str, Path]:
     """Write ``name.tif``, ``name.IMD`` (the view, which GDAL reads with it: ``service.view_geometry``),
     ``name.labels.tif`` and ``name.geojson`` under ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     image = write_geotiff(out_dir / f"{name}.tif", scene.image, transform=scene.transform, crs=scene.crs, mask=scene.valid)
-    view = out_dir / f"{name}.IMD"
-    view.write_text(imd_text(satellite_view(scene.conditions)))
+    view = write_view(scene, image)
     semantic, cores, instances = rasterize_labels(scene, scene.transform, scene.valid.shape)
     stack = np.stack([semantic.astype(np.uint16), cores[0].astype(np.uint16), cores[1].astype(np.uint16),
                       instances.astype(np.uint16)])  # fmt: skip
@@ -108,4 +116,4 @@ def write_scene(scene, out_dir: Path, name: str) -> dict[str, Path]:
     return {"image": image, "view": view, "labels": labels, "truth": truth}
 
 
-__all__ = ["SEMANTIC_CLASSES", "scene_seed", "truth_geojson", "write_scene"]
+__all__ = ["SEMANTIC_CLASSES", "scene_seed", "truth_geojson", "write_scene", "write_view"]

@@ -132,6 +132,25 @@ def live_api(settings, *, wait_ready: bool = True) -> Iterator[LiveServer]:
         yield server
 
 
+@contextlib.contextmanager
+def file_server(directory: Path) -> Iterator[str]:
+    """A plain HTTP server on loopback serving ``directory``; yields its base URL."""
+    import functools
+    import http.server
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(directory)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
 class ServeProcess:
     """`railsight serve` (or `worker`) as a real subprocess, for kill -9 and restart tests."""
 

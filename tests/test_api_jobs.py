@@ -15,6 +15,7 @@ from tests.jobservice import (
     SLOW,
     auth,
     car_scene,
+    file_server,
     live_api,
     long_scene,
     scheduler,  # noqa: F401  (fixture)
@@ -117,6 +118,34 @@ def test_an_upload_brings_its_view_as_its_imd(api, http):
     r = upload(imd, {"off_nadir_deg": 10, "satellite_azimuth_deg": 0})
     assert r.status_code == 400 and "once" in r.json()["error"]["message"], r.text
     assert not any(api.services.settings.uploads_path.iterdir())
+
+
+def test_a_remote_scene_brings_its_view_from_the_imd_beside_it(tmp_path, scheduler, monkeypatch):  # noqa: F811
+    """An http(s) scene is downloaded by the runner, and so is the .IMD beside its URL: the job runs
+    with that view, as a local scene with its .IMD does, and both downloads are gone afterwards."""
+    from service.jobs import sources
+
+    real = sources.blocked_address  # loopback is refused, rightly: let the test's own server through
+    monkeypatch.setattr(sources, "blocked_address",
+                        lambda a, allow_private: None if a == "127.0.0.1" else real(a, allow_private=allow_private))
+    www = tmp_path / "www"
+    www.mkdir()
+    car_scene(www / "leaned.tif", 2)
+    (www / "leaned.IMD").write_text(imd_text(View(30.0, 180.0)))
+    car_scene(www / "straight.tif", 2)
+    settings = service_settings(tmp_path / "svc", scheduler=scheduler, allow_remote=True, remote_allow_list="127.0.0.1")
+    with file_server(www) as base, live_api(settings) as server, server.client() as http:
+        for name, view in (("leaned", {"off_nadir_deg": 30.0, "satellite_azimuth_deg": 180.0}), ("straight", None)):
+            r = http.post("/v1/jobs", headers=auth(), json={"scene": f"{base}/{name}.tif"})
+            assert r.status_code == 202, r.text
+            done = wait_job(http, r.json()["id"])
+            assert done["status"] == "succeeded" and done["counts"]["railcar"] == 2, done
+            fc = http.get(f"/v1/jobs/{done['id']}/result", headers=auth()).json()
+            got = fc["summary"].get("view")
+            assert (got and {k: got[k] for k in view}) == view, got
+            if view:
+                assert got["source"] == "scene metadata"
+        assert not any(settings.downloads_path.iterdir())
 
 
 def test_idempotency_key_returns_the_same_job(api, http):

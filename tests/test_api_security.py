@@ -1,5 +1,6 @@
 """Keys and where scenes may come from: settings that refuse unsafe defaults, data-root checks,
-the remote allow-list and blocked addresses, and the runner's own download of remote scenes."""
+the remote allow-list and blocked addresses, and the runner's own download of remote scenes (and
+of the .IMD beside one, which gives its view)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,17 @@ import http.server
 import os
 import threading
 
+import numpy as np
 import pytest
+import rasterio
+from affine import Affine
 
 from service.jobs import sources
 from service.jobs.errors import BadScenePath, SceneNotAllowed, TooLarge
-from service.jobs.sources import blocked_address, check_local, check_remote, fetch_remote, parse_scene
+from service.jobs.sources import blocked_address, check_local, check_remote, fetch_remote, fetch_view_sidecar, parse_scene
+from service.rasters import inspect_scene
 from service.service_settings import ConfigError, ServiceSettings, key_owner
+from service.view_geometry import View, imd_text
 
 
 def settings(tmp_path, **kw) -> ServiceSettings:
@@ -136,12 +142,16 @@ def file_server(tmp_path):
     server.shutdown()
 
 
-def test_remote_download(tmp_path, file_server, monkeypatch):
-    s = settings(tmp_path, allow_remote=True, remote_allow_list="127.0.0.1", max_remote_bytes=4096 * 4)
-    # Loopback is blocked, rightly: for this test only, let 127.0.0.1 through but nothing else.
+@pytest.fixture()
+def loopback_allowed(monkeypatch):
+    """Loopback is blocked, rightly: for the test only, let 127.0.0.1 through but nothing else."""
     real = sources.blocked_address
     monkeypatch.setattr(sources, "blocked_address",
                         lambda a, allow_private: None if a == "127.0.0.1" else real(a, allow_private=allow_private))
+
+
+def test_remote_download(tmp_path, file_server, loopback_allowed):
+    s = settings(tmp_path, allow_remote=True, remote_allow_list="127.0.0.1", max_remote_bytes=4096 * 4)
     got = fetch_remote(f"{file_server}/scene.tif", tmp_path / "dl" / "a.tif", s)
     assert got.read_bytes().startswith(b"II*\x00") and got.stat().st_size == 5004
     with pytest.raises(SceneNotAllowed):  # the redirect goes to the metadata service
@@ -157,3 +167,30 @@ def test_remote_download_refuses_loopback(tmp_path, file_server):
     s = settings(tmp_path, allow_remote=True, remote_allow_list="127.0.0.1")
     with pytest.raises(SceneNotAllowed, match="loopback"):
         fetch_remote(f"{file_server}/scene.tif", tmp_path / "x.tif", s)
+
+
+def test_the_view_comes_with_a_remote_scene_from_the_imd_beside_it(tmp_path, file_server, loopback_allowed):
+    """The runner downloads a scene as JOB.tif and the .IMD beside its URL as JOB.IMD, where GDAL
+    reads the view with the scene. A scene with no .IMD, or one that records no view, gets none, and
+    nothing is left beside its download."""
+    www = tmp_path / "www"
+    with rasterio.open(www / "yard.tif", "w", driver="GTiff", width=64, height=64, count=3, dtype="uint8",
+                       crs="EPSG:32632", transform=Affine(0.5, 0, 400000, 0, -0.5, 5270000)) as dst:
+        dst.write(np.full((3, 64, 64), 120, dtype=np.uint8))
+    (www / "yard.IMD").write_text(imd_text(View(21.5, 300.0)))
+    (www / "plain.tif").write_bytes((www / "yard.tif").read_bytes())
+    (www / "noview.tif").write_bytes((www / "yard.tif").read_bytes())
+    (www / "noview.IMD").write_text('BEGIN_GROUP = IMAGE_1\n\tsatId = "WV03";\nEND_GROUP = IMAGE_1\nEND;\n')
+    s = settings(tmp_path, allow_remote=True, remote_allow_list="127.0.0.1")
+    dl = tmp_path / "dl"
+
+    scene = fetch_remote(f"{file_server}/yard.tif?token=abc", dl / "job-1.tif", s)
+    assert fetch_view_sidecar(f"{file_server}/yard.tif?token=abc", scene, s) == dl / "job-1.IMD"
+    view = inspect_scene(scene, model_pixel_size_m=0.5).view
+    assert view is not None and (view.off_nadir_deg, view.satellite_azimuth_deg) == pytest.approx((21.5, 300.0))
+
+    for name in ("plain", "noview"):
+        scene = fetch_remote(f"{file_server}/{name}.tif", dl / f"job-{name}.tif", s)
+        assert fetch_view_sidecar(f"{file_server}/{name}.tif", scene, s) is None
+        assert inspect_scene(scene, model_pixel_size_m=0.5).view is None
+    assert sorted(p.name for p in dl.iterdir()) == ["job-1.IMD", "job-1.tif", "job-noview.tif", "job-plain.tif"]

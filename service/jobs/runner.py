@@ -32,7 +32,7 @@ from service.errors import Cancelled, RailsightError
 from service.jobs.metrics import Metrics
 from service.jobs.results import ResultStore
 from service.jobs.schema import CANCELLED, FAILED, SUCCEEDED
-from service.jobs.sources import check_local, fetch_remote
+from service.jobs.sources import check_local, fetch_remote, fetch_view_sidecar
 from service.jobs.store import Claim, Job, JobStore, Outcome
 from service.service_settings import ServiceSettings
 
@@ -269,6 +269,7 @@ class Runner:
             self.metrics.active.dec()
             if download is not None:
                 download.unlink(missing_ok=True)
+                download.with_suffix(".IMD").unlink(missing_ok=True)
         if outcome is None:
             return
         if self.store.finish(claim, outcome):
@@ -277,13 +278,17 @@ class Runner:
             log.warning("job %s finished here, but its lease had passed to another runner", job.id)
 
     def _materialise(self, job: Job) -> tuple[str, Path | None]:
-        """A local path the pipeline can open (downloading http(s) scenes), and a file to delete after."""
+        """A local path the pipeline can open (downloading http(s) scenes, with the ``.IMD`` beside
+        one where the job gives no view), and a file to delete after (with its ``.IMD``)."""
         if job.scene_kind == "path":
             # Checked at submission; checked again, in case a symlink changed while it waited.
             return str(check_local(job.scene, self.settings.allowed_roots())), None
         if job.scene_kind == "url" and job.scene.lower().startswith(("http://", "https://")):
             dest = self.settings.downloads_path / f"{job.id}.tif"
-            return str(fetch_remote(job.scene, dest, self.settings)), dest
+            fetch_remote(job.scene, dest, self.settings)
+            if job.options.get("off_nadir_deg") is None and fetch_view_sidecar(job.scene, dest, self.settings):
+                log.info("job %s: the scene's view comes from the .IMD beside it", job.id)
+            return str(dest), dest
         return job.scene, None  # an upload we stored, or s3:// read by GDAL under the operator's config
 
     def _detect(self, job: Job, scene: str, running: _Running) -> Outcome:

@@ -8,7 +8,9 @@
   The runner downloads http(s) scenes itself, re-checking every redirect and the address it
   actually connected to, with a size limit; GDAL never fetches a user's URL.
 - Uploaded and downloaded files must be TIFFs (by their first bytes): other formats GDAL reads,
-  such as VRT, can point at arbitrary files and URLs.
+  such as VRT, can point at arbitrary files and URLs. The one other file fetched is the Maxar
+  ``.IMD`` beside an http(s) scene (``fetch_view_sidecar``), by the same checks, kept only where it
+  parses as an ``.IMD`` that records a view.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
-from service.errors import NotARaster, SceneError, SceneNotFound
+from service.errors import NotARaster, RailsightError, SceneError, SceneNotFound
 from service.jobs.errors import BadScenePath, SceneNotAllowed, TooLarge
 from service.service_settings import ServiceSettings
+from service.view_geometry import imd_tags, view_from_imd
 
 REMOTE_SCHEMES = ("http", "https", "s3")
 MAX_REDIRECTS = 5
@@ -34,6 +37,7 @@ METADATA_ADDRESSES = {
 }
 METADATA_HOSTS = {"metadata", "metadata.google.internal", "metadata.goog", "instance-data", "instance-data.ec2.internal"}
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+SIDECAR_MAX_BYTES = 64 * 1024  # a Maxar .IMD is a few kB
 
 Resolver = Callable[[str], list[str]]
 
@@ -165,12 +169,15 @@ def check_tiff(path: Path, what: str) -> None:
 
 
 def fetch_remote(url: str, dest: Path, settings: ServiceSettings, *, resolver: Resolver = resolve_host,
-                 timeout_s: float = 60.0) -> Path:
+                 timeout_s: float = 60.0, what: str = "remote scene", max_bytes: int | None = None,
+                 tiff: bool = True) -> Path:
     """Download an http(s) scene to ``dest`` (temporary name, then rename), following at most
-    MAX_REDIRECTS redirects, each one checked like the first URL. TooLarge past max_remote_bytes."""
+    MAX_REDIRECTS redirects, each one checked like the first URL. TooLarge past max_remote_bytes
+    (or ``max_bytes``); NotARaster unless it is a TIFF (where ``tiff``). ``what`` names the file in
+    errors."""
     import httpx
 
-    limit = settings.max_remote_bytes
+    limit = settings.max_remote_bytes if max_bytes is None else max_bytes
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.part-{os.getpid()}")
     timeout = httpx.Timeout(timeout_s, connect=15.0)
@@ -184,28 +191,55 @@ def fetch_remote(url: str, dest: Path, settings: ServiceSettings, *, resolver: R
                         url = urljoin(url, response.headers["location"])
                         continue
                     if response.status_code == 404:
-                        raise SceneNotFound(f"remote scene not found (HTTP 404): {url}")
+                        raise SceneNotFound(f"{what} not found (HTTP 404): {url}")
                     if response.status_code != 200:
-                        raise SceneError(f"remote scene could not be fetched (HTTP {response.status_code}): {url}")
+                        raise SceneError(f"{what} could not be fetched (HTTP {response.status_code}): {url}")
                     declared = int(response.headers.get("content-length") or 0)
                     if declared > limit:
-                        raise TooLarge(f"remote scene is {declared:,} bytes, over the limit of {limit:,}")
+                        raise TooLarge(f"{what} is {declared:,} bytes, over the limit of {limit:,}")
                     size = 0
                     with open(tmp, "wb") as fh:
                         for chunk in response.iter_bytes(1 << 20):
                             size += len(chunk)
                             if size > limit:
-                                raise TooLarge(f"remote scene is over the limit of {limit:,} bytes")
+                                raise TooLarge(f"{what} is over the limit of {limit:,} bytes")
                             fh.write(chunk)
-                check_tiff(tmp, "remote scene")
+                if tiff:
+                    check_tiff(tmp, what)
                 os.replace(tmp, dest)
                 return dest
-        raise SceneError(f"remote scene redirected more than {MAX_REDIRECTS} times: {url}")
+        raise SceneError(f"{what} redirected more than {MAX_REDIRECTS} times: {url}")
     except httpx.HTTPError as exc:
-        raise SceneError(f"remote scene could not be fetched: {url} ({type(exc).__name__}: {exc})") from exc
+        raise SceneError(f"{what} could not be fetched: {url} ({type(exc).__name__}: {exc})") from exc
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def fetch_view_sidecar(url: str, scene: Path, settings: ServiceSettings, *,
+                       resolver: Resolver = resolve_host) -> Path | None:
+    """The Maxar ``.IMD`` beside an http(s) scene (the URL's file name with ``.IMD`` or ``.imd`` for
+    its suffix, query kept), downloaded beside ``scene``, the scene's download, as ``NAME.IMD``:
+    GDAL then reads the view with the scene, as beside a local file. None where the server has no
+    such file, or it records no view (then nothing is left beside the scene). Most scenes have none,
+    so nothing here fails the job."""
+    dest = scene.with_suffix(".IMD")
+    parts = urlsplit(url)
+    name = PurePosixPath(parts.path)
+    if not name.name:
+        return None
+    for suffix in (".IMD", ".imd"):
+        sidecar = urlunsplit(parts._replace(path=str(name.with_suffix(suffix))))
+        try:
+            fetch_remote(sidecar, dest, settings, resolver=resolver, what="scene's .IMD",
+                         max_bytes=SIDECAR_MAX_BYTES, tiff=False)
+        except RailsightError:
+            continue
+        if view_from_imd(imd_tags(dest.read_text(errors="replace"))) is not None:
+            return dest
+        dest.unlink()
+        return None
+    return None
 
 
 def _check_peer(response, settings: ServiceSettings) -> None:

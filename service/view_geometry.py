@@ -7,8 +7,14 @@ and the wall facing the sensor, wider than the car (``kernels.car_fit.view_widen
 Vendors record the view with the image. A Maxar (DigitalGlobe) product's ``.IMD`` file, beside the
 GeoTIFF, gives ``meanOffNadirViewAngle`` and ``meanSatAz`` (the bearing from the scene to the
 satellite, clockwise from north); GDAL reads it into the raster's ``IMD`` metadata domain.
-``railsight synth`` writes one beside each of its scenes. Planet's ``view:off_nadir`` and
-``satellite_azimuth`` are the same two angles; a user passes them with the job.
+``railsight synth`` writes one beside each of its scenes. An Airbus product (Pleiades, Pleiades
+Neo, SPOT 6/7) in DIMAP v2 gives, in the ``DIM_*.XML`` beside its ``IMG_*_R1C1.TIF``, the
+``INCIDENCE_ANGLE`` and ``AZIMUTH_ANGLE`` of the line of sight at each of a few places of the scene;
+GDAL reads those into the same domain, and the scene centre's (``LOCATION_TYPE`` Center) is taken.
+Which way along its azimuth the satellite lies does not matter here: a car shows its wall on
+whichever side the satellite is, and ``kernels.car_fit.view_widening`` widens it the same.
+Planet's ``view:off_nadir`` and ``satellite_azimuth`` are the same two angles; a user passes them
+with the job.
 
 The lean is the angle at the ground: a satellite's off-nadir angle is a little smaller (about 3
 degrees at 30 from 600 km up, for a lean an eighth shorter), within what car heights spread.
@@ -27,6 +33,12 @@ from service.errors import BadOption
 MAX_OFF_NADIR_DEG = 60.0
 IMD_OFF_NADIR = "IMAGE_1.meanOffNadirViewAngle"
 IMD_SATELLITE_AZIMUTH = "IMAGE_1.meanSatAz"
+# DIMAP v2 as GDAL keys it: "..._Values_2.LOCATION_TYPE" where there are several places, no number
+# where there is one.
+DIMAP_PLACE = "Geometric_Data.Use_Area.Located_Geometric_Values"
+DIMAP_CENTRE = "Center"
+DIMAP_INCIDENCE = "Acquisition_Angles.INCIDENCE_ANGLE"
+DIMAP_AZIMUTH = "Acquisition_Angles.AZIMUTH_ANGLE"
 
 
 @dataclass(frozen=True)
@@ -62,13 +74,28 @@ def requested_view(off_nadir_deg: float | None, satellite_azimuth_deg: float | N
 
 
 def view_from_imd(tags: dict[str, str]) -> View | None:
-    """The view in a raster's ``IMD`` metadata domain; None where it gives none, or none that holds."""
+    """The view in a raster's ``IMD`` metadata domain (Maxar's ``.IMD``, or Airbus DIMAP); None where
+    it gives none, or none that holds."""
+    off_nadir, azimuth = tags.get(IMD_OFF_NADIR), tags.get(IMD_SATELLITE_AZIMUTH)
+    if off_nadir is None and azimuth is None:
+        off_nadir, azimuth = _dimap_centre_angles(tags)
+    if off_nadir is None or azimuth is None:
+        return None
     try:
-        view = View(float(tags[IMD_OFF_NADIR]), float(tags[IMD_SATELLITE_AZIMUTH]) % 360.0, "scene metadata")
+        view = View(float(off_nadir), float(azimuth) % 360.0, "scene metadata")
         view.check()
-    except (KeyError, ValueError, BadOption):
+    except (ValueError, BadOption):
         return None
     return view
+
+
+def _dimap_centre_angles(tags: dict[str, str]) -> tuple[str | None, str | None]:
+    """The incidence and azimuth angles of the line of sight at a DIMAP scene's centre."""
+    for key, value in tags.items():
+        place = key.removesuffix(".LOCATION_TYPE")
+        if place != key and place.startswith(DIMAP_PLACE) and value.strip() == DIMAP_CENTRE:
+            return tags.get(f"{place}.{DIMAP_INCIDENCE}"), tags.get(f"{place}.{DIMAP_AZIMUTH}")
+    return None, None
 
 
 def imd_tags(text: str) -> dict[str, str]:

@@ -74,6 +74,35 @@ def test_gdal_reads_the_view_from_a_maxar_imd_beside_the_scene(tmp_path):
         assert imd_tags(MAXAR_IMD) == src.tags(ns="IMD")
 
 
+def dimap(places: list[tuple[str, float, float]]) -> str:
+    """An Airbus DIMAP v2 ``DIM_*.XML`` with the line of sight's incidence and azimuth at each place."""
+    located = "".join(
+        f"<Located_Geometric_Values><LOCATION_TYPE>{where}</LOCATION_TYPE><Acquisition_Angles>"
+        f'<AZIMUTH_ANGLE unit="deg">{azimuth}</AZIMUTH_ANGLE><VIEWING_ANGLE unit="deg">{incidence - 1.5}</VIEWING_ANGLE>'
+        f'<INCIDENCE_ANGLE unit="deg">{incidence}</INCIDENCE_ANGLE></Acquisition_Angles></Located_Geometric_Values>'
+        for where, incidence, azimuth in places)
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n<Dimap_Document><Metadata_Identification>'
+            '<METADATA_FORMAT version="2.0">DIMAP</METADATA_FORMAT></Metadata_Identification>'
+            f"<Geometric_Data><Use_Area>{located}</Use_Area></Geometric_Data></Dimap_Document>\n")
+
+
+def test_gdal_reads_the_view_from_an_airbus_dimap_beside_the_scene(tmp_path):
+    """A Pleiades product's IMG_*_R1C1.TIF with its DIM_*.XML: the view is the scene centre's
+    incidence and azimuth, whether the DIMAP gives several places (GDAL numbers them) or one."""
+    name = "PHR1A_PMS_202001011030000_ORT_1234567101"
+    scene = scenes.write(tmp_path / f"IMG_{name}_R1C1.TIF", scenes.blank(64, 64))
+    assert inspect_scene(scene, model_pixel_size_m=0.5).view is None
+    dim = tmp_path / f"DIM_{name}.XML"
+    for places, view in (
+        ([("Top Left", 12.0, 181.0), ("Center", 13.5, 180.5), ("Bottom Right", 15.0, 179.0)],
+         View(13.5, 180.5, "scene metadata")),
+        ([("Center", 27.25, -10.0)], View(27.25, 350.0, "scene metadata")),
+        ([("Top Left", 12.0, 181.0), ("Bottom Right", 15.0, 179.0)], None),  # no centre given
+    ):
+        dim.write_text(dimap(places))
+        assert inspect_scene(scene, model_pixel_size_m=0.5).view == view, places
+
+
 def test_the_imd_railsight_writes_reads_back_and_a_broken_one_is_no_view(tmp_path):
     scene = scenes.write(tmp_path / "yard.tif", scenes.blank(64, 64))
     (tmp_path / "yard.IMD").write_text(imd_text(View(12.5, 33.0)))

@@ -6,8 +6,9 @@ and the wall facing the sensor, wider than the car (``kernels.car_fit.view_widen
 
 Vendors record the view with the image. A Maxar (DigitalGlobe) product's ``.IMD`` file, beside the
 GeoTIFF, gives ``meanOffNadirViewAngle`` and ``meanSatAz`` (the bearing from the scene to the
-satellite, clockwise from north); GDAL reads it into the raster's ``IMD`` metadata domain.
-``railsight synth`` writes one beside each of its scenes. An Airbus product (Pleiades, Pleiades
+satellite, clockwise from north); GDAL reads it into the raster's ``IMD`` metadata domain, and
+reads the same two from the product's ``.XML`` where there is no ``.IMD``. ``railsight synth``
+writes an ``.IMD`` beside each of its scenes. An Airbus product (Pleiades, Pleiades
 Neo, SPOT 6/7) in DIMAP v2 gives, in the ``DIM_*.XML`` beside its ``IMG_*_R1C1.TIF``, the
 ``INCIDENCE_ANGLE`` and ``AZIMUTH_ANGLE`` of the line of sight at each of a few places of the scene;
 GDAL reads those into the same domain, and the scene centre's (``LOCATION_TYPE`` Center) is taken.
@@ -33,6 +34,8 @@ from service.errors import BadOption
 MAX_OFF_NADIR_DEG = 60.0
 IMD_OFF_NADIR = "IMAGE_1.meanOffNadirViewAngle"
 IMD_SATELLITE_AZIMUTH = "IMAGE_1.meanSatAz"
+# The same two as GDAL keys them from a Maxar product's .XML (its <IMD> element).
+MAXAR_XML_ANGLES = ("IMAGE.MEANOFFNADIRVIEWANGLE", "IMAGE.MEANSATAZ")
 # DIMAP v2 as GDAL keys it: "..._Values_2.LOCATION_TYPE" where there are several places, no number
 # where there is one.
 DIMAP_PLACE = "Geometric_Data.Use_Area.Located_Geometric_Values"
@@ -74,9 +77,11 @@ def requested_view(off_nadir_deg: float | None, satellite_azimuth_deg: float | N
 
 
 def view_from_imd(tags: dict[str, str]) -> View | None:
-    """The view in a raster's ``IMD`` metadata domain (Maxar's ``.IMD``, or Airbus DIMAP); None where
-    it gives none, or none that holds."""
+    """The view in a raster's ``IMD`` metadata domain (Maxar's ``.IMD`` or ``.XML``, or Airbus
+    DIMAP); None where it gives none, or none that holds."""
     off_nadir, azimuth = tags.get(IMD_OFF_NADIR), tags.get(IMD_SATELLITE_AZIMUTH)
+    if off_nadir is None and azimuth is None:
+        off_nadir, azimuth = (tags.get(key) for key in MAXAR_XML_ANGLES)
     if off_nadir is None and azimuth is None:
         off_nadir, azimuth = _dimap_centre_angles(tags)
     if off_nadir is None or azimuth is None:

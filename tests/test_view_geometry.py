@@ -72,6 +72,12 @@ def test_gdal_reads_the_view_from_a_maxar_imd_beside_the_scene(tmp_path):
     assert info.view == View(21.4, 201.5, "scene metadata")
     with rasterio.open(scene) as src:  # an upload's .IMD, read without GDAL, reads as GDAL reads it
         assert imd_tags(MAXAR_IMD) == src.tags(ns="IMD")
+    # A product that comes with its .XML and no .IMD: GDAL reads the same angles from the .XML.
+    (tmp_path / f"{stem}.IMD").unlink()
+    (tmp_path / f"{stem}.XML").write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<isd>\n<IMD>\n<IMAGE>\n<SATID>WV03</SATID>\n'
+        "<MEANSATAZ>201.5</MEANSATAZ>\n<MEANOFFNADIRVIEWANGLE>21.4</MEANOFFNADIRVIEWANGLE>\n</IMAGE>\n</IMD>\n</isd>\n")
+    assert inspect_scene(scene, model_pixel_size_m=0.5).view == View(21.4, 201.5, "scene metadata")
 
 
 def dimap(places: list[tuple[str, float, float]]) -> str:

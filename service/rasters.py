@@ -129,6 +129,17 @@ def _open(path: str):
         raise NotARaster(f"not a readable raster: {path} ({_first_line(exc)})") from exc
 
 
+def scene_files(path: str) -> list[str] | None:
+    """The files GDAL reads for a scene: the image, and the metadata beside it that it takes in (a
+    Maxar ``.IMD`` or ``.XML``, an Airbus ``DIM_*.XML``, a ``.aux.xml``). None where the scene cannot
+    be opened."""
+    try:
+        with _open(path) as src:
+            return [os.path.normpath(f) for f in src.files]
+    except SceneError:
+        return None
+
+
 def _first_line(exc: BaseException) -> str:
     """The first line of ``exc``'s message, or of the GDAL error behind it where rasterio only says
     "Read failed. See previous exception for details." (an exception the user never sees)."""

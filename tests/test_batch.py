@@ -21,6 +21,7 @@ from service import cli
 from service.commands import batch
 from service.errors import BadOption, SceneNotFound
 from service.pipeline import DetectOptions
+from service.view_geometry import View, imd_text
 from tests import scenes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -235,6 +236,25 @@ def test_changed_options_redo_the_scene(use_client, scene_list, tmp_path, monkey
     assert calls == []
     assert railsight("--scenes", str(scene_list), "--out", str(out), "--index", "2", "--min-confidence", "0.5") == 0
     assert len(calls) == 1
+
+
+def test_a_scene_whose_files_changed_is_redone(use_client, scene_list, tmp_path, monkeypatch):
+    """A view added beside a done scene (its .IMD), or its image written again, makes it run again;
+    the view then shows in its output. Unchanged, it stays done."""
+    out = tmp_path / "out"
+    assert railsight("--scenes", str(scene_list), "--out", str(out)) == 0
+    entries = batch.read_scene_list(scene_list)
+    calls: list[str] = []
+    real = batch.detect_scene
+    monkeypatch.setattr(batch, "detect_scene", lambda scene, *a, **k: calls.append(scene) or real(scene, *a, **k))
+    Path(entries[0].scene).with_suffix(".IMD").write_text(imd_text(View(20.0, 90.0)))
+    make_scene(Path(entries[1].scene), 2)
+    assert railsight("--scenes", str(scene_list), "--out", str(out)) == 0
+    assert sorted(calls) == sorted([entries[0].scene, entries[1].scene])
+    view = outputs(out)[batch.Layout(out).geojson(entries[0]).name]["summary"]["view"]
+    assert (view["off_nadir_deg"], view["source"]) == (20.0, "scene metadata")
+    assert railsight("--scenes", str(scene_list), "--out", str(out)) == 0
+    assert len(calls) == 2
 
 
 def test_bad_scene_is_recorded_and_the_rest_continue(use_client, scene_list, tmp_path, capsys):

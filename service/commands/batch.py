@@ -10,14 +10,17 @@ What lands in DIR::
     NAME.geojson           one FeatureCollection per scene (RFC 7946, with its `summary`)
     NAME.classes.tif       the class COG, with --class-raster
     summary.json           every scene's status and counts, and the totals
-    .batch/NAME.done.json  completion marker: scene, options fingerprint, output size and sha256
+    .batch/NAME.done.json  completion marker: scene, options fingerprint, the scene's files as read,
+                           output size and sha256
     .batch/NAME.error.json the error of the last failed attempt at that scene
 
 NAME is the scene's file stem plus 8 hex digits of a hash of its full path, so two scenes called
 ``scene.tif`` in different folders never share an output. Outputs and markers are written to a temporary
 name and renamed, the marker last: a scene counts as done only when its marker names the same scene and
 options and its GeoJSON has the recorded size. A rerun skips done scenes and redoes the rest, so an
-interrupted run resumes with nothing lost or duplicated; a scene whose options changed is redone.
+interrupted run resumes with nothing lost or duplicated; a scene whose options changed is redone, and
+so is a local scene whose files changed since it ran (the image, or the metadata GDAL reads beside it:
+an ``.IMD`` added later brings the scene's view, which changes its railcars).
 
 Bad scenes: a run over one scene (an indexed pod) fails like `detect` (one line, exit 2). A run over
 several records each bad scene (one line on stderr and an error marker), goes on with the rest, and
@@ -57,6 +60,7 @@ from service.commands.detect import add_scene_options, scene_options_from_args, 
 from service.errors import BadOption, Cancelled, RailsightError
 from service.geojson import write_geojson
 from service.pipeline import DetectOptions, detect_scene, model_meta, model_spec_from_settings
+from service.rasters import scene_files
 
 STATE_DIR = ".batch"
 SUMMARY = "summary.json"
@@ -219,6 +223,9 @@ def completed(layout: Layout, entry: Entry, fp: str | None = None, *, class_rast
         return None
     if fp is not None and marker.get("fingerprint") != fp:
         return None
+    # Markers written before the scene's files were recorded, and remote scenes, have none to compare.
+    if marker.get("inputs") is not None and marker["inputs"] != scene_inputs(entry.scene):
+        return None
     try:
         if layout.geojson(entry).stat().st_size != marker.get("bytes"):
             return None
@@ -227,6 +234,20 @@ def completed(layout: Layout, entry: Entry, fp: str | None = None, *, class_rast
     if class_raster and not layout.classes(entry).is_file():
         return None
     return marker
+
+
+def scene_inputs(scene: str) -> list[list[Any]] | None:
+    """A local scene's files as GDAL reads them (``service.rasters.scene_files``), each with its size
+    and modification time; None for a remote scene, or one that cannot be opened."""
+    if "://" in scene or scene.startswith("/vsi"):
+        return None
+    files = scene_files(scene)
+    if files is None:
+        return None
+    try:
+        return sorted([f, st.st_size, st.st_mtime_ns] for f in files for st in [os.stat(f)])
+    except OSError:
+        return None
 
 
 def file_sha256(path: Path) -> str:
@@ -352,13 +373,15 @@ def process(
         print(f"skipping {outcome.skipped} scene(s) already done in {layout.out}", file=sys.stderr)
     if not todo:
         return outcome
+    # Each scene's files as they are before it runs: one changed during its run is redone next time.
+    inputs = {entry.name: scene_inputs(entry.scene) for entry in todo}
     bar = tqdm(total=len(todo), unit="scene", desc="scenes", disable=quiet or None, file=sys.stderr)
     cancel = threading.Event()  # set when the run stops: scenes still running end within half a second
     try:
         with client_factory() as client, ThreadPoolExecutor(max(1, min(concurrency, len(todo))),
                                                             thread_name_prefix="railsight-scene") as pool:
             running = {pool.submit(run_one, entry, layout, options, model, client, fp, what, class_raster, bar,
-                                   cancel): entry for entry in todo}  # fmt: skip
+                                   cancel, inputs[entry.name]): entry for entry in todo}  # fmt: skip
             try:
                 for future in as_completed(running):
                     _record(future, running[future], layout, outcome, bar, stop_on_error)
@@ -407,7 +430,10 @@ def run_one(
     class_raster: bool,
     bar: tqdm,
     cancel: threading.Event | None = None,
+    inputs: list[list[Any]] | None = None,
 ) -> str:
+    """One scene detected and written, its marker last; ``inputs``: its files as they were before
+    (``scene_inputs``), recorded in the marker."""
     classes_path = layout.classes(entry)
     scene_options = options if not class_raster else DetectOptions(**{**asdict(options), "class_raster": str(classes_path)})
 
@@ -429,6 +455,7 @@ def run_one(
             "counts": summary["counts"],
             "fingerprint": fp,
             "options": what,
+            "inputs": inputs,
             "device": summary.get("device"),
             "total_s": summary.get("timings", {}).get("total_s"),
             "finished_at": now(),

@@ -38,7 +38,8 @@ TRACK_SNAP_PX = 2.5  # track piece ends this close are joined (see kernels.track
 # (lines of 5 m up) 0.931 / 0.913. Leaving lines under 10 m unbridged: 0.903 / 0.938.
 # Chosen again in session 46 on the same seeds rendered by engine 1.7.1 (scenes seen off nadir too;
 # shipped weights, bf16), by the same rule, the highest lower of recall and precision: 150 m
-# 0.927 / 0.913, worst set 0.891; 120 m 0.922 / 0.916, 0.896; 100 m 0.918 / 0.918, 0.897 (chosen).
+# 0.927 / 0.913, worst set 0.891; 120 m 0.922 / 0.916, 0.896; 100 m 0.918 / 0.918, 0.897 (chosen);
+# 80 m 0.914 / 0.920, 0.899.
 # Held-out, run once after: 150 m 0.928 / 0.892, 100 m 0.923 / 0.905.
 TRACK_BRIDGE_M = 100.0
 # The rest were chosen on the same sets in session 30 (run 17, tile 256). Pooled recall / precision,

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -114,8 +115,13 @@ class SceneInfo:
 MAX_PIXEL_SIZE_M = 10.0
 
 
+def is_remote(path: str) -> bool:
+    """A URL or a GDAL virtual path: GDAL's to open, not a file here."""
+    return "://" in path or path.startswith("/vsi")
+
+
 def _open(path: str):
-    if not os.path.exists(path) and "://" not in path and not path.startswith("/vsi"):
+    if not os.path.exists(path) and not is_remote(path):
         raise SceneNotFound(f"scene not found: {path}")
     try:
         with warnings.catch_warnings():
@@ -129,15 +135,24 @@ def _open(path: str):
         raise NotARaster(f"not a readable raster: {path} ({_first_line(exc)})") from exc
 
 
-def scene_files(path: str) -> list[str] | None:
-    """The files GDAL reads for a scene: the image, and the metadata beside it that it takes in (a
-    Maxar ``.IMD`` or ``.XML``, an Airbus ``DIM_*.XML``, a ``.aux.xml``). None where the scene cannot
-    be opened."""
+def scene_inputs(path: str) -> list[list[Any]] | None:
+    """The files GDAL reads for a local scene: the image, and the metadata beside it that it takes in
+    (a Maxar ``.IMD`` or ``.XML``, an Airbus ``DIM_*.XML``, a ``.aux.xml``), each with its
+    ``_file_identity``. None for a remote scene, or one that cannot be opened."""
+    if is_remote(path):
+        return None
     try:
         with _open(path) as src:
-            return [os.path.normpath(f) for f in src.files]
+            files = [os.path.normpath(f) for f in src.files]
     except SceneError:
         return None
+    stamped: list[list[Any]] = []
+    for f in files:
+        identity = _file_identity(f)
+        if identity is None:
+            return None
+        stamped.append([f, *identity])
+    return sorted(stamped)
 
 
 def _first_line(exc: BaseException) -> str:

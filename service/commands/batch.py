@@ -60,7 +60,7 @@ from service.commands.detect import add_scene_options, scene_options_from_args, 
 from service.errors import BadOption, Cancelled, RailsightError
 from service.geojson import write_geojson
 from service.pipeline import DetectOptions, detect_scene, model_meta, model_spec_from_settings
-from service.rasters import scene_files
+from service.rasters import is_remote, scene_inputs
 
 STATE_DIR = ".batch"
 SUMMARY = "summary.json"
@@ -119,7 +119,7 @@ def read_scene_list(path: str | Path) -> list[Entry]:
 
 
 def resolve_scene(line: str, base: Path) -> str:
-    if "://" in line or line.startswith("/vsi"):
+    if is_remote(line):
         return line
     return os.path.normpath(os.path.join(os.path.abspath(base), os.path.expanduser(line)))
 
@@ -234,20 +234,6 @@ def completed(layout: Layout, entry: Entry, fp: str | None = None, *, class_rast
     if class_raster and not layout.classes(entry).is_file():
         return None
     return marker
-
-
-def scene_inputs(scene: str) -> list[list[Any]] | None:
-    """A local scene's files as GDAL reads them (``service.rasters.scene_files``), each with its size
-    and modification time; None for a remote scene, or one that cannot be opened."""
-    if "://" in scene or scene.startswith("/vsi"):
-        return None
-    files = scene_files(scene)
-    if files is None:
-        return None
-    try:
-        return sorted([f, st.st_size, st.st_mtime_ns] for f in files for st in [os.stat(f)])
-    except OSError:
-        return None
 
 
 def file_sha256(path: Path) -> str:

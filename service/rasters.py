@@ -42,6 +42,7 @@ from service.errors import (
     TooFewBands,
 )
 from service.georeference import scene_georeference
+from service.scene_metadata import view_beside
 from service.view_geometry import View, view_from_imd
 
 # GDAL's block cache defaults to 5 % of RAM per process; tiles are read in row order and neighbours
@@ -136,9 +137,10 @@ def _open(path: str):
 
 
 def scene_inputs(path: str) -> list[list[Any]] | None:
-    """The files GDAL reads for a local scene: the image, and the metadata beside it that it takes in
-    (a Maxar ``.IMD`` or ``.XML``, an Airbus ``DIM_*.XML``, a ``.aux.xml``), each with its
-    ``_file_identity``. None for a remote scene, or one that cannot be opened."""
+    """The files a local scene is read from: the image, the metadata beside it that GDAL takes in
+    (a Maxar ``.IMD`` or ``.XML``, an Airbus ``DIM_*.XML``, a ``.aux.xml``), and a STAC or Planet
+    JSON that gives its view (``service.scene_metadata``), each with its ``_file_identity``. None
+    for a remote scene, or one that cannot be opened."""
     if is_remote(path):
         return None
     try:
@@ -146,6 +148,9 @@ def scene_inputs(path: str) -> list[list[Any]] | None:
             files = [os.path.normpath(f) for f in src.files]
     except SceneError:
         return None
+    found = view_beside(path)
+    if found:
+        files.append(os.path.normpath(found[1]))
     stamped: list[list[Any]] = []
     for f in files:
         identity = _file_identity(f)
@@ -277,8 +282,14 @@ def inspect_scene(
             gains=gains,
             contrast=contrast,
             georeferencing=georef.summary() if georef else None,
-            view=view_from_imd(src.tags(ns="IMD")),
+            view=view_from_imd(src.tags(ns="IMD")) or _json_view(path),
         )
+
+
+def _json_view(path: str) -> View | None:
+    """The view a STAC or Planet JSON beside a local scene records (``service.scene_metadata``)."""
+    found = None if is_remote(path) else view_beside(path)
+    return found[0] if found else None
 
 
 def crs_name(crs) -> str:

@@ -14,8 +14,10 @@ Neo, SPOT 6/7) in DIMAP v2 gives, in the ``DIM_*.XML`` beside its ``IMG_*_R1C1.T
 GDAL reads those into the same domain, and the scene centre's (``LOCATION_TYPE`` Center) is taken.
 Which way along its azimuth the satellite lies does not matter here: a car shows its wall on
 whichever side the satellite is, and ``kernels.car_fit.view_widening`` widens it the same.
-Planet's ``view:off_nadir`` and ``satellite_azimuth`` are the same two angles; a user passes them
-with the job.
+A STAC item (JSON) gives the same two as ``view:off_nadir`` and ``view:azimuth`` in its properties
+(the STAC view extension, which Maxar's open data and many other catalogues write), and Planet's
+items and order ``*_metadata.json`` as ``view_angle`` and ``satellite_azimuth``:
+``service.scene_metadata`` finds such a file beside a scene. A user may also pass them with the job.
 
 The lean is the angle at the ground: a satellite's off-nadir angle is a little smaller (about 3
 degrees at 30 from 600 km up, for a lean an eighth shorter), within what car heights spread.
@@ -23,6 +25,7 @@ degrees at 30 from 600 km up, for a lean an eighth shorter), within what car hei
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
@@ -42,6 +45,11 @@ DIMAP_PLACE = "Geometric_Data.Use_Area.Located_Geometric_Values"
 DIMAP_CENTRE = "Center"
 DIMAP_INCIDENCE = "Acquisition_Angles.INCIDENCE_ANGLE"
 DIMAP_AZIMUTH = "Acquisition_Angles.AZIMUTH_ANGLE"
+# A STAC item's view extension (its properties), and Planet's own names for the same angles. Planet's
+# view_angle may carry a sign for east or west of the track; its size is the angle.
+STAC_ANGLES = ("view:off_nadir", "view:azimuth")
+STAC_INCIDENCE = "view:incidence_angle"
+PLANET_ANGLES = ("view_angle", "satellite_azimuth")
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,26 @@ def view_from_imd(tags: dict[str, str]) -> View | None:
     return view
 
 
+def view_from_item(item: object) -> View | None:
+    """The view a STAC item or a Planet item (parsed JSON) records in its ``properties``: the
+    off-nadir angle (else the incidence angle, the same angle seen from the ground) and the azimuth;
+    None where it records none, or none that holds."""
+    props = item.get("properties") if isinstance(item, dict) else None
+    if not isinstance(props, dict):
+        return None
+    for off_key, azimuth_key in (STAC_ANGLES, (STAC_INCIDENCE, STAC_ANGLES[1]), PLANET_ANGLES):
+        off_nadir, azimuth = props.get(off_key), props.get(azimuth_key)
+        if off_nadir is None or azimuth is None:
+            continue
+        try:
+            view = View(abs(float(off_nadir)), float(azimuth) % 360.0, "scene metadata")
+            view.check()
+        except (TypeError, ValueError, BadOption):
+            return None
+        return view
+    return None
+
+
 def _dimap_centre_angles(tags: dict[str, str]) -> tuple[str | None, str | None]:
     """The incidence and azimuth angles of the line of sight at a DIMAP scene's centre."""
     for key, value in tags.items():
@@ -101,6 +129,16 @@ def _dimap_centre_angles(tags: dict[str, str]) -> tuple[str | None, str | None]:
         if place != key and place.startswith(DIMAP_PLACE) and value.strip() == DIMAP_CENTRE:
             return tags.get(f"{place}.{DIMAP_INCIDENCE}"), tags.get(f"{place}.{DIMAP_AZIMUTH}")
     return None, None
+
+
+def view_from_metadata_text(text: str) -> View | None:
+    """The view in the text of a metadata file read without its scene beside it (an upload's field, a
+    download): JSON is a STAC or Planet item, anything else a Maxar ``.IMD``."""
+    try:
+        item = json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: nested past what json parses
+        return view_from_imd(imd_tags(text))
+    return view_from_item(item)
 
 
 def imd_tags(text: str) -> dict[str, str]:

@@ -92,9 +92,9 @@ def test_upload_a_scene_as_multipart(api, http):
     assert not any(api.services.settings.uploads_path.iterdir())  # the upload is gone once the job is done
 
 
-def test_an_upload_brings_its_view_as_its_imd(api, http):
-    """An uploaded scene has no .IMD beside it for GDAL to read, so it comes as field 'view': the
-    job runs with that view. One that gives no view, or a view given twice, is refused."""
+def test_an_upload_brings_its_view_as_its_metadata(api, http):
+    """An uploaded scene has no .IMD or JSON beside it to read, so its metadata comes as field 'view':
+    the job runs with that view. One that gives no view, or a view given twice, is refused."""
     scene = car_scene(api.data.parent / "upload-leaned.tif", 2)
     imd = imd_text(View(30.0, 180.0))
 
@@ -113,16 +113,25 @@ def test_an_upload_brings_its_view_as_its_imd(api, http):
     widths = [f["properties"]["width_m"] for f in fc["features"] if f["properties"]["class"] == "railcar"]
     assert fc["summary"]["view"]["off_nadir_deg"] == 30.0 and all(5.0 <= w <= 5.6 for w in widths), widths
 
+    # A STAC item (or Planet's metadata JSON) does as well.
+    r = upload(json.dumps({"type": "Feature", "properties": {"view:off_nadir": 12.0, "view:azimuth": 95.0}}))
+    assert r.status_code == 202, r.text
+    assert (r.json()["options"]["off_nadir_deg"], r.json()["options"]["satellite_azimuth_deg"]) == (12.0, 95.0)
+    assert wait_job(http, r.json()["id"])["status"] == "succeeded"
+
     r = upload("BEGIN_GROUP = IMAGE_1\n\tmeanSatAz = 180.0;\nEND_GROUP = IMAGE_1\n")
     assert r.status_code == 400 and "meanOffNadirViewAngle" in r.json()["error"]["message"], r.text
+    r = upload(json.dumps({"type": "Feature", "properties": {"view:azimuth": 95.0}}))
+    assert r.status_code == 400 and "view:off_nadir" in r.json()["error"]["message"], r.text
     r = upload(imd, {"off_nadir_deg": 10, "satellite_azimuth_deg": 0})
     assert r.status_code == 400 and "once" in r.json()["error"]["message"], r.text
     assert not any(api.services.settings.uploads_path.iterdir())
 
 
-def test_a_remote_scene_brings_its_view_from_the_imd_beside_it(tmp_path, scheduler, monkeypatch):  # noqa: F811
-    """An http(s) scene is downloaded by the runner, and so is the .IMD beside its URL: the job runs
-    with that view, as a local scene with its .IMD does, and both downloads are gone afterwards."""
+def test_a_remote_scene_brings_its_view_from_the_metadata_beside_it(tmp_path, scheduler, monkeypatch):  # noqa: F811
+    """An http(s) scene is downloaded by the runner, and so is the .IMD beside its URL, or the STAC
+    item named after its id: the job runs with that view, as a local scene with its metadata does,
+    and the downloads are gone afterwards."""
     from service.jobs import sources
 
     real = sources.blocked_address  # loopback is refused, rightly: let the test's own server through
@@ -133,9 +142,13 @@ def test_a_remote_scene_brings_its_view_from_the_imd_beside_it(tmp_path, schedul
     car_scene(www / "leaned.tif", 2)
     (www / "leaned.IMD").write_text(imd_text(View(30.0, 180.0)))
     car_scene(www / "straight.tif", 2)
+    car_scene(www / "1030010-visual.tif", 2)  # a STAC item named after the scene's id beside it
+    (www / "1030010.json").write_text(json.dumps(
+        {"type": "Feature", "id": "1030010", "properties": {"view:off_nadir": 20.0, "view:azimuth": 90.0}}))
     settings = service_settings(tmp_path / "svc", scheduler=scheduler, allow_remote=True, remote_allow_list="127.0.0.1")
     with file_server(www) as base, live_api(settings) as server, server.client() as http:
-        for name, view in (("leaned", {"off_nadir_deg": 30.0, "satellite_azimuth_deg": 180.0}), ("straight", None)):
+        for name, view in (("leaned", {"off_nadir_deg": 30.0, "satellite_azimuth_deg": 180.0}), ("straight", None),
+                           ("1030010-visual", {"off_nadir_deg": 20.0, "satellite_azimuth_deg": 90.0})):
             r = http.post("/v1/jobs", headers=auth(), json={"scene": f"{base}/{name}.tif"})
             assert r.status_code == 202, r.text
             done = wait_job(http, r.json()["id"])

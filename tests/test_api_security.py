@@ -1,10 +1,11 @@
 """Keys and where scenes may come from: settings that refuse unsafe defaults, data-root checks,
 the remote allow-list and blocked addresses, and the runner's own download of remote scenes (and
-of the .IMD beside one, which gives its view)."""
+of the .IMD or STAC item beside one, which gives its view)."""
 
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import threading
 
@@ -169,9 +170,10 @@ def test_remote_download_refuses_loopback(tmp_path, file_server):
         fetch_remote(f"{file_server}/scene.tif", tmp_path / "x.tif", s)
 
 
-def test_the_view_comes_with_a_remote_scene_from_the_imd_beside_it(tmp_path, file_server, loopback_allowed):
+def test_the_view_comes_with_a_remote_scene_from_the_metadata_beside_it(tmp_path, file_server, loopback_allowed):
     """The runner downloads a scene as JOB.tif and the .IMD beside its URL as JOB.IMD, where GDAL
-    reads the view with the scene. A scene with no .IMD, or one that records no view, gets none, and
+    reads the view with the scene; or a STAC item named after the scene's id as JOB.json, where the
+    pipeline reads it. A scene with neither, or with metadata that records no view, gets none, and
     nothing is left beside its download."""
     www = tmp_path / "www"
     with rasterio.open(www / "yard.tif", "w", driver="GTiff", width=64, height=64, count=3, dtype="uint8",
@@ -181,6 +183,10 @@ def test_the_view_comes_with_a_remote_scene_from_the_imd_beside_it(tmp_path, fil
     (www / "plain.tif").write_bytes((www / "yard.tif").read_bytes())
     (www / "noview.tif").write_bytes((www / "yard.tif").read_bytes())
     (www / "noview.IMD").write_text('BEGIN_GROUP = IMAGE_1\n\tsatId = "WV03";\nEND_GROUP = IMAGE_1\nEND;\n')
+    (www / "noview.json").write_text(json.dumps({"type": "Feature", "properties": {"view:off_nadir": 9.0}}))
+    (www / "10300100A5431800-visual.tif").write_bytes((www / "yard.tif").read_bytes())
+    (www / "10300100A5431800.json").write_text(json.dumps(
+        {"type": "Feature", "id": "10300100A5431800", "properties": {"view:off_nadir": 17.0, "view:azimuth": 98.5}}))
     s = settings(tmp_path, allow_remote=True, remote_allow_list="127.0.0.1")
     dl = tmp_path / "dl"
 
@@ -189,8 +195,13 @@ def test_the_view_comes_with_a_remote_scene_from_the_imd_beside_it(tmp_path, fil
     view = inspect_scene(scene, model_pixel_size_m=0.5).view
     assert view is not None and (view.off_nadir_deg, view.satellite_azimuth_deg) == pytest.approx((21.5, 300.0))
 
+    scene = fetch_remote(f"{file_server}/10300100A5431800-visual.tif", dl / "job-2.tif", s)
+    assert fetch_view_sidecar(f"{file_server}/10300100A5431800-visual.tif", scene, s) == dl / "job-2.json"
+    assert inspect_scene(scene, model_pixel_size_m=0.5).view == View(17.0, 98.5, "scene metadata")
+
     for name in ("plain", "noview"):
         scene = fetch_remote(f"{file_server}/{name}.tif", dl / f"job-{name}.tif", s)
         assert fetch_view_sidecar(f"{file_server}/{name}.tif", scene, s) is None
         assert inspect_scene(scene, model_pixel_size_m=0.5).view is None
-    assert sorted(p.name for p in dl.iterdir()) == ["job-1.IMD", "job-1.tif", "job-noview.tif", "job-plain.tif"]
+    assert sorted(p.name for p in dl.iterdir()) == ["job-1.IMD", "job-1.tif", "job-2.json", "job-2.tif",
+                                                    "job-noview.tif", "job-plain.tif"]

@@ -1,9 +1,12 @@
-"""The view a scene was taken from: given by a user, or read by GDAL from a Maxar .IMD beside it, and
-turned into the lean of what stands up, in grid pixels."""
+"""The view a scene was taken from: given by a user, read by GDAL from a Maxar .IMD, .XML or an Airbus
+DIMAP beside it, or from a STAC or Planet JSON beside it, and turned into the lean of what stands
+up, in grid pixels."""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +15,8 @@ from pyproj import CRS
 
 from models.synth.lean import lean_pixels, satellite_view
 from service.errors import BadOption
-from service.rasters import ground_steps, inspect_scene
+from service.rasters import ground_steps, inspect_scene, scene_inputs
+from service.scene_metadata import candidate_names
 from service.view_geometry import View, imd_tags, imd_text, lean_in_grid, requested_view, view_from_imd
 from tests import scenes
 
@@ -117,3 +121,66 @@ def test_the_imd_railsight_writes_reads_back_and_a_broken_one_is_no_view(tmp_pat
     assert view_from_imd({"IMAGE_1.meanOffNadirViewAngle": "12.5"}) is None  # no azimuth
     assert view_from_imd({"IMAGE_1.meanOffNadirViewAngle": "n/a", "IMAGE_1.meanSatAz": "33"}) is None
     assert view_from_imd({"IMAGE_1.meanOffNadirViewAngle": "80", "IMAGE_1.meanSatAz": "33"}) is None
+
+
+def stac_item(item_id: str, properties: dict, asset: str | None = None) -> str:
+    """A STAC item (GeoJSON Feature) as a catalogue delivers it, with the view extension's angles."""
+    item = {"type": "Feature", "stac_version": "1.0.0", "id": item_id,
+            "stac_extensions": ["https://stac-extensions.github.io/view/v1.0.0/schema.json"],
+            "geometry": None, "properties": {"datetime": "2020-05-02T03:10:11Z", **properties},
+            "assets": {"visual": {"href": f"./{asset}", "type": "image/tiff"}} if asset else {}}
+    return json.dumps(item)
+
+
+def test_the_view_comes_from_a_stac_item_named_after_the_scenes_id(tmp_path):
+    """Maxar's open data: ``10300100A5431800.json`` beside ``10300100A5431800-visual.tif``. The
+    scene's batch stamps list the item, so adding one beside a done scene reruns it."""
+    scene = scenes.write(tmp_path / "10300100A5431800-visual.tif", scenes.blank(64, 64))
+    assert inspect_scene(scene, model_pixel_size_m=0.5).view is None
+    before = [f[0] for f in scene_inputs(str(scene))]
+    item = tmp_path / "10300100A5431800.json"
+    item.write_text(stac_item("10300100A5431800", {"view:off_nadir": 17.2, "view:azimuth": 98.5},
+                              "10300100A5431800-visual.tif"))
+    assert inspect_scene(scene, model_pixel_size_m=0.5).view == View(17.2, 98.5, "scene metadata")
+    assert [f[0] for f in scene_inputs(str(scene))] == sorted([*before, str(item)])
+    # Only the incidence angle (the same angle from the ground): that, with the azimuth.
+    item.write_text(stac_item("10300100A5431800", {"view:incidence_angle": 19.0, "view:azimuth": -20.0}))
+    assert inspect_scene(scene, model_pixel_size_m=0.5).view == View(19.0, 340.0, "scene metadata")
+    # A Maxar .IMD beside the scene, which GDAL reads, comes first.
+    (tmp_path / "10300100A5431800-visual.IMD").write_text(MAXAR_IMD)
+    assert inspect_scene(scene, model_pixel_size_m=0.5).view == View(21.4, 201.5, "scene metadata")
+
+
+def test_the_view_comes_from_planets_metadata_json(tmp_path):
+    """A Planet SkySat order: ``ID_metadata.json`` beside ``ID_basic_analytic.tif``; its view_angle
+    is signed (west of the track here), and its size is the angle."""
+    scene_id = "20200801_101010_ssc1d1_0001"
+    scene = scenes.write(tmp_path / f"{scene_id}_basic_analytic.tif", scenes.blank(64, 64))
+    (tmp_path / f"{scene_id}_metadata.json").write_text(json.dumps(
+        {"id": scene_id, "type": "Feature", "properties": {"item_type": "SkySatScene", "view_angle": -12.4,
+                                                           "satellite_azimuth": 284.0, "sun_azimuth": 150.2}}))
+    assert inspect_scene(scene, model_pixel_size_m=0.5).view == View(12.4, 284.0, "scene metadata")
+
+
+@pytest.mark.parametrize("text", [
+    "{not json",
+    json.dumps({"type": "Feature", "properties": {"view:off_nadir": 80.0, "view:azimuth": 10.0}}),  # past 60
+    json.dumps({"type": "Feature", "properties": {"view:off_nadir": "n/a", "view:azimuth": 10.0}}),
+    json.dumps({"type": "Feature", "properties": {"view:off_nadir": 12.0}}),  # no azimuth
+    json.dumps({"type": "Collection", "summaries": {"view:off_nadir": [0, 30]}}),  # a collection, no properties
+    json.dumps([1, 2, 3]),
+    "[" * 100_000 + "]" * 100_000,  # nested past what json parses
+])
+def test_a_json_that_records_no_view_is_no_view_and_no_error(tmp_path, text):
+    scene = scenes.write(tmp_path / "yard.tif", scenes.blank(64, 64))
+    (tmp_path / "yard.json").write_text(text)
+    assert inspect_scene(scene, model_pixel_size_m=0.5).view is None
+    assert [f[0] for f in scene_inputs(str(scene))] == [str(scene)]  # it is not one of the scene's inputs
+
+
+def test_the_json_names_tried_are_the_scenes_name_and_its_leading_parts():
+    assert candidate_names(Path("/d/10300100A5431800-visual.tif")) == [
+        "10300100A5431800-visual.json", "10300100A5431800-visual_metadata.json",
+        "10300100A5431800.json", "10300100A5431800_metadata.json"]
+    assert candidate_names(Path("a_b.c-d.tif"))[::2] == ["a_b.c-d.json", "a_b.c.json", "a_b.json", "a.json"]
+    assert candidate_names(Path("_x.tif")) == ["_x.json", "_x_metadata.json"]  # no empty name

@@ -20,7 +20,7 @@ from service.jobs.errors import JobConflict
 from service.jobs.schema import CANCELLED, QUEUED, RUNNING, STATUSES, SUCCEEDED
 from service.jobs.store import Job, decode_cursor
 from service.jobs.submission import Submission
-from service.view_geometry import imd_tags, view_from_imd
+from service.view_geometry import view_from_metadata_text
 
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 FORM_FIELD_LIMIT = 64 * 1024
@@ -57,7 +57,8 @@ SUBMIT_BODY = {
                         "acquired_at": {"type": "string", "format": "date-time"},
                         "options": {"type": "string", "description": "JSON object, as in the JSON body"},
                         "view": {"type": "string", "format": "binary",
-                                 "description": "the scene's Maxar .IMD, for its view (or give it in options)"},
+                                 "description": "the scene's Maxar .IMD, or its STAC or Planet item (JSON), "
+                                                "for its view (or give it in options)"},
                     },
                 }
             },
@@ -239,17 +240,18 @@ async def _small_text(part: UploadFile | str, field: str) -> str:
         raise InvalidRequest(f"field '{field}' is not text: {exc}") from exc
 
 
-def with_uploaded_view(options: Any, imd: str) -> Any:
-    """Job ``options`` with the view an uploaded scene's ``.IMD`` (field ``view``) records: an upload
-    has no file beside it for GDAL to read it from."""
-    view = view_from_imd(imd_tags(imd))
+def with_uploaded_view(options: Any, text: str) -> Any:
+    """Job ``options`` with the view an uploaded scene's metadata (field ``view``) records: a Maxar
+    ``.IMD``, or a STAC or Planet item's JSON. An upload has no file beside it to read it from."""
+    view = view_from_metadata_text(text)
     if view is None:
-        raise InvalidRequest("field 'view' is not a Maxar .IMD giving IMAGE_1's meanOffNadirViewAngle (0-60) "
-                             "and meanSatAz (0-360)")
+        raise InvalidRequest("field 'view' is neither a Maxar .IMD giving IMAGE_1's meanOffNadirViewAngle (0-60) "
+                             "and meanSatAz (0-360) nor a STAC or Planet item whose properties give view:off_nadir "
+                             "and view:azimuth, or view_angle and satellite_azimuth")
     if not isinstance(options, dict):
         return options  # the request's own check names what is wrong with it
     if "off_nadir_deg" in options or "satellite_azimuth_deg" in options:
-        raise InvalidRequest("give the view once: in options, or as the .IMD in field 'view'")
+        raise InvalidRequest("give the view once: in options, or as the scene's metadata in field 'view'")
     return {**options, "off_nadir_deg": view.off_nadir_deg, "satellite_azimuth_deg": view.satellite_azimuth_deg}
 
 

@@ -98,7 +98,8 @@ def add_scene_options(parser: argparse.ArgumentParser) -> None:
 
 def add_view_metadata_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ignore-view-metadata", action="store_true",
-                        help="do not use the view a scene's metadata records (a Maxar .IMD beside it)")
+                        help="do not use the view a scene's metadata records (a Maxar .IMD or .XML, an Airbus DIM_*.XML, "
+                             "or a STAC or Planet JSON beside it)")
 
 
 def settings_from_args(args: argparse.Namespace) -> PipelineSettings:

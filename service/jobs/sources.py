@@ -8,9 +8,9 @@
   The runner downloads http(s) scenes itself, re-checking every redirect and the address it
   actually connected to, with a size limit; GDAL never fetches a user's URL.
 - Uploaded and downloaded files must be TIFFs (by their first bytes): other formats GDAL reads,
-  such as VRT, can point at arbitrary files and URLs. The one other file fetched is the Maxar
-  ``.IMD`` beside an http(s) scene (``fetch_view_sidecar``), by the same checks, kept only where it
-  parses as an ``.IMD`` that records a view.
+  such as VRT, can point at arbitrary files and URLs. The one other file fetched is the metadata
+  beside an http(s) scene that gives its view (a Maxar ``.IMD``, or a STAC or Planet JSON:
+  ``fetch_view_sidecar``), by the same checks, kept only where it records a view.
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from service.errors import NotARaster, RailsightError, SceneError, SceneNotFound
 from service.jobs.errors import BadScenePath, SceneNotAllowed, TooLarge
+from service.scene_metadata import MAX_BYTES as METADATA_MAX_BYTES
+from service.scene_metadata import candidate_names
 from service.service_settings import ServiceSettings
-from service.view_geometry import imd_tags, view_from_imd
+from service.view_geometry import view_from_metadata_text
 
 REMOTE_SCHEMES = ("http", "https", "s3")
 MAX_REDIRECTS = 5
@@ -218,27 +220,28 @@ def fetch_remote(url: str, dest: Path, settings: ServiceSettings, *, resolver: R
 
 def fetch_view_sidecar(url: str, scene: Path, settings: ServiceSettings, *,
                        resolver: Resolver = resolve_host) -> Path | None:
-    """The Maxar ``.IMD`` beside an http(s) scene (the URL's file name with ``.IMD`` or ``.imd`` for
-    its suffix, query kept), downloaded beside ``scene``, the scene's download, as ``NAME.IMD``:
-    GDAL then reads the view with the scene, as beside a local file. None where the server has no
-    such file, or it records no view (then nothing is left beside the scene). Most scenes have none,
-    so nothing here fails the job."""
-    dest = scene.with_suffix(".IMD")
+    """The metadata that gives an http(s) scene's view, downloaded beside ``scene``, the scene's
+    download, where the pipeline reads it as beside a local file: the Maxar ``.IMD`` beside the URL
+    (its file name with ``.IMD`` or ``.imd`` for its suffix, query kept) as ``NAME.IMD``, else a
+    STAC or Planet JSON by the names ``service.scene_metadata.candidate_names`` gives, as
+    ``NAME.json``. The first that records a view is kept and returned; None where none does (then
+    nothing is left beside the scene). Most scenes have none, so nothing here fails the job."""
     parts = urlsplit(url)
     name = PurePosixPath(parts.path)
     if not name.name:
         return None
-    for suffix in (".IMD", ".imd"):
-        sidecar = urlunsplit(parts._replace(path=str(name.with_suffix(suffix))))
+    tries = [(name.with_suffix(suffix).name, scene.with_suffix(".IMD"), SIDECAR_MAX_BYTES) for suffix in (".IMD", ".imd")]
+    tries += [(json_name, scene.with_suffix(".json"), METADATA_MAX_BYTES) for json_name in candidate_names(Path(name.name))]
+    for sidecar_name, dest, max_bytes in tries:
+        sidecar = urlunsplit(parts._replace(path=str(name.with_name(sidecar_name))))
         try:
-            fetch_remote(sidecar, dest, settings, resolver=resolver, what="scene's .IMD",
-                         max_bytes=SIDECAR_MAX_BYTES, tiff=False)
+            fetch_remote(sidecar, dest, settings, resolver=resolver, what="scene's metadata",
+                         max_bytes=max_bytes, tiff=False)
         except RailsightError:
             continue
-        if view_from_imd(imd_tags(dest.read_text(errors="replace"))) is not None:
+        if view_from_metadata_text(dest.read_text(errors="replace")) is not None:
             return dest
         dest.unlink()
-        return None
     return None
 
 

@@ -21,6 +21,7 @@ from service.view_geometry import View, view_from_item
 # A STAC item or a Planet item is a few kB; anything far larger beside a scene is something else.
 MAX_BYTES = 1 << 20
 _SEPARATOR = re.compile(r"[-_.]")
+_DIMAP_IMAGE = re.compile(r"IMG_(.+?)(?:_R\d+C\d+)?\.(?:tif|tiff|jp2)", re.IGNORECASE)
 
 
 def candidate_names(scene: Path) -> list[str]:
@@ -28,6 +29,13 @@ def candidate_names(scene: Path) -> list[str]:
     stem = scene.stem
     ids = [stem] + [stem[: m.start()] for m in reversed(list(_SEPARATOR.finditer(stem))) if m.start() > 0]
     return [f"{name}{suffix}" for name in dict.fromkeys(ids) for suffix in (".json", "_metadata.json")]
+
+
+def dimap_name(image: str) -> str | None:
+    """The Airbus DIMAP file beside an image of its product: ``DIM_X.XML`` for ``IMG_X_R1C1.TIF``
+    (or ``IMG_X.JP2``); None for an image not named that way."""
+    match = _DIMAP_IMAGE.fullmatch(image)
+    return f"DIM_{match.group(1)}.XML" if match else None
 
 
 def view_beside(scene: str | Path) -> tuple[View, Path] | None:

@@ -17,7 +17,9 @@ whichever side the satellite is, and ``kernels.car_fit.view_widening`` widens it
 A STAC item (JSON) gives the same two as ``view:off_nadir`` and ``view:azimuth`` in its properties
 (the STAC view extension, which Maxar's open data and many other catalogues write), and Planet's
 items and order ``*_metadata.json`` as ``view_angle`` and ``satellite_azimuth``:
-``service.scene_metadata`` finds such a file beside a scene. A user may also pass them with the job.
+``service.scene_metadata`` finds such a file beside a scene. Where the metadata comes without its
+scene beside it (an upload's, or fetched beside an http(s) scene), ``view_from_metadata_text``
+reads any of these the way GDAL does. A user may also pass the two angles with the job.
 
 The lean is the angle at the ground: a satellite's off-nadir angle is a little smaller (about 3
 degrees at 30 from 600 km up, for a lean an eighth shorter), within what car heights spread.
@@ -27,7 +29,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass
+from xml.etree import ElementTree
 
 import numpy as np
 
@@ -133,12 +137,44 @@ def _dimap_centre_angles(tags: dict[str, str]) -> tuple[str | None, str | None]:
 
 def view_from_metadata_text(text: str) -> View | None:
     """The view in the text of a metadata file read without its scene beside it (an upload's field, a
-    download): JSON is a STAC or Planet item, anything else a Maxar ``.IMD``."""
+    download): XML is a Maxar ``.XML`` or an Airbus DIMAP, JSON a STAC or Planet item, anything else
+    a Maxar ``.IMD``."""
+    if text.lstrip().startswith("<"):
+        try:
+            return view_from_imd(xml_tags(text))
+        except (ElementTree.ParseError, RecursionError):  # RecursionError: nested past what we walk
+            return None
     try:
         item = json.loads(text)
     except (ValueError, RecursionError):  # RecursionError: nested past what json parses
         return view_from_imd(imd_tags(text))
     return view_from_item(item)
+
+
+def xml_tags(text: str) -> dict[str, str]:
+    """The leaves of a Maxar ``.XML`` (below its ``IMD`` element) or an Airbus DIMAP ``DIM_*.XML``
+    (below its root), keyed by their paths as GDAL keys its ``IMD`` domain (``IMAGE.MEANSATAZ``),
+    an element that repeats numbered (``Located_Geometric_Values_2``): for one that comes without
+    its scene beside it, as an upload's."""
+    root = ElementTree.fromstring(text)
+    top = root.find("IMD") if root.tag == "isd" else root
+    tags: dict[str, str] = {}
+
+    def walk(element: ElementTree.Element, path: str) -> None:
+        children = list(element)
+        if not children:
+            tags[path] = (element.text or "").strip()
+            return
+        repeats = Counter(child.tag for child in children)
+        seen: Counter[str] = Counter()
+        for child in children:
+            seen[child.tag] += 1
+            name = child.tag if repeats[child.tag] == 1 else f"{child.tag}_{seen[child.tag]}"
+            walk(child, f"{path}.{name}" if path else name)
+
+    if top is not None:
+        walk(top, "")
+    return tags
 
 
 def imd_tags(text: str) -> dict[str, str]:

@@ -20,6 +20,7 @@ from service.jobs.sources import blocked_address, check_local, check_remote, fet
 from service.rasters import inspect_scene
 from service.service_settings import ConfigError, ServiceSettings, key_owner
 from service.view_geometry import View, imd_text
+from tests.test_view_geometry import dimap, maxar_xml
 
 
 def settings(tmp_path, **kw) -> ServiceSettings:
@@ -171,10 +172,10 @@ def test_remote_download_refuses_loopback(tmp_path, file_server):
 
 
 def test_the_view_comes_with_a_remote_scene_from_the_metadata_beside_it(tmp_path, file_server, loopback_allowed):
-    """The runner downloads a scene as JOB.tif and the .IMD beside its URL as JOB.IMD, where GDAL
-    reads the view with the scene; or a STAC item named after the scene's id as JOB.json, where the
-    pipeline reads it. A scene with neither, or with metadata that records no view, gets none, and
-    nothing is left beside its download."""
+    """The runner downloads a scene as JOB.tif, and the view from the metadata beside its URL (a
+    Maxar .IMD or .XML, an Airbus DIMAP, or a STAC item named after the scene's id) it writes as
+    JOB.IMD, where GDAL reads it with the scene. A scene with none, or with metadata that records no
+    view, gets none, and nothing is left beside its download."""
     www = tmp_path / "www"
     with rasterio.open(www / "yard.tif", "w", driver="GTiff", width=64, height=64, count=3, dtype="uint8",
                        crs="EPSG:32632", transform=Affine(0.5, 0, 400000, 0, -0.5, 5270000)) as dst:
@@ -195,13 +196,21 @@ def test_the_view_comes_with_a_remote_scene_from_the_metadata_beside_it(tmp_path
     view = inspect_scene(scene, model_pixel_size_m=0.5).view
     assert view is not None and (view.off_nadir_deg, view.satellite_azimuth_deg) == pytest.approx((21.5, 300.0))
 
-    scene = fetch_remote(f"{file_server}/10300100A5431800-visual.tif", dl / "job-2.tif", s)
-    assert fetch_view_sidecar(f"{file_server}/10300100A5431800-visual.tif", scene, s) == dl / "job-2.json"
-    assert inspect_scene(scene, model_pixel_size_m=0.5).view == View(17.0, 98.5, "scene metadata")
+    (www / "maxar.tif").write_bytes((www / "yard.tif").read_bytes())
+    (www / "maxar.XML").write_text(maxar_xml(21.4, 201.5))
+    (www / "IMG_PHR1A_PMS_2020_ORT_1_R1C1.TIF").write_bytes((www / "yard.tif").read_bytes())
+    (www / "DIM_PHR1A_PMS_2020_ORT_1.XML").write_text(dimap([("Top Left", 12.0, 181.0), ("Center", 13.5, 180.5)]))
+    for k, (name, view) in enumerate((("10300100A5431800-visual.tif", View(17.0, 98.5, "scene metadata")),
+                                      ("maxar.tif", View(21.4, 201.5, "scene metadata")),
+                                      ("IMG_PHR1A_PMS_2020_ORT_1_R1C1.TIF", View(13.5, 180.5, "scene metadata"))), 2):
+        scene = fetch_remote(f"{file_server}/{name}", dl / f"job-{k}.tif", s)
+        assert fetch_view_sidecar(f"{file_server}/{name}", scene, s) == dl / f"job-{k}.IMD"
+        assert inspect_scene(scene, model_pixel_size_m=0.5).view == view, name
 
     for name in ("plain", "noview"):
         scene = fetch_remote(f"{file_server}/{name}.tif", dl / f"job-{name}.tif", s)
         assert fetch_view_sidecar(f"{file_server}/{name}.tif", scene, s) is None
         assert inspect_scene(scene, model_pixel_size_m=0.5).view is None
-    assert sorted(p.name for p in dl.iterdir()) == ["job-1.IMD", "job-1.tif", "job-2.json", "job-2.tif",
-                                                    "job-noview.tif", "job-plain.tif"]
+    assert sorted(p.name for p in dl.iterdir()) == ["job-1.IMD", "job-1.tif", "job-2.IMD", "job-2.tif", "job-3.IMD",
+                                                    "job-3.tif", "job-4.IMD", "job-4.tif", "job-noview.tif",
+                                                    "job-plain.tif"]

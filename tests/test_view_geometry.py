@@ -16,8 +16,16 @@ from pyproj import CRS
 from models.synth.lean import lean_pixels, satellite_view
 from service.errors import BadOption
 from service.rasters import ground_steps, inspect_scene, scene_inputs
-from service.scene_metadata import candidate_names
-from service.view_geometry import View, imd_tags, imd_text, lean_in_grid, requested_view, view_from_imd
+from service.scene_metadata import candidate_names, dimap_name
+from service.view_geometry import (
+    View,
+    imd_tags,
+    imd_text,
+    lean_in_grid,
+    requested_view,
+    view_from_imd,
+    view_from_metadata_text,
+)
 from tests import scenes
 
 # A Maxar product's IMD as delivered, trimmed to one image group (GDAL reads it into the IMD domain).
@@ -78,10 +86,17 @@ def test_gdal_reads_the_view_from_a_maxar_imd_beside_the_scene(tmp_path):
         assert imd_tags(MAXAR_IMD) == src.tags(ns="IMD")
     # A product that comes with its .XML and no .IMD: GDAL reads the same angles from the .XML.
     (tmp_path / f"{stem}.IMD").unlink()
-    (tmp_path / f"{stem}.XML").write_text(
-        '<?xml version="1.0" encoding="UTF-8"?>\n<isd>\n<IMD>\n<IMAGE>\n<SATID>WV03</SATID>\n'
-        "<MEANSATAZ>201.5</MEANSATAZ>\n<MEANOFFNADIRVIEWANGLE>21.4</MEANOFFNADIRVIEWANGLE>\n</IMAGE>\n</IMD>\n</isd>\n")
+    (tmp_path / f"{stem}.XML").write_text(maxar_xml(21.4, 201.5))
     assert inspect_scene(scene, model_pixel_size_m=0.5).view == View(21.4, 201.5, "scene metadata")
+    # Read without GDAL (an upload's, a download's), the .XML and the .IMD give the same view.
+    assert view_from_metadata_text(maxar_xml(21.4, 201.5)) == view_from_metadata_text(MAXAR_IMD) == info.view
+
+
+def maxar_xml(off_nadir: float, azimuth: float) -> str:
+    """A Maxar product's ``.XML``, trimmed to the image's view (GDAL reads its IMD element)."""
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n<isd>\n<IMD>\n<VERSION>28.4</VERSION>\n<BAND_B/>\n<BAND_B/>\n'
+            f"<IMAGE>\n<SATID>WV03</SATID>\n<MEANSATAZ>{azimuth}</MEANSATAZ>\n"
+            f"<MEANOFFNADIRVIEWANGLE>{off_nadir}</MEANOFFNADIRVIEWANGLE>\n</IMAGE>\n</IMD>\n</isd>\n")
 
 
 def dimap(places: list[tuple[str, float, float]]) -> str:
@@ -111,6 +126,7 @@ def test_gdal_reads_the_view_from_an_airbus_dimap_beside_the_scene(tmp_path):
     ):
         dim.write_text(dimap(places))
         assert inspect_scene(scene, model_pixel_size_m=0.5).view == view, places
+        assert view_from_metadata_text(dimap(places)) == view, places  # read without GDAL, the same
 
 
 def test_the_imd_railsight_writes_reads_back_and_a_broken_one_is_no_view(tmp_path):
@@ -184,3 +200,18 @@ def test_the_json_names_tried_are_the_scenes_name_and_its_leading_parts():
         "10300100A5431800.json", "10300100A5431800_metadata.json"]
     assert candidate_names(Path("a_b.c-d.tif"))[::2] == ["a_b.c-d.json", "a_b.c.json", "a_b.json", "a.json"]
     assert candidate_names(Path("_x.tif")) == ["_x.json", "_x_metadata.json"]  # no empty name
+    assert dimap_name("IMG_PHR1A_PMS_2020_ORT_1234567101_R1C1.TIF") == "DIM_PHR1A_PMS_2020_ORT_1234567101.XML"
+    assert dimap_name("IMG_SPOT7_PMS_001.JP2") == "DIM_SPOT7_PMS_001.XML"
+    assert dimap_name("yard.tif") is None
+
+
+@pytest.mark.parametrize("text", [
+    "<isd><IMD><IMAGE><MEANSATAZ>201.5</MEANSATAZ></IMAGE></IMD></isd>",  # half a view
+    "<isd><IMD><IMAGE><MEANSATAZ>201.5</MEANSATAZ><MEANOFFNADIRVIEWANGLE>x</MEANOFFNADIRVIEWANGLE></IMAGE></IMD></isd>",
+    "<isd><IMAGE><MEANSATAZ>1</MEANSATAZ></IMAGE>",  # not well formed
+    "<a>" * 5000 + "</a>" * 5000,  # nested past what the reader walks
+    '{"type": "Feature", "properties": {"view:azimuth": 3}}',
+    "END;",
+])
+def test_metadata_text_that_records_no_view_is_no_view(text):
+    assert view_from_metadata_text(text) is None

@@ -57,8 +57,8 @@ SUBMIT_BODY = {
                         "acquired_at": {"type": "string", "format": "date-time"},
                         "options": {"type": "string", "description": "JSON object, as in the JSON body"},
                         "view": {"type": "string", "format": "binary",
-                                 "description": "the scene's Maxar .IMD, or its STAC or Planet item (JSON), "
-                                                "for its view (or give it in options)"},
+                                 "description": "the scene's metadata, for its view (or give it in options): "
+                                                "a Maxar .IMD or .XML, an Airbus DIM_*.XML, or a STAC or Planet item (JSON)"},
                     },
                 }
             },
@@ -242,12 +242,14 @@ async def _small_text(part: UploadFile | str, field: str) -> str:
 
 def with_uploaded_view(options: Any, text: str) -> Any:
     """Job ``options`` with the view an uploaded scene's metadata (field ``view``) records: a Maxar
-    ``.IMD``, or a STAC or Planet item's JSON. An upload has no file beside it to read it from."""
+    ``.IMD`` or ``.XML``, an Airbus DIMAP, or a STAC or Planet item's JSON. An upload has no file
+    beside it to read it from."""
     view = view_from_metadata_text(text)
     if view is None:
-        raise InvalidRequest("field 'view' is neither a Maxar .IMD giving IMAGE_1's meanOffNadirViewAngle (0-60) "
-                             "and meanSatAz (0-360) nor a STAC or Planet item whose properties give view:off_nadir "
-                             "and view:azimuth, or view_angle and satellite_azimuth")
+        raise InvalidRequest("field 'view' records no view: it must be a Maxar .IMD or .XML giving the image's "
+                             "meanOffNadirViewAngle (0-60) and meanSatAz (0-360), an Airbus DIMAP giving the centre's "
+                             "INCIDENCE_ANGLE and AZIMUTH_ANGLE, or a STAC or Planet item whose properties give "
+                             "view:off_nadir and view:azimuth, or view_angle and satellite_azimuth")
     if not isinstance(options, dict):
         return options  # the request's own check names what is wrong with it
     if "off_nadir_deg" in options or "satellite_azimuth_deg" in options:

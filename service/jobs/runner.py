@@ -269,8 +269,7 @@ class Runner:
             self.metrics.active.dec()
             if download is not None:
                 download.unlink(missing_ok=True)
-                for sidecar in (".IMD", ".json"):  # the view's metadata, where fetch_view_sidecar kept one
-                    download.with_suffix(sidecar).unlink(missing_ok=True)
+                download.with_suffix(".IMD").unlink(missing_ok=True)  # the view, where fetch_view_sidecar wrote one
         if outcome is None:
             return
         if self.store.finish(claim, outcome):
@@ -279,17 +278,17 @@ class Runner:
             log.warning("job %s finished here, but its lease had passed to another runner", job.id)
 
     def _materialise(self, job: Job) -> tuple[str, Path | None]:
-        """A local path the pipeline can open (downloading http(s) scenes, with the metadata beside
-        one that gives its view where the job gives none), and a file to delete after (with that
-        metadata)."""
+        """A local path the pipeline can open (downloading http(s) scenes, and the view from the
+        metadata beside one, as ``NAME.IMD``, where the job gives none), and a file to delete after
+        (with its ``.IMD``)."""
         if job.scene_kind == "path":
             # Checked at submission; checked again, in case a symlink changed while it waited.
             return str(check_local(job.scene, self.settings.allowed_roots())), None
         if job.scene_kind == "url" and job.scene.lower().startswith(("http://", "https://")):
             dest = self.settings.downloads_path / f"{job.id}.tif"
             fetch_remote(job.scene, dest, self.settings)
-            if job.options.get("off_nadir_deg") is None and (sidecar := fetch_view_sidecar(job.scene, dest, self.settings)):
-                log.info("job %s: the scene's view comes from the %s beside it", job.id, sidecar.suffix)
+            if job.options.get("off_nadir_deg") is None and fetch_view_sidecar(job.scene, dest, self.settings):
+                log.info("job %s: the scene's view comes from the metadata beside it", job.id)
             return str(dest), dest
         return job.scene, None  # an upload we stored, or s3:// read by GDAL under the operator's config
 

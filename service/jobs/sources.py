@@ -9,8 +9,9 @@
   actually connected to, with a size limit; GDAL never fetches a user's URL.
 - Uploaded and downloaded files must be TIFFs (by their first bytes): other formats GDAL reads,
   such as VRT, can point at arbitrary files and URLs. The one other file fetched is the metadata
-  beside an http(s) scene that gives its view (a Maxar ``.IMD``, or a STAC or Planet JSON:
-  ``fetch_view_sidecar``), by the same checks, kept only where it records a view.
+  beside an http(s) scene that gives its view (a Maxar ``.IMD`` or ``.XML``, an Airbus DIMAP, a
+  STAC or Planet JSON: ``fetch_view_sidecar``), by the same checks; only the view read from it is
+  kept.
 """
 
 from __future__ import annotations
@@ -25,10 +26,9 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from service.errors import NotARaster, RailsightError, SceneError, SceneNotFound
 from service.jobs.errors import BadScenePath, SceneNotAllowed, TooLarge
-from service.scene_metadata import MAX_BYTES as METADATA_MAX_BYTES
-from service.scene_metadata import candidate_names
+from service.scene_metadata import candidate_names, dimap_name
 from service.service_settings import ServiceSettings
-from service.view_geometry import view_from_metadata_text
+from service.view_geometry import imd_text, view_from_metadata_text
 
 REMOTE_SCHEMES = ("http", "https", "s3")
 MAX_REDIRECTS = 5
@@ -39,7 +39,7 @@ METADATA_ADDRESSES = {
 }
 METADATA_HOSTS = {"metadata", "metadata.google.internal", "metadata.goog", "instance-data", "instance-data.ec2.internal"}
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
-SIDECAR_MAX_BYTES = 64 * 1024  # a Maxar .IMD is a few kB
+SIDECAR_MAX_BYTES = 256 * 1024  # a Maxar .IMD is a few kB, its .XML, a DIMAP or a STAC item tens
 
 Resolver = Callable[[str], list[str]]
 
@@ -220,28 +220,34 @@ def fetch_remote(url: str, dest: Path, settings: ServiceSettings, *, resolver: R
 
 def fetch_view_sidecar(url: str, scene: Path, settings: ServiceSettings, *,
                        resolver: Resolver = resolve_host) -> Path | None:
-    """The metadata that gives an http(s) scene's view, downloaded beside ``scene``, the scene's
-    download, where the pipeline reads it as beside a local file: the Maxar ``.IMD`` beside the URL
-    (its file name with ``.IMD`` or ``.imd`` for its suffix, query kept) as ``NAME.IMD``, else a
-    STAC or Planet JSON by the names ``service.scene_metadata.candidate_names`` gives, as
-    ``NAME.json``. The first that records a view is kept and returned; None where none does (then
-    nothing is left beside the scene). Most scenes have none, so nothing here fails the job."""
+    """The view of an http(s) scene from the metadata beside its URL, written beside ``scene``, the
+    scene's download, as ``NAME.IMD`` (``imd_text``), where GDAL reads it with the scene as beside a
+    local file. Tried in turn, query kept: the URL's file name with ``.IMD``, ``.imd``, ``.XML`` or
+    ``.xml`` for its suffix (Maxar), the ``DIM_*.XML`` of an ``IMG_*`` image (Airbus), and the STAC
+    or Planet JSON names ``service.scene_metadata.candidate_names`` gives. The first that records a
+    view is used; None where none does (then nothing is left beside the scene). Most scenes have
+    none, so nothing here fails the job."""
     parts = urlsplit(url)
     name = PurePosixPath(parts.path)
     if not name.name:
         return None
-    tries = [(name.with_suffix(suffix).name, scene.with_suffix(".IMD"), SIDECAR_MAX_BYTES) for suffix in (".IMD", ".imd")]
-    tries += [(json_name, scene.with_suffix(".json"), METADATA_MAX_BYTES) for json_name in candidate_names(Path(name.name))]
-    for sidecar_name, dest, max_bytes in tries:
-        sidecar = urlunsplit(parts._replace(path=str(name.with_name(sidecar_name))))
-        try:
-            fetch_remote(sidecar, dest, settings, resolver=resolver, what="scene's metadata",
-                         max_bytes=max_bytes, tiff=False)
-        except RailsightError:
-            continue
-        if view_from_metadata_text(dest.read_text(errors="replace")) is not None:
-            return dest
-        dest.unlink()
+    names = [name.with_suffix(suffix).name for suffix in (".IMD", ".imd", ".XML", ".xml")]
+    names += [n for n in (dimap_name(name.name),) if n] + candidate_names(Path(name.name))
+    fetched, dest = scene.with_suffix(".metadata"), scene.with_suffix(".IMD")
+    try:
+        for sidecar_name in names:
+            sidecar = urlunsplit(parts._replace(path=str(name.with_name(sidecar_name))))
+            try:
+                fetch_remote(sidecar, fetched, settings, resolver=resolver, what="scene's metadata",
+                             max_bytes=SIDECAR_MAX_BYTES, tiff=False)
+            except RailsightError:
+                continue
+            view = view_from_metadata_text(fetched.read_text(errors="replace"))
+            if view is not None:
+                dest.write_text(imd_text(view))
+                return dest
+    finally:
+        fetched.unlink(missing_ok=True)
     return None
 
 

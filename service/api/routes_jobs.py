@@ -57,8 +57,8 @@ SUBMIT_BODY = {
                         "acquired_at": {"type": "string", "format": "date-time"},
                         "options": {"type": "string", "description": "JSON object, as in the JSON body"},
                         "view": {"type": "string", "format": "binary",
-                                 "description": "the scene's metadata, for its view (or give it in options): "
-                                                "a Maxar .IMD or .XML, an Airbus DIM_*.XML, or a STAC or Planet item (JSON)"},
+                                 "description": "the scene's metadata, for its view (or give it in options): a Maxar "
+                                                ".IMD or .XML, an Airbus DIM_*.XML, or a STAC or Planet item (JSON)"},
                     },
                 }
             },

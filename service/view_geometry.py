@@ -139,6 +139,7 @@ def view_from_metadata_text(text: str) -> View | None:
     """The view in the text of a metadata file read without its scene beside it (an upload's field, a
     download): XML is a Maxar ``.XML`` or an Airbus DIMAP, JSON a STAC or Planet item, anything else
     a Maxar ``.IMD``."""
+    text = text.removeprefix("\ufeff")  # a byte-order mark, as Windows editors save UTF-8
     if text.lstrip().startswith("<"):
         try:
             return view_from_imd(xml_tags(text))

@@ -88,8 +88,10 @@ def test_gdal_reads_the_view_from_a_maxar_imd_beside_the_scene(tmp_path):
     (tmp_path / f"{stem}.IMD").unlink()
     (tmp_path / f"{stem}.XML").write_text(maxar_xml(21.4, 201.5))
     assert inspect_scene(scene, model_pixel_size_m=0.5).view == View(21.4, 201.5, "scene metadata")
-    # Read without GDAL (an upload's, a download's), the .XML and the .IMD give the same view.
-    assert view_from_metadata_text(maxar_xml(21.4, 201.5)) == view_from_metadata_text(MAXAR_IMD) == info.view
+    # Read without GDAL (an upload's, a download's), the .XML and the .IMD give the same view, with
+    # a byte-order mark before them or not, as does a STAC item.
+    for text in (maxar_xml(21.4, 201.5), MAXAR_IMD, stac_item("1", {"view:off_nadir": 21.4, "view:azimuth": 201.5})):
+        assert view_from_metadata_text(text) == view_from_metadata_text("\ufeff" + text) == info.view, text
 
 
 def maxar_xml(off_nadir: float, azimuth: float) -> str:

@@ -42,7 +42,7 @@ from service.errors import (
     TooFewBands,
 )
 from service.georeference import scene_georeference
-from service.scene_metadata import view_beside
+from service.scene_metadata import band_names_beside, view_beside
 from service.view_geometry import View, view_from_imd
 
 # GDAL's block cache defaults to 5 % of RAM per process; tiles are read in row order and neighbours
@@ -59,6 +59,10 @@ CHECK_GRID = 6
 SPARSE_WINDOW_PX = 64
 # Longest side of the decimated read used for statistics (stretch and the no-data check).
 STATS_SIDE = 1024
+# What chose a scene's red, green and blue bands (SceneInfo.bands_from, summary.scene.bands_from).
+BANDS_FROM_OPTION, BANDS_FROM_COLOUR, BANDS_FROM_NAMES, BANDS_FROM_ORDER = (
+    "option", "colour interpretation", "band names", "band order")
+RGB_NAMES = ("red", "green", "blue")
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ class SceneInfo:
     contrast: Contrast | None = None  # contrast scale about the band means, after the gains (the same)
     georeferencing: dict[str, object] | None = field(default=None, compare=False)  # service.georeference, as summarised
     view: View | None = None  # the view its metadata records (service.view_geometry)
+    bands_from: str = BANDS_FROM_COLOUR  # what chose rgb_bands (pick_rgb_bands)
 
     @property
     def affine(self) -> Affine:
@@ -169,20 +174,35 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def pick_rgb_bands(colorinterp: tuple[ColorInterp, ...], count: int, bands: tuple[int, ...] | None) -> tuple[int, int, int]:
-    """1-based red, green, blue band indexes: ``bands`` if given, else by colour interpretation,
-    else the first three."""
+def pick_rgb_bands(colorinterp: tuple[ColorInterp, ...], count: int, bands: tuple[int, ...] | None,
+                   names: Callable[[], tuple[str, ...]] = tuple) -> tuple[tuple[int, int, int], str]:
+    """1-based red, green, blue band indexes, and what chose them: ``bands`` if given, else by
+    colour interpretation, else by ``names()`` (each band's name in lower case, where the scene's
+    metadata gives one; only looked up when needed), else the first three."""
     if bands is not None:
         if len(bands) != 3:
             raise BadOption(f"--bands needs exactly three band numbers, got {len(bands)}")
         bad = [b for b in bands if not 1 <= b <= count]
         if bad:
             raise BadOption(f"--bands {bad[0]} is out of range: the scene has bands 1..{count}")
-        return (bands[0], bands[1], bands[2])
+        return (bands[0], bands[1], bands[2]), BANDS_FROM_OPTION
     wanted = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
     if all(c in colorinterp for c in wanted):
-        return tuple(colorinterp.index(c) + 1 for c in wanted)  # type: ignore[return-value]
-    return (1, 2, 3)
+        return tuple(colorinterp.index(c) + 1 for c in wanted), BANDS_FROM_COLOUR  # type: ignore[return-value]
+    named = names()
+    if len(named) == count and all(n in named for n in RGB_NAMES):
+        return tuple(named.index(n) + 1 for n in RGB_NAMES), BANDS_FROM_NAMES  # type: ignore[return-value]
+    return (1, 2, 3), BANDS_FROM_ORDER
+
+
+def band_names(descriptions: tuple[str | None, ...], path: str) -> tuple[str, ...]:
+    """Each band's name, lower case: GDAL's band descriptions where they name red, green and blue
+    (some products write "Red", "Green", ...), else the common names of a STAC item beside a local
+    scene (``service.scene_metadata.band_names_beside``); () where neither does."""
+    described = tuple((d or "").strip().lower() for d in descriptions)
+    if all(n in described for n in RGB_NAMES):
+        return described
+    return () if is_remote(path) else band_names_beside(path)
 
 
 def ground_pixel_size(crs: CRS, transform: Affine, width: int, height: int) -> tuple[float, float]:
@@ -230,7 +250,8 @@ def inspect_scene(
             raise SceneTooLarge(
                 f"scene is {src.width} x {src.height} px, over the limit of {max_pixels:,} pixels: {path}"
             )
-        rgb = pick_rgb_bands(tuple(src.colorinterp), src.count, bands)
+        rgb, bands_from = pick_rgb_bands(tuple(src.colorinterp), src.count, bands,
+                                         lambda: band_names(tuple(src.descriptions), path))
         try:
             georef = scene_georeference(src, path)
         except NeedsWarping:
@@ -274,6 +295,7 @@ def inspect_scene(
             crs_wkt=crs_wkt,
             transform=tuple(transform)[:6],
             rgb_bands=rgb,
+            bands_from=bands_from,
             pixel_size_m=(float(pixel_size[0]), float(pixel_size[1])),
             model_pixel_size_m=model_pixel_size_m,
             grid_scale=(scale[0], scale[1]),

@@ -1,4 +1,4 @@
-"""The JSON metadata a vendor or catalogue delivers beside a scene, and the view it records.
+"""The JSON metadata a vendor or catalogue delivers beside a scene: the view and the bands it records.
 
 GDAL reads a Maxar ``.IMD`` or an Airbus DIMAP file with the scene itself (``service.rasters``).
 A STAC item, and Planet's ``*_metadata.json``, it does not: they are found here, by name. Such a
@@ -8,13 +8,16 @@ puts ``10300100A5431800.json`` beside ``10300100A5431800-visual.tif``, Planet pu
 and a scene called ``yard.tif`` may have ``yard.json``. So the names tried are the image's name and
 each part of it up to a ``_``, ``-`` or ``.``, longest first, as ``NAME.json`` and
 ``NAME_metadata.json``: a few look-ups, never a listing of the folder, which may hold thousands.
+A STAC item whose asset is the scene's file may also name its bands (``eo:bands``), which says
+which are red, green and blue in a multispectral image that does not say so itself.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
 
 from service.view_geometry import View, view_from_item
 
@@ -40,9 +43,42 @@ def dimap_name(image: str) -> str | None:
 
 def view_beside(scene: str | Path) -> tuple[View, Path] | None:
     """The view recorded by the first JSON file beside a local ``scene`` (see ``candidate_names``)
-    that records one, and that file; None where none does. A file that cannot be read or parsed is
-    passed over: most scenes have none, and a stray file must not stop a run."""
+    that records one, and that file; None where none does."""
+    for path, item in _items_beside(Path(scene)):
+        view = view_from_item(item)
+        if view is not None:
+            return view, path
+    return None
+
+
+def band_names_beside(scene: str | Path) -> tuple[str, ...]:
+    """Each band's common name (``red``, ``nir``, ...; "" where none is given) from the first STAC
+    item beside a local ``scene`` with an asset that is this very file (the last part of its
+    ``href`` is the scene's file name), from the asset's ``eo:bands`` (STAC 1.0) or ``bands``
+    (STAC 1.1); () where there is none."""
     scene = Path(scene)
+    for _, item in _items_beside(scene):
+        assets = item.get("assets")
+        for asset in assets.values() if isinstance(assets, dict) else ():
+            if not isinstance(asset, dict) or PurePosixPath(str(asset.get("href", ""))).name != scene.name:
+                continue
+            bands = asset.get("eo:bands") or asset.get("bands")
+            if isinstance(bands, list) and bands:
+                return tuple(_common_name(band) for band in bands)
+    return ()
+
+
+def _common_name(band: object) -> str:
+    if not isinstance(band, dict):
+        return ""
+    name = band.get("common_name", band.get("eo:common_name"))
+    return name.strip().lower() if isinstance(name, str) else ""
+
+
+def _items_beside(scene: Path) -> Iterator[tuple[Path, dict]]:
+    """The JSON objects in the files named ``candidate_names(scene)`` beside it, in that order. A file
+    that cannot be read or parsed is passed over: most scenes have none, and a stray file must not
+    stop a run."""
     for name in candidate_names(scene):
         path = scene.with_name(name)
         try:
@@ -51,7 +87,5 @@ def view_beside(scene: str | Path) -> tuple[View, Path] | None:
             item = json.loads(path.read_bytes())
         except (OSError, ValueError, RecursionError):  # RecursionError: nested past what json parses
             continue
-        view = view_from_item(item)
-        if view is not None:
-            return view, path
-    return None
+        if isinstance(item, dict):
+            yield path, item

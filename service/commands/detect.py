@@ -19,6 +19,7 @@ from service.pipeline import (
     options_from_settings,
     prepare_scene,
 )
+from service.rasters import BANDS_FROM_ORDER
 from service.settings import PipelineSettings
 
 
@@ -167,6 +168,9 @@ def run(args: argparse.Namespace) -> int:
     notes = f", colour balanced: R x{gains[0]:.2f} G x{gains[1]:.2f} B x{gains[2]:.2f}" if gains else ""
     if summary.get("contrast_scale"):
         notes += f", contrast x{summary['contrast_scale']:.2f}"
+    scene = summary["scene"]
+    if scene.get("bands_from") == BANDS_FROM_ORDER and scene.get("band_count", 3) > 3:
+        notes += ", bands 1-3 read as red, green, blue: --bands to choose"  # nothing in the scene says which are
     if view := summary.get("view"):
         notes += f", seen {view['off_nadir_deg']:g} deg off nadir ({view['source']})"
     print(f"{args.output}: {counts} ({summary['timings']['total_s']:.1f} s, {summary['device']}{notes})")

@@ -42,7 +42,7 @@ from service.errors import (
     TooFewBands,
 )
 from service.georeference import scene_georeference
-from service.scene_metadata import band_names_beside, view_beside
+from service.scene_metadata import band_names_beside, metadata_beside, view_beside
 from service.view_geometry import View, view_from_imd
 
 # GDAL's block cache defaults to 5 % of RAM per process; tiles are read in row order and neighbours
@@ -144,8 +144,8 @@ def _open(path: str):
 def scene_inputs(path: str) -> list[list[Any]] | None:
     """The files a local scene is read from: the image, the metadata beside it that GDAL takes in
     (a Maxar ``.IMD`` or ``.XML``, an Airbus ``DIM_*.XML``, a ``.aux.xml``), and a STAC or Planet
-    JSON that gives its view (``service.scene_metadata``), each with its ``_file_identity``. None
-    for a remote scene, or one that cannot be opened."""
+    JSON that gives its view or names its bands (``service.scene_metadata``), each with its
+    ``_file_identity``. None for a remote scene, or one that cannot be opened."""
     if is_remote(path):
         return None
     try:
@@ -153,9 +153,7 @@ def scene_inputs(path: str) -> list[list[Any]] | None:
             files = [os.path.normpath(f) for f in src.files]
     except SceneError:
         return None
-    found = view_beside(path)
-    if found:
-        files.append(os.path.normpath(found[1]))
+    files += [os.path.normpath(f) for f in metadata_beside(path)]
     stamped: list[list[Any]] = []
     for f in files:
         identity = _file_identity(f)

@@ -58,13 +58,29 @@ def band_names_beside(scene: str | Path) -> tuple[str, ...]:
     (STAC 1.1); () where there is none."""
     scene = Path(scene)
     for _, item in _items_beside(scene):
-        assets = item.get("assets")
-        for asset in assets.values() if isinstance(assets, dict) else ():
-            if not isinstance(asset, dict) or PurePosixPath(str(asset.get("href", ""))).name != scene.name:
-                continue
-            bands = asset.get("eo:bands") or asset.get("bands")
-            if isinstance(bands, list) and bands:
-                return tuple(_common_name(band) for band in bands)
+        names = _band_names_in(item, scene.name)
+        if names:
+            return names
+    return ()
+
+
+def metadata_beside(scene: str | Path) -> list[Path]:
+    """The JSON files beside a local ``scene`` that say something it is read with: its view or its
+    bands (for ``railsight batch``, which redoes a scene whose files change)."""
+    scene = Path(scene)
+    return [path for path, item in _items_beside(scene)
+            if view_from_item(item) is not None or _band_names_in(item, scene.name)]
+
+
+def _band_names_in(item: dict, file_name: str) -> tuple[str, ...]:
+    assets = item.get("assets")
+    for asset in assets.values() if isinstance(assets, dict) else ():
+        if not isinstance(asset, dict) or PurePosixPath(str(asset.get("href", ""))).name != file_name:
+            continue
+        bands = asset.get("eo:bands") or asset.get("bands")
+        names = tuple(_common_name(band) for band in bands) if isinstance(bands, list) else ()
+        if any(names):
+            return names
     return ()
 
 

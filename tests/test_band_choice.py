@@ -11,7 +11,7 @@ import pytest
 import rasterio
 from rasterio.enums import ColorInterp
 
-from service.rasters import inspect_scene
+from service.rasters import inspect_scene, scene_inputs
 from tests import scenes
 from tests.test_detect_cli import detect
 
@@ -57,6 +57,8 @@ def test_a_stac_items_band_names_say_which_are_red_green_blue(tmp_path):
         {"name": b["name"], "eo:common_name": b["common_name"]} for b in BLUE_GREEN_RED_NIR]}}))
     assert bands(scene) == ((3, 2, 1), "band names")
     assert bands(scene, bands=(1, 2, 3)) == ((1, 2, 3), "option")  # the user's choice wins
+    # The item is one of the files the scene is read with: adding it later reruns a batch's scene.
+    assert [f[0] for f in scene_inputs(str(scene))] == sorted([str(scene), str(item)])
 
 
 @pytest.mark.parametrize("assets", [
@@ -69,6 +71,14 @@ def test_band_names_that_do_not_describe_this_file_are_not_used(tmp_path, assets
     scene = bgrn(tmp_path / "1040010ABC-ms.tif")
     (tmp_path / "1040010ABC.json").write_text(stac_item(assets))
     assert bands(scene) == ((1, 2, 3), "band order")
+
+
+def test_an_item_that_names_no_band_of_this_file_is_not_one_of_its_inputs(tmp_path):
+    scene = bgrn(tmp_path / "1040010ABC-ms.tif")
+    for assets in ({"ms": {"href": "./other.tif", "eo:bands": BLUE_GREEN_RED_NIR}},
+                   {"ms": {"href": "./1040010ABC-ms.tif", "eo:bands": [{"name": "B1"}, {"name": "B2"}]}}):
+        (tmp_path / "1040010ABC.json").write_text(stac_item(assets))
+        assert [f[0] for f in scene_inputs(str(scene))] == [str(scene)]
 
 
 def test_gdal_band_descriptions_name_them(tmp_path):

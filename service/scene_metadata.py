@@ -18,6 +18,7 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
 
 from service.view_geometry import View, view_from_item
 
@@ -73,9 +74,11 @@ def metadata_beside(scene: str | Path) -> list[Path]:
 
 
 def _band_names_in(item: dict, file_name: str) -> tuple[str, ...]:
+    """The common names of the bands of ``item``'s asset whose ``href`` (a path or URL, its query
+    aside) ends in ``file_name``; () where none has any."""
     assets = item.get("assets")
     for asset in assets.values() if isinstance(assets, dict) else ():
-        if not isinstance(asset, dict) or PurePosixPath(str(asset.get("href", ""))).name != file_name:
+        if not isinstance(asset, dict) or PurePosixPath(urlsplit(str(asset.get("href", ""))).path).name != file_name:
             continue
         bands = asset.get("eo:bands") or asset.get("bands")
         names = tuple(_common_name(band) for band in bands) if isinstance(bands, list) else ()

@@ -96,12 +96,20 @@ def view_from_imd(tags: dict[str, str]) -> View | None:
         off_nadir, azimuth = (tags.get(key) for key in MAXAR_XML_ANGLES)
     if off_nadir is None and azimuth is None:
         off_nadir, azimuth = _dimap_centre_angles(tags)
+    return _metadata_view(off_nadir, azimuth)
+
+
+def _metadata_view(off_nadir: object, azimuth: object, *, either_side: bool = False) -> View | None:
+    """The view of two angles as metadata gives them (text or numbers); None where either is
+    missing, not a number, or out of range. ``either_side``: the off-nadir angle may carry a sign
+    for the side of the track, and its size is the angle."""
     if off_nadir is None or azimuth is None:
         return None
     try:
-        view = View(float(off_nadir), float(azimuth) % 360.0, "scene metadata")
+        off = float(off_nadir)  # type: ignore[arg-type]  # anything else raises, and is no view
+        view = View(abs(off) if either_side else off, float(azimuth) % 360.0, "scene metadata")  # type: ignore[arg-type]
         view.check()
-    except (ValueError, BadOption):
+    except (TypeError, ValueError, BadOption):
         return None
     return view
 
@@ -115,14 +123,8 @@ def view_from_item(item: object) -> View | None:
         return None
     for off_key, azimuth_key in (STAC_ANGLES, (STAC_INCIDENCE, STAC_ANGLES[1]), PLANET_ANGLES):
         off_nadir, azimuth = props.get(off_key), props.get(azimuth_key)
-        if off_nadir is None or azimuth is None:
-            continue
-        try:
-            view = View(abs(float(off_nadir)), float(azimuth) % 360.0, "scene metadata")
-            view.check()
-        except (TypeError, ValueError, BadOption):
-            return None
-        return view
+        if off_nadir is not None and azimuth is not None:
+            return _metadata_view(off_nadir, azimuth, either_side=True)
     return None
 
 

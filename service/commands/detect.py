@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
     if summary.get("contrast_scale"):
         notes += f", contrast x{summary['contrast_scale']:.2f}"
     scene = summary["scene"]
-    if scene.get("bands_from") == BANDS_FROM_ORDER and scene.get("band_count", 3) > 3:
+    if scene["bands_from"] == BANDS_FROM_ORDER and scene["band_count"] > 3:
         notes += ", bands 1-3 read as red, green, blue: --bands to choose"  # nothing in the scene says which are
     if view := summary.get("view"):
         notes += f", seen {view['off_nadir_deg']:g} deg off nadir ({view['source']})"

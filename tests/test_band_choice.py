@@ -14,6 +14,7 @@ from rasterio.enums import ColorInterp
 from service.rasters import inspect_scene, scene_inputs
 from tests import scenes
 from tests.test_detect_cli import detect
+from tests.test_view_geometry import stac_item as view_stac_item
 
 BLUE_GREEN_RED_NIR = [{"name": "B", "common_name": "blue"}, {"name": "G", "common_name": "green"},
                       {"name": "R", "common_name": "red"}, {"name": "N", "common_name": "nir"}]
@@ -34,8 +35,7 @@ def bgrn(path, image=None):
 
 
 def stac_item(assets: dict) -> str:
-    return json.dumps({"type": "Feature", "stac_version": "1.0.0", "id": "1040010ABC", "properties": {},
-                       "assets": assets})
+    return view_stac_item("1040010ABC", {}, assets)  # an item with no view: only its bands count here
 
 
 def bands(scene, **kw):

@@ -141,12 +141,12 @@ def test_the_imd_railsight_writes_reads_back_and_a_broken_one_is_no_view(tmp_pat
     assert view_from_imd({"IMAGE_1.meanOffNadirViewAngle": "80", "IMAGE_1.meanSatAz": "33"}) is None
 
 
-def stac_item(item_id: str, properties: dict, asset: str | None = None) -> str:
+def stac_item(item_id: str, properties: dict, assets: dict | None = None) -> str:
     """A STAC item (GeoJSON Feature) as a catalogue delivers it, with the view extension's angles."""
     item = {"type": "Feature", "stac_version": "1.0.0", "id": item_id,
             "stac_extensions": ["https://stac-extensions.github.io/view/v1.0.0/schema.json"],
             "geometry": None, "properties": {"datetime": "2020-05-02T03:10:11Z", **properties},
-            "assets": {"visual": {"href": f"./{asset}", "type": "image/tiff"}} if asset else {}}
+            "assets": assets or {}}
     return json.dumps(item)
 
 
@@ -158,7 +158,7 @@ def test_the_view_comes_from_a_stac_item_named_after_the_scenes_id(tmp_path):
     before = [f[0] for f in scene_inputs(str(scene))]
     item = tmp_path / "10300100A5431800.json"
     item.write_text(stac_item("10300100A5431800", {"view:off_nadir": 17.2, "view:azimuth": 98.5},
-                              "10300100A5431800-visual.tif"))
+                              {"visual": {"href": "./10300100A5431800-visual.tif", "type": "image/tiff"}}))
     assert inspect_scene(scene, model_pixel_size_m=0.5).view == View(17.2, 98.5, "scene metadata")
     assert [f[0] for f in scene_inputs(str(scene))] == sorted([*before, str(item)])
     # Only the incidence angle (the same angle from the ground): that, with the azimuth.
